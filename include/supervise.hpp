@@ -1,0 +1,1476 @@
+// supervise.hpp: turn a program into a pre-forking daemon with one include.
+//
+// A master process forks and watches a pool of workers, turns signals into
+// actions chosen at compile time, and stops everything cleanly when asked to or
+// when a worker fails. The process model is the one of SER/Kamailio's
+// "server shutdown" document; docs/design.md maps every paragraph of it to the
+// code below and lists where the mechanism deliberately differs.
+//
+// SPDX-License-Identifier: MIT
+//
+// The file reads top to bottom:
+//   1. configuration   (SUPERVISE_CONFIG_* macros, version, platform checks)
+//   2. declarations    (the public API: actions, signal_map, options, pool)
+//   3. implementation  (supervise::detail and the pool's members)
+
+#ifndef SUPERVISE_HPP
+#define SUPERVISE_HPP
+
+// ============================================================================
+// 1. Configuration
+// ============================================================================
+
+#define SUPERVISE_VERSION_MAJOR 0
+#define SUPERVISE_VERSION_MINOR 1
+#define SUPERVISE_VERSION_PATCH 0
+#define SUPERVISE_VERSION_STR "0.1.0"
+#define SUPERVISE_VERSION \
+    (SUPERVISE_VERSION_MAJOR * 10000 + SUPERVISE_VERSION_MINOR * 100 + SUPERVISE_VERSION_PATCH)
+
+// Two different versions of this header in one program would share the
+// process-wide signal state under one name and silently disagree about its
+// layout; the versioned inline namespace turns that into a link error.
+#define SUPERVISE_ABI_NAMESPACE v0_1
+
+#if !defined(__linux__)
+#error "supervise.hpp supports Linux only: it relies on prctl(PR_SET_PDEATHSIG), ppoll(2) and /proc"
+#endif
+#if !defined(__cplusplus) || __cplusplus < 201703L
+#error "supervise.hpp needs C++17 or newer"
+#endif
+
+// Workers a pool starts when options::workers is not set.
+#ifndef SUPERVISE_CONFIG_DEFAULT_WORKERS
+#define SUPERVISE_CONFIG_DEFAULT_WORKERS 4
+#endif
+
+// Upper bound accepted for options::workers: a pool size above it is refused
+// before anything starts, as are sizes above RLIMIT_NPROC.
+#ifndef SUPERVISE_CONFIG_MAX_WORKERS
+#define SUPERVISE_CONFIG_MAX_WORKERS 4096
+#endif
+
+// Time workers get between SIGTERM and SIGKILL (OTP's default child shutdown).
+#ifndef SUPERVISE_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS
+#define SUPERVISE_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS 5000
+#endif
+
+// Total time all destroy hooks together may take before the master gives up.
+#ifndef SUPERVISE_CONFIG_DEFAULT_DESTROY_TIMEOUT_MS
+#define SUPERVISE_CONFIG_DEFAULT_DESTROY_TIMEOUT_MS 5000
+#endif
+
+// Signal a worker receives when the master dies (prctl(2) PR_SET_PDEATHSIG).
+#ifndef SUPERVISE_CONFIG_DEFAULT_PARENT_DEATH_SIGNAL
+#define SUPERVISE_CONFIG_DEFAULT_PARENT_DEATH_SIGNAL SIGKILL
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+// ============================================================================
+// 2. Declarations
+// ============================================================================
+
+namespace supervise {
+inline namespace SUPERVISE_ABI_NAMESPACE {
+
+// ---- Actions: what a signal does. Used as the second argument of on<>. ----
+
+// Master: fast stop (SIGTERM to every worker, SIGKILL after the shutdown
+// timeout; a second terminate signal sends SIGKILL at once).
+// Worker: ask the worker to stop (worker_context::stop_requested()).
+struct terminate {};
+// Master: write the statistics table. Worker: write the worker's own line.
+struct print_stats {};
+// Master: count it and carry on. Worker: SIG_IGN.
+struct ignore {};
+
+// One row of a signal table: signal number and action.
+template <int Signal, class Action>
+struct on;
+
+// A compile-time table of signals, one row per signal, e.g.
+//   signal_map<on<SIGTERM, terminate>, on<SIGUSR1, print_stats>>
+template <class... Rows>
+struct signal_map;
+
+// The seed document's table for the master process:
+// SIGINT, SIGPIPE, SIGTERM terminate; SIGUSR1 prints statistics; SIGHUP and
+// SIGUSR2 are ignored. SIGCHLD belongs to the pool: a worker's exit is handed
+// to the strategy, and the default strategy (shutdown_all) terminates, as the
+// seed's SIGCHLD row does.
+using seed_master_signals = signal_map<on<SIGINT, terminate>,    //
+                                       on<SIGPIPE, terminate>,   //
+                                       on<SIGTERM, terminate>,   //
+                                       on<SIGUSR1, print_stats>,  //
+                                       on<SIGHUP, ignore>,       //
+                                       on<SIGUSR2, ignore>>;
+
+// The seed's children: SIGINT and SIGTERM stop the worker, SIGUSR1 prints its
+// statistics line, SIGHUP, SIGUSR2 and SIGPIPE are ignored.
+using seed_worker_signals = signal_map<on<SIGINT, terminate>,    //
+                                       on<SIGTERM, terminate>,   //
+                                       on<SIGUSR1, print_stats>,  //
+                                       on<SIGHUP, ignore>,       //
+                                       on<SIGUSR2, ignore>,      //
+                                       on<SIGPIPE, ignore>>;
+
+// ---- Strategies: what a worker's unrequested exit does. ----
+
+// The seed: any worker that exits during normal operation shuts the whole
+// pool down, and the master exits non-zero.
+struct shutdown_all {};
+
+// ---- Options: the run-time knobs, checked before anything starts. ----
+
+struct options {
+    // Number of worker processes, 1..SUPERVISE_CONFIG_MAX_WORKERS.
+    int workers = SUPERVISE_CONFIG_DEFAULT_WORKERS;
+    // SIGTERM to SIGKILL grace period for workers.
+    std::chrono::milliseconds shutdown_timeout{SUPERVISE_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS};
+    // Bound on the total running time of the destroy hooks.
+    std::chrono::milliseconds destroy_timeout{SUPERVISE_CONFIG_DEFAULT_DESTROY_TIMEOUT_MS};
+    // The seed's dont_fork: run one worker inline, in this process.
+    bool no_fork = false;
+    // Run even when the process already has other threads (see docs/design.md).
+    bool allow_threads = false;
+    // Where the master's log lines go; -1 silences them.
+    int log_fd = STDERR_FILENO;
+    // Where statistics (the master's table, the workers' lines) go; -1 drops them.
+    int stats_fd = STDERR_FILENO;
+    // Prefix of every log line: "NAME[pid]: ...".
+    std::string name = "supervise";
+    // Signal a worker gets when the master dies; 0 turns it off.
+    int parent_death_signal = SUPERVISE_CONFIG_DEFAULT_PARENT_DEATH_SIGNAL;
+};
+
+// ---- What a worker sees. ----
+
+enum class wait_status { ready, stop_requested, timed_out };
+
+class worker_context;
+
+// ---- What run() reports. ----
+
+enum class stop_reason {
+    requested,       // a terminate signal
+    worker_failed,   // a worker exited on its own (the seed's SIGCHLD row)
+    startup_failed,  // a worker could not be started
+};
+
+struct exit_info {
+    enum class kind { running, exited, killed, lost };
+    kind how = kind::running;
+    int code = 0;    // exit status when how == exited
+    int signal = 0;  // signal number when how == killed
+    bool core_dumped = false;
+    // "exited with status 3", "killed by signal 9 (SIGKILL)", "killed by
+    // signal 6 (SIGABRT), core dumped", "running".
+    std::string describe() const;
+};
+
+enum class worker_state { idle, running, stopping, exited };
+
+struct worker_statistics {
+    int index = 0;
+    pid_t pid = 0;
+    worker_state state = worker_state::idle;
+    std::chrono::milliseconds uptime{0};
+    unsigned restarts = 0;
+    exit_info last_exit;
+};
+
+struct statistics {
+    pid_t master_pid = 0;
+    std::chrono::milliseconds uptime{0};
+    std::uint64_t signals_received = 0;
+    // signals_by_number[s] counts deliveries of signal s (standard signals
+    // coalesce in the kernel, so this counts deliveries, not kill() calls).
+    std::vector<std::uint32_t> signals_by_number;
+    std::vector<worker_statistics> workers;
+    // The table SIGUSR1 prints.
+    std::string table() const;
+};
+
+struct outcome {
+    stop_reason reason = stop_reason::requested;
+    int exit_status = 0;  // 0 only for a requested stop; pass it to exit()
+    int signal = 0;       // the signal that requested the stop, if any
+    std::string detail;   // one line: why the pool stopped
+    int hooks_failed = 0; // destroy hooks that threw
+};
+
+// The operating-system seam. Every system call the pool makes goes through
+// these static functions, so a test (or a user's test) can derive from
+// posix_system, hide one of them and inject a failure. Signal handlers never
+// go through the seam: they call the raw async-signal-safe syscalls.
+struct posix_system {
+    static pid_t fork() noexcept { return ::fork(); }
+    static int kill(pid_t pid, int sig) noexcept { return ::kill(pid, sig); }
+    static pid_t waitpid(pid_t pid, int* status, int flags) noexcept {
+        return ::waitpid(pid, status, flags);
+    }
+    static int sigaction(int sig, const struct ::sigaction* act, struct ::sigaction* old) noexcept {
+        return ::sigaction(sig, act, old);
+    }
+    // pthread_sigmask reports errors by return value; this keeps the -1/errno
+    // convention of the other calls.
+    static int thread_sigmask(int how, const sigset_t* set, sigset_t* old) noexcept {
+        const int rc = ::pthread_sigmask(how, set, old);
+        if (rc != 0) {
+            errno = rc;
+            return -1;
+        }
+        return 0;
+    }
+    static int ppoll(struct pollfd* fds, nfds_t n, const struct timespec* timeout,
+                     const sigset_t* mask) noexcept {
+        return ::ppoll(fds, n, timeout, mask);
+    }
+    static int sigtimedwait(const sigset_t* set, const struct timespec* timeout) noexcept {
+        return ::sigtimedwait(set, nullptr, timeout);
+    }
+    static int pipe2(int fds[2], int flags) noexcept { return ::pipe2(fds, flags); }
+    static int close(int fd) noexcept { return ::close(fd); }
+    static ssize_t write(int fd, const void* data, std::size_t size) noexcept {
+        return ::write(fd, data, size);
+    }
+    static ssize_t read(int fd, void* data, std::size_t size) noexcept {
+        return ::read(fd, data, size);
+    }
+    static int setpgid(pid_t pid, pid_t pgid) noexcept { return ::setpgid(pid, pgid); }
+    static int set_parent_death_signal(int sig) noexcept {
+        return ::prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(sig), 0UL, 0UL, 0UL);
+    }
+    static pid_t getppid() noexcept { return ::getppid(); }
+    static int setitimer(int which, const struct itimerval* value, struct itimerval* old) noexcept {
+        return ::setitimer(which, value, old);
+    }
+};
+
+// The pool: a master and its workers.
+//   Worker          callable as void(worker_context&) or int(worker_context&)
+//   MasterSignals   signal_map for the master
+//   WorkerSignals   signal_map for each worker
+//   Strategy        shutdown_all
+//   System          posix_system, or a type derived from it (tests)
+template <class Worker, class MasterSignals = seed_master_signals,
+          class WorkerSignals = seed_worker_signals, class Strategy = shutdown_all,
+          class System = posix_system>
+class pool;
+
+// Spells the maps and strategy without naming the worker's (lambda) type:
+//   auto p = supervise::make_pool<my_master_map>(worker, opts);
+template <class MasterSignals = seed_master_signals, class WorkerSignals = seed_worker_signals,
+          class Strategy = shutdown_all, class System = posix_system, class Worker>
+pool<Worker, MasterSignals, WorkerSignals, Strategy, System> make_pool(Worker worker,
+                                                                       options opts = {});
+
+// "SIGTERM", "SIGRTMIN+3", "signal 99".
+std::string signal_name(int sig);
+
+}  // namespace SUPERVISE_ABI_NAMESPACE
+}  // namespace supervise
+
+// ============================================================================
+// 3. Implementation
+// ============================================================================
+
+namespace supervise {
+inline namespace SUPERVISE_ABI_NAMESPACE {
+namespace detail {
+
+// The pending set is one 64-bit word: one bit per signal 1..64 (Linux has 64).
+constexpr int max_signal = 64;
+
+constexpr std::uint64_t signal_bit(int sig) noexcept {
+    return (sig >= 1 && sig <= max_signal) ? (std::uint64_t{1} << (sig - 1)) : 0;
+}
+
+// Everything a signal handler touches. A handler may only use lock-free
+// atomics (C++17 [support.signal]): a lock inside std::atomic would deadlock
+// when the signal interrupts the thread holding it.
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "supervise: the pending-signal set must be a lock-free atomic");
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free,
+              "supervise: signal counters must be lock-free atomics");
+static_assert(std::atomic<int>::is_always_lock_free,
+              "supervise: the wake-up descriptor must be a lock-free atomic");
+
+struct signal_state {
+    // One bit per signal, set by the handler, taken by the loop. Unlike
+    // Kamailio's single `sig_flag`, two different signals never overwrite
+    // each other.
+    std::atomic<std::uint64_t> pending{0};
+    // Write end of the master's self-pipe, or -1. Lets a signal taken by any
+    // thread wake the master (see docs/design.md, "Threads").
+    std::atomic<int> wake_fd{-1};
+    // Where the destroy-hook deadline handler writes its one line.
+    std::atomic<int> deadline_fd{-1};
+    std::atomic<std::uint32_t> received[max_signal + 1]{};
+};
+
+// Constant-initialised (no guard variable, no constructor running at load
+// time), so it is usable from a handler at any moment, and one object for the
+// whole program however many translation units include this header.
+#if defined(__cpp_constinit)
+constinit
+#endif
+    inline signal_state process_signals{};
+
+// The one handler of every mapped signal: record, wake, nothing else.
+// Everything it calls is on the signal-safety(7) list; tests/handler_safety
+// disassembles it to prove that.
+inline void on_signal(int sig) noexcept {
+    const int saved_errno = errno;
+    if (sig >= 1 && sig <= max_signal) {
+        process_signals.received[sig].fetch_add(1, std::memory_order_relaxed);
+        process_signals.pending.fetch_or(signal_bit(sig), std::memory_order_release);
+        const int fd = process_signals.wake_fd.load(std::memory_order_acquire);
+        if (fd >= 0) {
+            const char byte = 0;
+            // A full pipe (EAGAIN) already holds a wake-up: nothing is lost.
+            if (::write(fd, &byte, 1) < 0) {
+            }
+        }
+    }
+    errno = saved_errno;
+}
+
+// SIGALRM handler while destroy hooks run: a hook that hangs cannot be
+// interrupted any other way, so the master leaves (Kamailio abort()s here).
+// write(2) and _exit(2) are both async-signal-safe.
+inline void on_destroy_deadline(int) noexcept {
+    static const char message[] =
+        "supervise: destroy hooks exceeded destroy_timeout; exiting with status 1\n";
+    const int fd = process_signals.deadline_fd.load(std::memory_order_acquire);
+    if (fd >= 0) {
+        if (::write(fd, message, sizeof message - 1) < 0) {
+        }
+    }
+    ::_exit(EXIT_FAILURE);
+}
+
+// A process-wide guard: the signal state above is global, so only one pool
+// may supervise at a time.
+inline std::atomic<bool> pool_running{false};
+
+// ---- compile-time checks of signal maps ----
+
+template <class Action>
+struct is_action : std::false_type {};
+template <>
+struct is_action<terminate> : std::true_type {};
+template <>
+struct is_action<print_stats> : std::true_type {};
+template <>
+struct is_action<ignore> : std::true_type {};
+
+template <int... Signals>
+constexpr bool all_distinct() noexcept {
+    constexpr int list[] = {Signals..., 0};
+    for (std::size_t i = 0; i < sizeof...(Signals); ++i) {
+        for (std::size_t j = i + 1; j < sizeof...(Signals); ++j) {
+            if (list[i] == list[j]) return false;
+        }
+    }
+    return true;
+}
+
+template <class T>
+struct is_signal_map : std::false_type {};
+template <class... Rows>
+struct is_signal_map<signal_map<Rows...>> : std::true_type {};
+
+// ---- small helpers ----
+
+// EINTR is retried in one place rather than at every call site.
+template <class Call>
+auto retry_on_eintr(Call call) noexcept -> decltype(call()) {
+    decltype(call()) rc;
+    do {
+        rc = call();
+    } while (rc == -1 && errno == EINTR);
+    return rc;
+}
+
+inline std::int64_t monotonic_ms() noexcept {
+    struct timespec now {};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<std::int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+}
+
+inline struct timespec to_timespec(std::int64_t ms) noexcept {
+    if (ms < 0) ms = 0;
+    struct timespec ts {};
+    ts.tv_sec = static_cast<time_t>(ms / 1000);
+    ts.tv_nsec = static_cast<long>((ms % 1000) * 1000000);
+    return ts;
+}
+
+// Appends a decimal number to buf without allocating (used from the worker's
+// statistics line, which must not allocate either).
+inline std::size_t append_number(char* buf, std::size_t pos, std::size_t cap,
+                                 std::int64_t value) noexcept {
+    char digits[24];
+    std::size_t n = 0;
+    const bool negative = value < 0;
+    std::uint64_t v = negative ? 0 - static_cast<std::uint64_t>(value)
+                               : static_cast<std::uint64_t>(value);
+    do {
+        digits[n++] = static_cast<char>('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    if (negative && pos < cap) buf[pos++] = '-';
+    while (n > 0 && pos < cap) buf[pos++] = digits[--n];
+    return pos;
+}
+
+inline std::size_t append_text(char* buf, std::size_t pos, std::size_t cap,
+                               const char* text) noexcept {
+    while (*text != '\0' && pos < cap) buf[pos++] = *text++;
+    return pos;
+}
+
+template <class System>
+void write_all(int fd, const char* data, std::size_t size) noexcept {
+    if (fd < 0) return;
+    while (size > 0) {
+        const ssize_t n = retry_on_eintr([&] { return System::write(fd, data, size); });
+        if (n <= 0) return;  // a log that cannot be written is dropped, never fatal
+        data += n;
+        size -= static_cast<std::size_t>(n);
+    }
+}
+
+inline std::string format_ms(std::chrono::milliseconds ms) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%lld.%03lld s", static_cast<long long>(ms.count() / 1000),
+                  static_cast<long long>(ms.count() % 1000));
+    return buf;
+}
+
+inline exit_info decode_wait_status(int status) noexcept {
+    exit_info info;
+    if (WIFEXITED(status)) {
+        info.how = exit_info::kind::exited;
+        info.code = WEXITSTATUS(status);
+    } else if (WIFSIGNALED(status)) {
+        info.how = exit_info::kind::killed;
+        info.signal = WTERMSIG(status);
+        info.core_dumped = WCOREDUMP(status);
+    }
+    return info;
+}
+
+// Number of threads of this process, or 0 when /proc cannot tell.
+inline int thread_count() noexcept {
+    const int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[4096];
+    std::size_t used = 0;
+    for (;;) {
+        const ssize_t n = retry_on_eintr([&] { return ::read(fd, buf + used, sizeof buf - 1 - used); });
+        if (n <= 0) break;
+        used += static_cast<std::size_t>(n);
+        if (used == sizeof buf - 1) break;
+    }
+    ::close(fd);
+    buf[used] = '\0';
+    const char* line = std::strstr(buf, "\nThreads:");
+    if (line == nullptr) return 0;
+    return std::atoi(line + 9);
+}
+
+inline sigset_t sigset_of(std::uint64_t bits) noexcept {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig = 1; sig <= max_signal; ++sig) {
+        if (bits & signal_bit(sig)) sigaddset(&set, sig);
+    }
+    return set;
+}
+
+inline sigset_t sigset_without(sigset_t set, std::uint64_t bits) noexcept {
+    for (int sig = 1; sig <= max_signal; ++sig) {
+        if (bits & signal_bit(sig)) sigdelset(&set, sig);
+    }
+    return set;
+}
+
+// What a worker does with its signals, reduced to masks: the worker's side is
+// not a template, so the same worker_context serves every pool.
+struct worker_signal_plan {
+    std::uint64_t handled = 0;  // signals whose handler is on_signal
+    std::uint64_t stop = 0;     // terminate
+    std::uint64_t stats = 0;    // print_stats
+};
+
+}  // namespace detail
+
+// ---- signal_map ----
+
+template <int Signal, class Action>
+struct on {
+    static_assert(Signal >= 1 && Signal <= detail::max_signal,
+                  "supervise: signal numbers must be between 1 and 64");
+    static_assert(Signal != SIGKILL && Signal != SIGSTOP,
+                  "supervise: SIGKILL and SIGSTOP cannot be caught, blocked or ignored "
+                  "(signal(7)), so they cannot appear in a signal_map");
+    static_assert(Signal != SIGSEGV && Signal != SIGBUS && Signal != SIGFPE && Signal != SIGILL,
+                  "supervise: SIGSEGV, SIGBUS, SIGFPE and SIGILL report a fault of the running "
+                  "thread; returning from their handler is undefined (signal(7)), so they "
+                  "cannot appear in a signal_map");
+    static_assert(Signal != SIGCHLD,
+                  "supervise: SIGCHLD belongs to the pool: a worker's exit is handled by the "
+                  "pool's Strategy, not by a signal_map row");
+    static_assert(detail::is_action<Action>::value,
+                  "supervise: the action of an on<> row must be terminate, print_stats or ignore");
+    static constexpr int signal = Signal;
+    using action = Action;
+};
+
+template <class... Rows>
+struct signal_map {
+    static_assert(detail::all_distinct<Rows::signal...>(),
+                  "supervise: a signal_map maps the same signal twice");
+
+    // Bits of every mapped signal.
+    static constexpr std::uint64_t mask = (detail::signal_bit(Rows::signal) | ... | 0);
+
+    // Bits of the signals mapped to Action.
+    template <class Action>
+    static constexpr std::uint64_t mask_of =
+        ((std::is_same_v<typename Rows::action, Action> ? detail::signal_bit(Rows::signal) : 0) |
+         ... | 0);
+
+    // Calls visit(signal, Action{}) for each row whose bit is in `bits`, in
+    // the order of the rows.
+    template <class Visitor>
+    static void dispatch(std::uint64_t bits, Visitor&& visit) {
+        ((bits & detail::signal_bit(Rows::signal) ? visit(Rows::signal, typename Rows::action{})
+                                                  : void()),
+         ...);
+    }
+};
+
+// ---- worker_context ----
+
+class worker_context {
+public:
+    int index() const noexcept { return index_; }
+    // How many times this slot was started before (0 for the first start).
+    unsigned generation() const noexcept { return generation_; }
+    pid_t master_pid() const noexcept { return master_pid_; }
+
+    // True once a terminate signal reached this worker. Also carries out
+    // pending worker actions (print_stats), so a loop that checks it serves
+    // SIGUSR1 too.
+    bool stop_requested() noexcept {
+        service();
+        return stop_signal_ != 0;
+    }
+
+    // The signal that requested the stop, or 0.
+    int stop_signal() const noexcept { return stop_signal_; }
+
+    // Waits until fd is readable, a stop is requested or the timeout passes
+    // (negative: no timeout). Race-free: signals are blocked while the flag is
+    // checked and unblocked atomically by ppoll(2), so a signal arriving just
+    // before the wait cannot be lost (the seed's pause() race).
+    wait_status wait_readable(int fd, std::chrono::milliseconds timeout = std::chrono::milliseconds(-1));
+
+    // Sleeps, waking early on a stop request. Returns false if stopped.
+    bool sleep_for(std::chrono::milliseconds duration) {
+        return wait_readable(-1, duration) != wait_status::stop_requested;
+    }
+
+    // Not for users: the pool builds contexts.
+    struct internals;
+    explicit worker_context(const internals& init) noexcept;
+
+private:
+    void service() noexcept;
+    void write_statistics_line() noexcept;
+
+    int index_ = 0;
+    unsigned generation_ = 0;
+    pid_t master_pid_ = 0;
+    int stats_fd_ = -1;
+    std::int64_t started_ms_ = 0;
+    detail::worker_signal_plan plan_;
+    std::uint64_t signals_seen_ = 0;
+    int stop_signal_ = 0;
+    // In no-fork mode the statistics are the master's table.
+    void (*print_table_)(void*) = nullptr;
+    void* owner_ = nullptr;
+};
+
+struct worker_context::internals {
+    int index;
+    unsigned generation;
+    pid_t master_pid;
+    int stats_fd;
+    detail::worker_signal_plan plan;
+    void (*print_table)(void*);
+    void* owner;
+};
+
+inline worker_context::worker_context(const internals& init) noexcept
+    : index_(init.index),
+      generation_(init.generation),
+      master_pid_(init.master_pid),
+      stats_fd_(init.stats_fd),
+      started_ms_(detail::monotonic_ms()),
+      plan_(init.plan),
+      print_table_(init.print_table),
+      owner_(init.owner) {}
+
+inline void worker_context::service() noexcept {
+    const std::uint64_t taken =
+        detail::process_signals.pending.fetch_and(~plan_.handled, std::memory_order_acquire) &
+        plan_.handled;
+    if (taken == 0) return;
+    for (int sig = 1; sig <= detail::max_signal; ++sig) {
+        if (!(taken & detail::signal_bit(sig))) continue;
+        ++signals_seen_;
+        if ((plan_.stop & detail::signal_bit(sig)) && stop_signal_ == 0) stop_signal_ = sig;
+    }
+    if (taken & plan_.stats) {
+        if (print_table_ != nullptr) {
+            print_table_(owner_);
+        } else {
+            write_statistics_line();
+        }
+    }
+}
+
+// Formats into a stack buffer and writes once: no allocation, no stdio, so it
+// stays correct even if a user calls it where only async-signal-safe code may
+// run.
+inline void worker_context::write_statistics_line() noexcept {
+    if (stats_fd_ < 0) return;
+    char line[160];
+    const std::size_t cap = sizeof line;
+    std::size_t n = 0;
+    n = detail::append_text(line, n, cap, "worker ");
+    n = detail::append_number(line, n, cap, index_);
+    n = detail::append_text(line, n, cap, " pid ");
+    n = detail::append_number(line, n, cap, ::getpid());
+    n = detail::append_text(line, n, cap, " generation ");
+    n = detail::append_number(line, n, cap, generation_);
+    n = detail::append_text(line, n, cap, " uptime_ms ");
+    n = detail::append_number(line, n, cap, detail::monotonic_ms() - started_ms_);
+    n = detail::append_text(line, n, cap, " signals ");
+    n = detail::append_number(line, n, cap, static_cast<std::int64_t>(signals_seen_));
+    n = detail::append_text(line, n, cap, "\n");
+    detail::write_all<posix_system>(stats_fd_, line, n);
+}
+
+inline wait_status worker_context::wait_readable(int fd, std::chrono::milliseconds timeout) {
+    const std::int64_t deadline = timeout.count() < 0 ? -1 : detail::monotonic_ms() + timeout.count();
+    const sigset_t handled = detail::sigset_of(plan_.handled);
+    sigset_t old_mask;
+    ::pthread_sigmask(SIG_BLOCK, &handled, &old_mask);
+    const sigset_t wait_mask = detail::sigset_without(old_mask, plan_.handled);
+    wait_status result = wait_status::timed_out;
+    for (;;) {
+        if (stop_requested()) {
+            result = wait_status::stop_requested;
+            break;
+        }
+        struct timespec remaining {};
+        const struct timespec* limit = nullptr;
+        if (deadline >= 0) {
+            const std::int64_t left = deadline - detail::monotonic_ms();
+            if (left <= 0) break;
+            remaining = detail::to_timespec(left);
+            limit = &remaining;
+        }
+        struct pollfd pfd {};
+        pfd.fd = fd;
+        pfd.events = POLLIN;
+        const int rc = ::ppoll(&pfd, fd >= 0 ? 1 : 0, limit, &wait_mask);
+        if (rc > 0) {
+            result = wait_status::ready;
+            break;
+        }
+        if (rc == 0) continue;  // deadline: re-checked at the top
+        if (errno != EINTR) {
+            result = wait_status::ready;  // let the caller's own call see the error
+            break;
+        }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    return result;
+}
+
+// ---- exit_info, statistics, names ----
+
+inline std::string signal_name(int sig) {
+    static const struct {
+        int number;
+        const char* name;
+    } names[] = {
+        {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},       {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},
+        {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"},     {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},
+        {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"},     {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},
+        {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"},     {SIGTERM, "SIGTERM"}, {SIGCHLD, "SIGCHLD"},
+        {SIGCONT, "SIGCONT"}, {SIGSTOP, "SIGSTOP"},     {SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},
+        {SIGTTOU, "SIGTTOU"}, {SIGURG, "SIGURG"},       {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"},
+        {SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"}, {SIGWINCH, "SIGWINCH"}, {SIGIO, "SIGIO"},
+        {SIGPWR, "SIGPWR"},   {SIGSYS, "SIGSYS"},
+    };
+    for (const auto& entry : names) {
+        if (entry.number == sig) return entry.name;
+    }
+    if (sig >= SIGRTMIN && sig <= SIGRTMAX) return "SIGRTMIN+" + std::to_string(sig - SIGRTMIN);
+    return "signal " + std::to_string(sig);
+}
+
+inline std::string exit_info::describe() const {
+    switch (how) {
+        case kind::exited:
+            return "exited with status " + std::to_string(code);
+        case kind::killed:
+            return "killed by signal " + std::to_string(signal) + " (" + signal_name(signal) + ")" +
+                   (core_dumped ? ", core dumped" : "");
+        case kind::lost:
+            return "reaped elsewhere (status unknown)";
+        case kind::running:
+            break;
+    }
+    return "running";
+}
+
+inline const char* to_string(worker_state state) noexcept {
+    switch (state) {
+        case worker_state::idle: return "idle";
+        case worker_state::running: return "running";
+        case worker_state::stopping: return "stopping";
+        case worker_state::exited: return "exited";
+    }
+    return "?";
+}
+
+inline std::string statistics::table() const {
+    std::string out = "statistics: master pid " + std::to_string(master_pid) + ", uptime " +
+                      detail::format_ms(uptime) + ", signals received " +
+                      std::to_string(signals_received);
+    bool first = true;
+    for (std::size_t sig = 1; sig < signals_by_number.size(); ++sig) {
+        if (signals_by_number[sig] == 0) continue;
+        out += first ? " (" : ", ";
+        out += signal_name(static_cast<int>(sig)) + " " + std::to_string(signals_by_number[sig]);
+        first = false;
+    }
+    out += first ? "\n" : ")\n";
+    char row[160];
+    std::snprintf(row, sizeof row, "  %-6s %-8s %-9s %-12s %-9s %s\n", "worker", "pid", "state",
+                  "uptime", "restarts", "last exit");
+    out += row;
+    for (const worker_statistics& w : workers) {
+        const std::string last =
+            w.last_exit.how == exit_info::kind::running ? "-" : w.last_exit.describe();
+        std::snprintf(row, sizeof row, "  %-6d %-8ld %-9s %-12s %-9u %s\n", w.index,
+                      static_cast<long>(w.pid), to_string(w.state), detail::format_ms(w.uptime).c_str(),
+                      w.restarts, last.c_str());
+        out += row;
+    }
+    return out;
+}
+
+// ---- pool ----
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+class pool {
+    static_assert(detail::is_signal_map<MasterSignals>::value,
+                  "supervise: MasterSignals must be a supervise::signal_map<...>");
+    static_assert(detail::is_signal_map<WorkerSignals>::value,
+                  "supervise: WorkerSignals must be a supervise::signal_map<...>");
+    static_assert(std::is_same_v<Strategy, shutdown_all>,
+                  "supervise: the strategy must be supervise::shutdown_all");
+    static_assert(std::is_base_of_v<posix_system, System>,
+                  "supervise: System must be posix_system or derive from it");
+    static_assert(std::is_invocable_v<Worker&, worker_context&>,
+                  "supervise: the worker must be callable as worker(worker_context&)");
+
+public:
+    explicit pool(Worker worker, options opts = {});
+
+    // Registers a destroy hook (the seed's module destroy functions). Hooks
+    // run once, in reverse order of registration, after every worker has been
+    // reaped, on every way the pool stops.
+    void on_destroy(std::string name, std::function<void()> hook) {
+        hooks_.push_back(hook_entry{std::move(name), std::move(hook)});
+    }
+
+    // Supervises until the pool stops; returns why. Throws std::logic_error
+    // before starting anything if another pool is running in this process or
+    // if other threads exist and options::allow_threads is false.
+    outcome run();
+
+    // A snapshot for the embedding program (valid from a destroy hook too).
+    statistics snapshot() const;
+
+    const options& settings() const noexcept { return opts_; }
+
+private:
+    struct hook_entry {
+        std::string name;
+        std::function<void()> run;
+    };
+    struct slot {
+        pid_t pid = 0;  // 0 once reaped: a reaped pid is never signalled
+        worker_state state = worker_state::idle;
+        std::int64_t started_ms = 0;
+        unsigned restarts = 0;
+        exit_info last_exit;
+    };
+    struct saved_signal {
+        int number;
+        struct ::sigaction action;
+    };
+
+    static constexpr std::uint64_t master_handled = MasterSignals::mask | detail::signal_bit(SIGCHLD);
+
+    static detail::worker_signal_plan worker_plan() noexcept {
+        detail::worker_signal_plan plan;
+        plan.stop = WorkerSignals::template mask_of<terminate>;
+        plan.stats = WorkerSignals::template mask_of<print_stats>;
+        plan.handled = plan.stop | plan.stats;
+        return plan;
+    }
+
+    // set-up and tear-down of the process-wide signal state
+    void install_signals();
+    void restore_signals() noexcept;
+    void discard_pending_signals() noexcept;
+
+    // the master's loop
+    bool start_workers();
+    bool spawn(int index);
+    [[noreturn]] void worker_main(int index);
+    void supervise_loop();
+    void wait_for_signals(std::int64_t timeout_ms);
+    void reap();
+    void service();
+    void begin_stop(stop_reason reason, int sig, std::string why);
+    void kill_remaining(int sig);
+    bool all_reaped() const noexcept;
+    void print_statistics();
+    outcome run_inline();
+    void run_destroy_hooks();
+    outcome finish();
+
+    void log(const std::string& message) const;
+
+    Worker worker_;
+    options opts_;
+    std::vector<hook_entry> hooks_;
+
+    // per run
+    std::vector<slot> slots_;
+    std::vector<saved_signal> saved_;
+    sigset_t saved_mask_{};
+    int wake_pipe_[2] = {-1, -1};
+    pid_t master_pid_ = 0;
+    pid_t pgid_ = 0;
+    std::int64_t started_ms_ = 0;
+    bool stopping_ = false;
+    bool killed_ = false;
+    std::int64_t kill_deadline_ms_ = 0;
+    stop_reason reason_ = stop_reason::requested;
+    int stop_signal_ = 0;
+    std::string why_;
+    int hooks_failed_ = 0;
+};
+
+template <class MasterSignals, class WorkerSignals, class Strategy, class System, class Worker>
+pool<Worker, MasterSignals, WorkerSignals, Strategy, System> make_pool(Worker worker,
+                                                                       options opts) {
+    return pool<Worker, MasterSignals, WorkerSignals, Strategy, System>(std::move(worker),
+                                                                        std::move(opts));
+}
+
+namespace detail {
+
+inline bool fd_is_open(int fd) noexcept { return ::fcntl(fd, F_GETFD) != -1; }
+
+// Everything that can be wrong with options, found before anything starts.
+inline void check_options(const options& opts) {
+    auto fail = [](const std::string& what) { throw std::invalid_argument("supervise: " + what); };
+    if (opts.workers < 1 || opts.workers > SUPERVISE_CONFIG_MAX_WORKERS) {
+        fail("workers must be between 1 and " + std::to_string(SUPERVISE_CONFIG_MAX_WORKERS) +
+             " (got " + std::to_string(opts.workers) + ")");
+    }
+    if (opts.no_fork && opts.workers != 1) {
+        fail("no_fork runs exactly one worker inline (got workers = " +
+             std::to_string(opts.workers) + ")");
+    }
+    if (!opts.no_fork) {
+        struct rlimit limit {};
+        if (::getrlimit(RLIMIT_NPROC, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+            ::geteuid() != 0 && static_cast<rlim_t>(opts.workers) >= limit.rlim_cur) {
+            fail("workers (" + std::to_string(opts.workers) + ") does not fit under RLIMIT_NPROC (" +
+                 std::to_string(limit.rlim_cur) + ")");
+        }
+    }
+    if (opts.shutdown_timeout.count() <= 0) {
+        fail("shutdown_timeout must be positive (got " +
+             std::to_string(opts.shutdown_timeout.count()) + " ms)");
+    }
+    if (opts.destroy_timeout.count() <= 0) {
+        fail("destroy_timeout must be positive (got " +
+             std::to_string(opts.destroy_timeout.count()) + " ms)");
+    }
+    if (opts.log_fd >= 0 && !fd_is_open(opts.log_fd)) {
+        fail("log_fd " + std::to_string(opts.log_fd) + " is not an open file descriptor");
+    }
+    if (opts.stats_fd >= 0 && !fd_is_open(opts.stats_fd)) {
+        fail("stats_fd " + std::to_string(opts.stats_fd) + " is not an open file descriptor");
+    }
+    if (opts.parent_death_signal < 0 || opts.parent_death_signal > max_signal) {
+        fail("parent_death_signal must be 0 (off) or a signal number (got " +
+             std::to_string(opts.parent_death_signal) + ")");
+    }
+}
+
+// Releases the process-wide guard however run() leaves.
+struct running_guard {
+    running_guard() {
+        if (pool_running.exchange(true)) {
+            throw std::logic_error("supervise: another pool is already running in this process");
+        }
+    }
+    ~running_guard() { pool_running.store(false); }
+    running_guard(const running_guard&) = delete;
+    running_guard& operator=(const running_guard&) = delete;
+};
+
+}  // namespace detail
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::pool(Worker worker, options opts)
+    : worker_(std::move(worker)), opts_(std::move(opts)) {
+    detail::check_options(opts_);
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::log(
+    const std::string& message) const {
+    if (opts_.log_fd < 0) return;
+    const std::string line =
+        opts_.name + "[" + std::to_string(::getpid()) + "]: " + message + "\n";
+    detail::write_all<System>(opts_.log_fd, line.data(), line.size());
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
+    if (!opts_.allow_threads) {
+        const int threads = detail::thread_count();
+        if (threads > 1) {
+            throw std::logic_error(
+                "supervise: the process runs " + std::to_string(threads) +
+                " threads; fork() copies only the calling one, so locks held by the others stay "
+                "locked in every worker. Start the pool before creating threads, or set "
+                "options::allow_threads if the worker code is fork-safe");
+        }
+    }
+    detail::running_guard guard;
+
+    master_pid_ = ::getpid();
+    started_ms_ = detail::monotonic_ms();
+    stopping_ = false;
+    killed_ = false;
+    reason_ = stop_reason::requested;
+    stop_signal_ = 0;
+    why_.clear();
+    hooks_failed_ = 0;
+    pgid_ = 0;
+    slots_.assign(static_cast<std::size_t>(opts_.workers), slot{});
+
+    install_signals();
+    if (opts_.no_fork) return run_inline();
+    if (start_workers()) log("started " + std::to_string(opts_.workers) + " workers");
+    supervise_loop();
+    return finish();
+}
+
+// Blocks the mapped signals first, then installs the handler: no handler can
+// run before the pool is ready, and nothing is installed before run().
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::install_signals() {
+    const sigset_t handled = detail::sigset_of(master_handled);
+    if (System::thread_sigmask(SIG_BLOCK, &handled, &saved_mask_) != 0) {
+        throw std::system_error(errno, std::generic_category(), "supervise: pthread_sigmask");
+    }
+    detail::process_signals.pending.store(0);
+    for (auto& counter : detail::process_signals.received) counter.store(0, std::memory_order_relaxed);
+
+    if (!opts_.no_fork) {
+        if (System::pipe2(wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+            const int err = errno;
+            System::thread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
+            throw std::system_error(err, std::generic_category(), "supervise: pipe2");
+        }
+        detail::process_signals.wake_fd.store(wake_pipe_[1], std::memory_order_release);
+    }
+
+    saved_.clear();
+    for (int sig = 1; sig <= detail::max_signal; ++sig) {
+        if (!(master_handled & detail::signal_bit(sig))) continue;
+        struct ::sigaction action {};
+        action.sa_handler = detail::on_signal;
+        sigemptyset(&action.sa_mask);
+        // No SA_RESTART: the master only ever blocks in ppoll, which is never
+        // restarted anyway (signal(7)); SA_NOCLDSTOP: a stopped worker is not
+        // an exited one.
+        action.sa_flags = sig == SIGCHLD ? SA_NOCLDSTOP : 0;
+        saved_signal previous{sig, {}};
+        if (System::sigaction(sig, &action, &previous.action) != 0) {
+            const int err = errno;
+            restore_signals();
+            throw std::system_error(err, std::generic_category(),
+                                    "supervise: sigaction(" + signal_name(sig) + ")");
+        }
+        saved_.push_back(previous);
+    }
+}
+
+// A signal that arrived after the last check is still pending in the kernel;
+// unblocking it under the restored (often default) disposition would kill the
+// embedding program. It was meant for the pool, so it is consumed here.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::discard_pending_signals() noexcept {
+    const sigset_t handled = detail::sigset_of(master_handled);
+    const struct timespec now {};
+    while (System::sigtimedwait(&handled, &now) > 0) {
+    }
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::restore_signals() noexcept {
+    discard_pending_signals();
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+        System::sigaction(it->number, &it->action, nullptr);
+    }
+    saved_.clear();
+    detail::process_signals.wake_fd.store(-1, std::memory_order_release);
+    detail::process_signals.pending.store(0);
+    for (int& fd : wake_pipe_) {
+        if (fd >= 0) System::close(fd);
+        fd = -1;
+    }
+    System::thread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::start_workers() {
+    // Buffered stdio data would otherwise be written once by every worker.
+    std::fflush(nullptr);
+    for (int index = 0; index < opts_.workers; ++index) {
+        // A signal during start-up (SIGTERM, a worker already dead) is
+        // honoured before the next fork, not after all of them.
+        wait_for_signals(0);
+        reap();
+        service();
+        if (stopping_) return false;
+        if (!spawn(index)) return false;
+    }
+    return true;
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int index) {
+    const pid_t pid = System::fork();
+    if (pid < 0) {
+        const int err = errno;
+        begin_stop(stop_reason::startup_failed, 0,
+                   "cannot start worker " + std::to_string(index) + ": fork: " + std::strerror(err));
+        return false;
+    }
+    if (pid == 0) worker_main(index);
+    // Both sides call setpgid so the group is right whichever runs first
+    // (the classic job-control race, setpgid(2)).
+    if (System::setpgid(pid, pgid_) != 0 && errno != EACCES && errno != ESRCH) {
+        log("worker " + std::to_string(index) + ": setpgid: " + std::strerror(errno));
+    }
+    if (pgid_ == 0) pgid_ = pid;
+    slot& s = slots_[static_cast<std::size_t>(index)];
+    s.pid = pid;
+    s.state = worker_state::running;
+    s.started_ms = detail::monotonic_ms();
+    s.last_exit = exit_info{};
+    return true;
+}
+
+// The child side of fork(). The master's signals are still blocked here, so
+// no handler can run until the worker's own dispositions are in place
+// (Boost.Asio issue 1069: a signal meant for the child ran the parent's
+// handler in the child).
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(int index) {
+    System::setpgid(0, pgid_);
+    detail::process_signals.wake_fd.store(-1, std::memory_order_relaxed);
+    for (int& fd : wake_pipe_) {
+        if (fd >= 0) System::close(fd);
+        fd = -1;
+    }
+
+    // The embedding program's dispositions come back for every signal the
+    // master mapped, then the worker map is applied on top.
+    for (const saved_signal& previous : saved_) {
+        System::sigaction(previous.number, &previous.action, nullptr);
+    }
+    const detail::worker_signal_plan plan = worker_plan();
+    for (int sig = 1; sig <= detail::max_signal; ++sig) {
+        if (!(WorkerSignals::mask & detail::signal_bit(sig))) continue;
+        struct ::sigaction action {};
+        sigemptyset(&action.sa_mask);
+        // Ignored signals use SIG_IGN so they do not interrupt the worker's
+        // system calls with EINTR; the others use the common handler without
+        // SA_RESTART so a blocking call returns and the worker can look at
+        // its stop flag.
+        action.sa_handler = (plan.handled & detail::signal_bit(sig)) ? detail::on_signal : SIG_IGN;
+        System::sigaction(sig, &action, nullptr);
+    }
+    detail::process_signals.pending.store(0);
+    for (auto& counter : detail::process_signals.received) counter.store(0, std::memory_order_relaxed);
+
+    if (opts_.parent_death_signal != 0) {
+        System::set_parent_death_signal(opts_.parent_death_signal);
+        // The master may have died between fork() and prctl(): then the
+        // death signal will never come (prctl(2)), so check by hand.
+        if (System::getppid() != master_pid_) ::_exit(EXIT_FAILURE);
+    }
+
+    const sigset_t worker_mask = detail::sigset_without(saved_mask_, plan.handled);
+    System::thread_sigmask(SIG_SETMASK, &worker_mask, nullptr);
+
+    int code = EXIT_SUCCESS;
+    {
+        worker_context context(worker_context::internals{
+            index, slots_[static_cast<std::size_t>(index)].restarts, master_pid_, opts_.stats_fd,
+            plan, nullptr, nullptr});
+        try {
+            if constexpr (std::is_convertible_v<std::invoke_result_t<Worker&, worker_context&>, int>) {
+                code = worker_(context);
+            } else {
+                worker_(context);
+            }
+        } catch (const std::exception& e) {
+            log("worker " + std::to_string(index) + " threw: " + e.what());
+            code = EXIT_FAILURE;
+        } catch (...) {
+            log("worker " + std::to_string(index) + " threw a non-standard exception");
+            code = EXIT_FAILURE;
+        }
+    }
+    std::fflush(nullptr);
+    // _exit, not exit: the master's atexit handlers and static destructors
+    // belong to the master.
+    ::_exit(code);
+}
+
+// Waits for a signal with the mapped signals unblocked only inside ppoll: the
+// check-then-wait race of the seed's pause() cannot happen. timeout_ms < 0
+// waits without a timer, so an idle master never wakes.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::wait_for_signals(
+    std::int64_t timeout_ms) {
+    const sigset_t wait_mask = detail::sigset_without(saved_mask_, master_handled);
+    struct timespec limit = detail::to_timespec(timeout_ms);
+    struct pollfd pfd {};
+    pfd.fd = wake_pipe_[0];
+    pfd.events = POLLIN;
+    const int rc = System::ppoll(&pfd, 1, timeout_ms < 0 ? nullptr : &limit, &wait_mask);
+    if (rc > 0) {
+        char drain[256];
+        while (System::read(wake_pipe_[0], drain, sizeof drain) > 0) {
+        }
+    }
+    // rc == -1 with EINTR is the normal wake-up (the handler ran); the loop
+    // re-checks everything, so EINTR needs no special case.
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::supervise_loop() {
+    while (!(stopping_ && all_reaped())) {
+        std::int64_t timeout = -1;
+        if (stopping_ && !killed_) timeout = std::max<std::int64_t>(0, kill_deadline_ms_ - detail::monotonic_ms());
+        wait_for_signals(timeout);
+        reap();
+        service();
+        if (stopping_ && !killed_ && detail::monotonic_ms() >= kill_deadline_ms_) {
+            log("workers still running after " + std::to_string(opts_.shutdown_timeout.count()) +
+                " ms; sending SIGKILL");
+            kill_remaining(SIGKILL);
+            killed_ = true;
+        }
+    }
+}
+
+// Reaps only this pool's pids, never waitpid(-1): another library's children
+// in the same program stay theirs.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::reap() {
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+        slot& s = slots_[i];
+        if (s.pid <= 0) continue;
+        int status = 0;
+        const pid_t rc = detail::retry_on_eintr([&] { return System::waitpid(s.pid, &status, WNOHANG); });
+        if (rc == 0) continue;
+        const pid_t pid = s.pid;
+        if (rc == s.pid) {
+            s.last_exit = detail::decode_wait_status(status);
+        } else {
+            s.last_exit = exit_info{};
+            s.last_exit.how = exit_info::kind::lost;
+        }
+        s.pid = 0;
+        s.state = worker_state::exited;
+        const std::string what = "worker " + std::to_string(i) + " (pid " + std::to_string(pid) +
+                                 ") " + s.last_exit.describe();
+        log(what);
+        if (!stopping_) begin_stop(stop_reason::worker_failed, 0, what);
+    }
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::service() {
+    // SIGCHLD's bit is dropped with the others: reap() already ran and
+    // looked at every worker, whatever woke the loop.
+    const std::uint64_t taken =
+        detail::process_signals.pending.fetch_and(~master_handled, std::memory_order_acquire) &
+        MasterSignals::mask;
+    if (taken == 0) return;
+    const bool was_stopping = stopping_;
+    bool escalated = false;
+    MasterSignals::dispatch(taken, [&](int sig, auto action) {
+        using action_type = decltype(action);
+        if constexpr (std::is_same_v<action_type, terminate>) {
+            if (!was_stopping) {
+                if (!stopping_) begin_stop(stop_reason::requested, sig, signal_name(sig) + " received");
+            } else if (!escalated && !killed_) {
+                log(signal_name(sig) + " received again; sending SIGKILL");
+                kill_remaining(SIGKILL);
+                killed_ = true;
+                escalated = true;
+            }
+        } else if constexpr (std::is_same_v<action_type, print_stats>) {
+            print_statistics();
+        }
+    });
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::begin_stop(stop_reason reason,
+                                                                              int sig,
+                                                                              std::string why) {
+    if (stopping_) return;
+    stopping_ = true;
+    reason_ = reason;
+    stop_signal_ = sig;
+    why_ = std::move(why);
+    kill_deadline_ms_ = detail::monotonic_ms() + opts_.shutdown_timeout.count();
+    log("stopping: " + why_);
+    kill_remaining(SIGTERM);
+}
+
+// One kill(2) per live worker, newest first (OTP stops children in reverse
+// start order). Never kill(0): that would reach the launching shell or test
+// runner, which share our process group; never a reaped pid: it may already
+// belong to another process.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::kill_remaining(int sig) {
+    for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) {
+        if (it->pid <= 0) continue;
+        if (System::kill(it->pid, sig) != 0 && errno != ESRCH) {
+            log("kill(" + std::to_string(it->pid) + ", " + signal_name(sig) +
+                "): " + std::strerror(errno));
+        }
+        it->state = worker_state::stopping;
+    }
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::all_reaped() const noexcept {
+    return std::none_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.pid > 0; });
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+statistics pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::snapshot() const {
+    statistics stats;
+    const std::int64_t now = detail::monotonic_ms();
+    stats.master_pid = master_pid_;
+    stats.uptime = std::chrono::milliseconds(master_pid_ != 0 ? now - started_ms_ : 0);
+    stats.signals_by_number.assign(detail::max_signal + 1, 0);
+    for (int sig = 1; sig <= detail::max_signal; ++sig) {
+        const std::uint32_t n = detail::process_signals.received[sig].load(std::memory_order_relaxed);
+        stats.signals_by_number[static_cast<std::size_t>(sig)] = n;
+        stats.signals_received += n;
+    }
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+        const slot& s = slots_[i];
+        worker_statistics w;
+        w.index = static_cast<int>(i);
+        w.pid = opts_.no_fork ? master_pid_ : s.pid;
+        w.state = s.state;
+        w.uptime = std::chrono::milliseconds(s.pid > 0 || opts_.no_fork ? now - s.started_ms : 0);
+        w.restarts = s.restarts;
+        w.last_exit = s.last_exit;
+        stats.workers.push_back(w);
+    }
+    return stats;
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::print_statistics() {
+    const std::string table = snapshot().table();
+    detail::write_all<System>(opts_.stats_fd, table.data(), table.size());
+}
+
+// The seed's dont_fork, without its cleanup-in-the-handler: signals still only
+// set bits, the worker sees them through its context, the hooks run after it
+// returns.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_inline() {
+    detail::worker_signal_plan plan;
+    plan.stop = MasterSignals::template mask_of<terminate>;
+    plan.stats = MasterSignals::template mask_of<print_stats>;
+    plan.handled = MasterSignals::mask;
+    slot& s = slots_[0];
+    s.pid = master_pid_;
+    s.state = worker_state::running;
+    s.started_ms = detail::monotonic_ms();
+    log("running one worker inline (no_fork)");
+
+    worker_context context(worker_context::internals{
+        0, 0, master_pid_, opts_.stats_fd, plan,
+        [](void* self) { static_cast<pool*>(self)->print_statistics(); }, this});
+    // The worker runs with the mapped signals unblocked so they interrupt its
+    // blocking calls; its context blocks them again around each check.
+    const sigset_t run_mask = detail::sigset_without(saved_mask_, master_handled);
+    System::thread_sigmask(SIG_SETMASK, &run_mask, nullptr);
+    int code = EXIT_SUCCESS;
+    std::string failure;
+    try {
+        if constexpr (std::is_convertible_v<std::invoke_result_t<Worker&, worker_context&>, int>) {
+            code = worker_(context);
+        } else {
+            worker_(context);
+        }
+    } catch (const std::exception& e) {
+        failure = std::string("worker 0 threw: ") + e.what();
+    } catch (...) {
+        failure = "worker 0 threw a non-standard exception";
+    }
+    const sigset_t handled = detail::sigset_of(master_handled);
+    System::thread_sigmask(SIG_BLOCK, &handled, nullptr);
+
+    s.pid = 0;
+    s.state = worker_state::exited;
+    s.last_exit.how = exit_info::kind::exited;
+    s.last_exit.code = code;
+    if (!failure.empty()) {
+        log(failure);
+        begin_stop(stop_reason::worker_failed, 0, failure);
+    } else if (context.stop_requested()) {
+        const int sig = context.stop_signal();
+        begin_stop(stop_reason::requested, sig, signal_name(sig) + " received");
+    } else {
+        begin_stop(stop_reason::worker_failed, 0,
+                   "worker 0 returned without a stop request (" + s.last_exit.describe() + ")");
+    }
+    return finish();
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_destroy_hooks() {
+    if (hooks_.empty()) return;
+    // A hook that hangs cannot be interrupted from outside, so the whole set
+    // runs under one real-time timer whose handler ends the process.
+    detail::process_signals.deadline_fd.store(opts_.log_fd, std::memory_order_release);
+    struct ::sigaction deadline {};
+    struct ::sigaction previous_alarm {};
+    deadline.sa_handler = detail::on_destroy_deadline;
+    sigemptyset(&deadline.sa_mask);
+    System::sigaction(SIGALRM, &deadline, &previous_alarm);
+    sigset_t alarm_only;
+    sigemptyset(&alarm_only);
+    sigaddset(&alarm_only, SIGALRM);
+    sigset_t previous_mask;
+    System::thread_sigmask(SIG_UNBLOCK, &alarm_only, &previous_mask);
+    struct itimerval limit {};
+    struct itimerval previous_timer {};
+    limit.it_value.tv_sec = static_cast<time_t>(opts_.destroy_timeout.count() / 1000);
+    limit.it_value.tv_usec = static_cast<suseconds_t>((opts_.destroy_timeout.count() % 1000) * 1000);
+    System::setitimer(ITIMER_REAL, &limit, &previous_timer);
+
+    for (auto it = hooks_.rbegin(); it != hooks_.rend(); ++it) {
+        try {
+            it->run();
+        } catch (const std::exception& e) {
+            ++hooks_failed_;
+            log("destroy hook '" + it->name + "' failed: " + e.what());
+        } catch (...) {
+            ++hooks_failed_;
+            log("destroy hook '" + it->name + "' failed with a non-standard exception");
+        }
+    }
+
+    System::setitimer(ITIMER_REAL, &previous_timer, nullptr);
+    System::thread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
+    System::sigaction(SIGALRM, &previous_alarm, nullptr);
+    detail::process_signals.deadline_fd.store(-1, std::memory_order_release);
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::finish() {
+    run_destroy_hooks();
+    restore_signals();
+    outcome result;
+    result.reason = reason_;
+    result.exit_status = reason_ == stop_reason::requested ? EXIT_SUCCESS : EXIT_FAILURE;
+    result.signal = stop_signal_;
+    result.detail = why_;
+    result.hooks_failed = hooks_failed_;
+    log("stopped (" + why_ + "); exit status " + std::to_string(result.exit_status));
+    return result;
+}
+
+}  // namespace SUPERVISE_ABI_NAMESPACE
+}  // namespace supervise
+
+#endif  // SUPERVISE_HPP
