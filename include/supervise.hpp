@@ -835,6 +835,10 @@ public:
         hooks_.push_back(hook_entry{std::move(name), std::move(hook)});
     }
 
+    // Called in the master once every worker has been started (the example
+    // daemon prints its "ready" line here).
+    void on_ready(std::function<void()> hook) { ready_hook_ = std::move(hook); }
+
     // Supervises until the pool stops; returns why. Throws std::logic_error
     // before starting anything if another pool is running in this process or
     // if other threads exist and options::allow_threads is false.
@@ -894,10 +898,12 @@ private:
     outcome finish();
 
     void log(const std::string& message) const;
+    void call_ready_hook();
 
     Worker worker_;
     options opts_;
     std::vector<hook_entry> hooks_;
+    std::function<void()> ready_hook_;
 
     // per run
     std::vector<slot> slots_;
@@ -995,6 +1001,20 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::log(
     detail::write_all<System>(opts_.log_fd, line.data(), line.size());
 }
 
+// A throwing ready hook must not leave workers running behind run()'s back:
+// it is a failed start-up like a failed fork.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::call_ready_hook() {
+    if (!ready_hook_) return;
+    try {
+        ready_hook_();
+    } catch (const std::exception& e) {
+        begin_stop(stop_reason::startup_failed, 0, std::string("ready hook failed: ") + e.what());
+    } catch (...) {
+        begin_stop(stop_reason::startup_failed, 0, "ready hook failed with a non-standard exception");
+    }
+}
+
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
     if (!opts_.allow_threads) {
@@ -1022,7 +1042,10 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
 
     install_signals();
     if (opts_.no_fork) return run_inline();
-    if (start_workers()) log("started " + std::to_string(opts_.workers) + " workers");
+    if (start_workers()) {
+        log("started " + std::to_string(opts_.workers) + " workers");
+        call_ready_hook();
+    }
     supervise_loop();
     return finish();
 }
@@ -1375,6 +1398,8 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_inline
     s.state = worker_state::running;
     s.started_ms = detail::monotonic_ms();
     log("running one worker inline (no_fork)");
+    call_ready_hook();
+    if (stopping_) return finish();
 
     worker_context context(worker_context::internals{
         0, 0, master_pid_, opts_.stats_fd, plan,
