@@ -65,6 +65,18 @@
 #define SUPERVISE_CONFIG_DEFAULT_PARENT_DEATH_SIGNAL SIGKILL
 #endif
 
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -84,18 +96,6 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
-
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/time.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 // ============================================================================
 // 2. Declarations
@@ -129,20 +129,20 @@ struct signal_map;
 // SIGUSR2 are ignored. SIGCHLD belongs to the pool: a worker's exit is handed
 // to the strategy, and the default strategy (shutdown_all) terminates, as the
 // seed's SIGCHLD row does.
-using seed_master_signals = signal_map<on<SIGINT, terminate>,    //
-                                       on<SIGPIPE, terminate>,   //
-                                       on<SIGTERM, terminate>,   //
+using seed_master_signals = signal_map<on<SIGINT, terminate>,     //
+                                       on<SIGPIPE, terminate>,    //
+                                       on<SIGTERM, terminate>,    //
                                        on<SIGUSR1, print_stats>,  //
-                                       on<SIGHUP, ignore>,       //
+                                       on<SIGHUP, ignore>,        //
                                        on<SIGUSR2, ignore>>;
 
 // The seed's children: SIGINT and SIGTERM stop the worker, SIGUSR1 prints its
 // statistics line, SIGHUP, SIGUSR2 and SIGPIPE are ignored.
-using seed_worker_signals = signal_map<on<SIGINT, terminate>,    //
-                                       on<SIGTERM, terminate>,   //
+using seed_worker_signals = signal_map<on<SIGINT, terminate>,     //
+                                       on<SIGTERM, terminate>,    //
                                        on<SIGUSR1, print_stats>,  //
-                                       on<SIGHUP, ignore>,       //
-                                       on<SIGUSR2, ignore>,      //
+                                       on<SIGHUP, ignore>,        //
+                                       on<SIGUSR2, ignore>,       //
                                        on<SIGPIPE, ignore>>;
 
 // ---- Strategies: what a worker's unrequested exit does. ----
@@ -224,10 +224,10 @@ struct statistics {
 
 struct outcome {
     stop_reason reason = stop_reason::requested;
-    int exit_status = 0;  // 0 only for a requested stop; pass it to exit()
-    int signal = 0;       // the signal that requested the stop, if any
-    std::string detail;   // one line: why the pool stopped
-    int hooks_failed = 0; // destroy hooks that threw
+    int exit_status = 0;   // 0 only for a requested stop; pass it to exit()
+    int signal = 0;        // the signal that requested the stop, if any
+    std::string detail;    // one line: why the pool stopped
+    int hooks_failed = 0;  // destroy hooks that threw
 };
 
 // The operating-system seam. Every system call the pool makes goes through
@@ -445,8 +445,8 @@ inline std::size_t append_number(char* buf, std::size_t pos, std::size_t cap,
     char digits[24];
     std::size_t n = 0;
     const bool negative = value < 0;
-    std::uint64_t v = negative ? 0 - static_cast<std::uint64_t>(value)
-                               : static_cast<std::uint64_t>(value);
+    std::uint64_t v =
+        negative ? 0 - static_cast<std::uint64_t>(value) : static_cast<std::uint64_t>(value);
     do {
         digits[n++] = static_cast<char>('0' + v % 10);
         v /= 10;
@@ -500,7 +500,8 @@ inline int thread_count() noexcept {
     char buf[4096];
     std::size_t used = 0;
     for (;;) {
-        const ssize_t n = retry_on_eintr([&] { return ::read(fd, buf + used, sizeof buf - 1 - used); });
+        const ssize_t n =
+            retry_on_eintr([&] { return ::read(fd, buf + used, sizeof buf - 1 - used); });
         if (n <= 0) break;
         used += static_cast<std::size_t>(n);
         if (used == sizeof buf - 1) break;
@@ -587,7 +588,7 @@ struct signal_map {
 // ---- worker_context ----
 
 class worker_context {
-public:
+  public:
     int index() const noexcept { return index_; }
     // How many times this slot was started before (0 for the first start).
     unsigned generation() const noexcept { return generation_; }
@@ -608,7 +609,8 @@ public:
     // (negative: no timeout). Race-free: signals are blocked while the flag is
     // checked and unblocked atomically by ppoll(2), so a signal arriving just
     // before the wait cannot be lost (the seed's pause() race).
-    wait_status wait_readable(int fd, std::chrono::milliseconds timeout = std::chrono::milliseconds(-1));
+    wait_status wait_readable(int fd,
+                              std::chrono::milliseconds timeout = std::chrono::milliseconds(-1));
 
     // Sleeps, waking early on a stop request. Returns false if stopped.
     bool sleep_for(std::chrono::milliseconds duration) {
@@ -619,7 +621,7 @@ public:
     struct internals;
     explicit worker_context(const internals& init) noexcept;
 
-private:
+  private:
     void service() noexcept;
     void write_statistics_line() noexcept;
 
@@ -698,7 +700,8 @@ inline void worker_context::write_statistics_line() noexcept {
 }
 
 inline wait_status worker_context::wait_readable(int fd, std::chrono::milliseconds timeout) {
-    const std::int64_t deadline = timeout.count() < 0 ? -1 : detail::monotonic_ms() + timeout.count();
+    const std::int64_t deadline =
+        timeout.count() < 0 ? -1 : detail::monotonic_ms() + timeout.count();
     const sigset_t handled = detail::sigset_of(plan_.handled);
     sigset_t old_mask;
     ::pthread_sigmask(SIG_BLOCK, &handled, &old_mask);
@@ -742,14 +745,16 @@ inline std::string signal_name(int sig) {
         int number;
         const char* name;
     } names[] = {
-        {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},       {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},
-        {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"},     {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},
-        {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"},     {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},
-        {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"},     {SIGTERM, "SIGTERM"}, {SIGCHLD, "SIGCHLD"},
-        {SIGCONT, "SIGCONT"}, {SIGSTOP, "SIGSTOP"},     {SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},
-        {SIGTTOU, "SIGTTOU"}, {SIGURG, "SIGURG"},       {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"},
-        {SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"}, {SIGWINCH, "SIGWINCH"}, {SIGIO, "SIGIO"},
-        {SIGPWR, "SIGPWR"},   {SIGSYS, "SIGSYS"},
+        {SIGHUP, "SIGHUP"},       {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"},
+        {SIGILL, "SIGILL"},       {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"},
+        {SIGBUS, "SIGBUS"},       {SIGFPE, "SIGFPE"},   {SIGKILL, "SIGKILL"},
+        {SIGUSR1, "SIGUSR1"},     {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},
+        {SIGPIPE, "SIGPIPE"},     {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"},
+        {SIGCHLD, "SIGCHLD"},     {SIGCONT, "SIGCONT"}, {SIGSTOP, "SIGSTOP"},
+        {SIGTSTP, "SIGTSTP"},     {SIGTTIN, "SIGTTIN"}, {SIGTTOU, "SIGTTOU"},
+        {SIGURG, "SIGURG"},       {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"},
+        {SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"}, {SIGWINCH, "SIGWINCH"},
+        {SIGIO, "SIGIO"},         {SIGPWR, "SIGPWR"},   {SIGSYS, "SIGSYS"},
     };
     for (const auto& entry : names) {
         if (entry.number == sig) return entry.name;
@@ -775,10 +780,14 @@ inline std::string exit_info::describe() const {
 
 inline const char* to_string(worker_state state) noexcept {
     switch (state) {
-        case worker_state::idle: return "idle";
-        case worker_state::running: return "running";
-        case worker_state::stopping: return "stopping";
-        case worker_state::exited: return "exited";
+        case worker_state::idle:
+            return "idle";
+        case worker_state::running:
+            return "running";
+        case worker_state::stopping:
+            return "stopping";
+        case worker_state::exited:
+            return "exited";
     }
     return "?";
 }
@@ -803,8 +812,8 @@ inline std::string statistics::table() const {
         const std::string last =
             w.last_exit.how == exit_info::kind::running ? "-" : w.last_exit.describe();
         std::snprintf(row, sizeof row, "  %-6d %-8ld %-9s %-12s %-9u %s\n", w.index,
-                      static_cast<long>(w.pid), to_string(w.state), detail::format_ms(w.uptime).c_str(),
-                      w.restarts, last.c_str());
+                      static_cast<long>(w.pid), to_string(w.state),
+                      detail::format_ms(w.uptime).c_str(), w.restarts, last.c_str());
         out += row;
     }
     return out;
@@ -825,7 +834,7 @@ class pool {
     static_assert(std::is_invocable_v<Worker&, worker_context&>,
                   "supervise: the worker must be callable as worker(worker_context&)");
 
-public:
+  public:
     explicit pool(Worker worker, options opts = {});
 
     // Registers a destroy hook (the seed's module destroy functions). Hooks
@@ -849,7 +858,7 @@ public:
 
     const options& settings() const noexcept { return opts_; }
 
-private:
+  private:
     struct hook_entry {
         std::string name;
         std::function<void()> run;
@@ -866,7 +875,8 @@ private:
         struct ::sigaction action;
     };
 
-    static constexpr std::uint64_t master_handled = MasterSignals::mask | detail::signal_bit(SIGCHLD);
+    static constexpr std::uint64_t master_handled =
+        MasterSignals::mask | detail::signal_bit(SIGCHLD);
 
     static detail::worker_signal_plan worker_plan() noexcept {
         detail::worker_signal_plan plan;
@@ -948,8 +958,8 @@ inline void check_options(const options& opts) {
         struct rlimit limit {};
         if (::getrlimit(RLIMIT_NPROC, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
             ::geteuid() != 0 && static_cast<rlim_t>(opts.workers) >= limit.rlim_cur) {
-            fail("workers (" + std::to_string(opts.workers) + ") does not fit under RLIMIT_NPROC (" +
-                 std::to_string(limit.rlim_cur) + ")");
+            fail("workers (" + std::to_string(opts.workers) +
+                 ") does not fit under RLIMIT_NPROC (" + std::to_string(limit.rlim_cur) + ")");
         }
     }
     if (opts.shutdown_timeout.count() <= 0) {
@@ -996,8 +1006,7 @@ template <class Worker, class MasterSignals, class WorkerSignals, class Strategy
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::log(
     const std::string& message) const {
     if (opts_.log_fd < 0) return;
-    const std::string line =
-        opts_.name + "[" + std::to_string(::getpid()) + "]: " + message + "\n";
+    const std::string line = opts_.name + "[" + std::to_string(::getpid()) + "]: " + message + "\n";
     detail::write_all<System>(opts_.log_fd, line.data(), line.size());
 }
 
@@ -1011,7 +1020,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::call_ready_ho
     } catch (const std::exception& e) {
         begin_stop(stop_reason::startup_failed, 0, std::string("ready hook failed: ") + e.what());
     } catch (...) {
-        begin_stop(stop_reason::startup_failed, 0, "ready hook failed with a non-standard exception");
+        begin_stop(stop_reason::startup_failed, 0,
+                   "ready hook failed with a non-standard exception");
     }
 }
 
@@ -1059,7 +1069,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::install_signa
         throw std::system_error(errno, std::generic_category(), "supervise: pthread_sigmask");
     }
     detail::process_signals.pending.store(0);
-    for (auto& counter : detail::process_signals.received) counter.store(0, std::memory_order_relaxed);
+    for (auto& counter : detail::process_signals.received)
+        counter.store(0, std::memory_order_relaxed);
 
     if (!opts_.no_fork) {
         if (System::pipe2(wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -1095,7 +1106,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::install_signa
 // unblocking it under the restored (often default) disposition would kill the
 // embedding program. It was meant for the pool, so it is consumed here.
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::discard_pending_signals() noexcept {
+void pool<Worker, MasterSignals, WorkerSignals, Strategy,
+          System>::discard_pending_signals() noexcept {
     const sigset_t handled = detail::sigset_of(master_handled);
     const struct timespec now {};
     while (System::sigtimedwait(&handled, &now) > 0) {
@@ -1139,8 +1151,9 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
     const pid_t pid = System::fork();
     if (pid < 0) {
         const int err = errno;
-        begin_stop(stop_reason::startup_failed, 0,
-                   "cannot start worker " + std::to_string(index) + ": fork: " + std::strerror(err));
+        begin_stop(
+            stop_reason::startup_failed, 0,
+            "cannot start worker " + std::to_string(index) + ": fork: " + std::strerror(err));
         return false;
     }
     if (pid == 0) worker_main(index);
@@ -1189,7 +1202,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
         System::sigaction(sig, &action, nullptr);
     }
     detail::process_signals.pending.store(0);
-    for (auto& counter : detail::process_signals.received) counter.store(0, std::memory_order_relaxed);
+    for (auto& counter : detail::process_signals.received)
+        counter.store(0, std::memory_order_relaxed);
 
     if (opts_.parent_death_signal != 0) {
         System::set_parent_death_signal(opts_.parent_death_signal);
@@ -1203,11 +1217,12 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
 
     int code = EXIT_SUCCESS;
     {
-        worker_context context(worker_context::internals{
-            index, slots_[static_cast<std::size_t>(index)].restarts, master_pid_, opts_.stats_fd,
-            plan, nullptr, nullptr});
+        worker_context context(
+            worker_context::internals{index, slots_[static_cast<std::size_t>(index)].restarts,
+                                      master_pid_, opts_.stats_fd, plan, nullptr, nullptr});
         try {
-            if constexpr (std::is_convertible_v<std::invoke_result_t<Worker&, worker_context&>, int>) {
+            if constexpr (std::is_convertible_v<std::invoke_result_t<Worker&, worker_context&>,
+                                                int>) {
                 code = worker_(context);
             } else {
                 worker_(context);
@@ -1251,7 +1266,8 @@ template <class Worker, class MasterSignals, class WorkerSignals, class Strategy
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::supervise_loop() {
     while (!(stopping_ && all_reaped())) {
         std::int64_t timeout = -1;
-        if (stopping_ && !killed_) timeout = std::max<std::int64_t>(0, kill_deadline_ms_ - detail::monotonic_ms());
+        if (stopping_ && !killed_)
+            timeout = std::max<std::int64_t>(0, kill_deadline_ms_ - detail::monotonic_ms());
         wait_for_signals(timeout);
         reap();
         service();
@@ -1272,7 +1288,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::reap() {
         slot& s = slots_[i];
         if (s.pid <= 0) continue;
         int status = 0;
-        const pid_t rc = detail::retry_on_eintr([&] { return System::waitpid(s.pid, &status, WNOHANG); });
+        const pid_t rc =
+            detail::retry_on_eintr([&] { return System::waitpid(s.pid, &status, WNOHANG); });
         if (rc == 0) continue;
         const pid_t pid = s.pid;
         if (rc == s.pid) {
@@ -1285,8 +1302,11 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::reap() {
         s.state = worker_state::exited;
         const std::string what = "worker " + std::to_string(i) + " (pid " + std::to_string(pid) +
                                  ") " + s.last_exit.describe();
-        log(what);
-        if (!stopping_) begin_stop(stop_reason::worker_failed, 0, what);
+        if (stopping_) {
+            log(what);
+        } else {
+            begin_stop(stop_reason::worker_failed, 0, what);  // logs "stopping: <what>"
+        }
     }
 }
 
@@ -1304,7 +1324,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::service() {
         using action_type = decltype(action);
         if constexpr (std::is_same_v<action_type, terminate>) {
             if (!was_stopping) {
-                if (!stopping_) begin_stop(stop_reason::requested, sig, signal_name(sig) + " received");
+                if (!stopping_)
+                    begin_stop(stop_reason::requested, sig, signal_name(sig) + " received");
             } else if (!escalated && !killed_) {
                 log(signal_name(sig) + " received again; sending SIGKILL");
                 kill_remaining(SIGKILL);
@@ -1360,7 +1381,8 @@ statistics pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::snapsho
     stats.uptime = std::chrono::milliseconds(master_pid_ != 0 ? now - started_ms_ : 0);
     stats.signals_by_number.assign(detail::max_signal + 1, 0);
     for (int sig = 1; sig <= detail::max_signal; ++sig) {
-        const std::uint32_t n = detail::process_signals.received[sig].load(std::memory_order_relaxed);
+        const std::uint32_t n =
+            detail::process_signals.received[sig].load(std::memory_order_relaxed);
         stats.signals_by_number[static_cast<std::size_t>(sig)] = n;
         stats.signals_received += n;
     }
@@ -1460,7 +1482,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_destroy_h
     struct itimerval limit {};
     struct itimerval previous_timer {};
     limit.it_value.tv_sec = static_cast<time_t>(opts_.destroy_timeout.count() / 1000);
-    limit.it_value.tv_usec = static_cast<suseconds_t>((opts_.destroy_timeout.count() % 1000) * 1000);
+    limit.it_value.tv_usec =
+        static_cast<suseconds_t>((opts_.destroy_timeout.count() % 1000) * 1000);
     System::setitimer(ITIMER_REAL, &limit, &previous_timer);
 
     for (auto it = hooks_.rbegin(); it != hooks_.rend(); ++it) {

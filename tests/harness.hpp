@@ -1,0 +1,317 @@
+// Test harness: real processes, bounded waits, nothing left behind.
+//
+// Rules every test follows (see docs/testing.md):
+// - a process under test runs in a child of its own process group; the child
+//   object kills that group and reaps it whatever happens to the test;
+// - processes report through pipes; every wait is bounded by poll(2) on a
+//   pipe or a pidfd, never by a sleep;
+// - the test binary is a child subreaper (test_main.cpp), so workers orphaned
+//   by a killed master come back to it and can be reaped and counted.
+#ifndef SUPERVISE_TESTS_HARNESS_HPP
+#define SUPERVISE_TESTS_HARNESS_HPP
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <supervise.hpp>
+#include <utility>
+#include <vector>
+
+namespace harness {
+
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+
+// The bound on any single wait in a test. Generous: it only matters when
+// something is broken, and then the test fails instead of hanging.
+inline constexpr milliseconds patience = 10s;
+
+inline std::int64_t now_ms() { return supervise::detail::monotonic_ms(); }
+
+// A pipe whose ends close themselves.
+class pipe_pair {
+  public:
+    pipe_pair() {
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) != 0) std::abort();
+        read_fd = fds[0];
+        write_fd = fds[1];
+    }
+    ~pipe_pair() {
+        close_read();
+        close_write();
+    }
+    pipe_pair(const pipe_pair&) = delete;
+    pipe_pair& operator=(const pipe_pair&) = delete;
+    void close_read() {
+        if (read_fd >= 0) ::close(read_fd);
+        read_fd = -1;
+    }
+    void close_write() {
+        if (write_fd >= 0) ::close(write_fd);
+        write_fd = -1;
+    }
+    int read_fd = -1;
+    int write_fd = -1;
+};
+
+// Writes a whole line; used by workers and hooks inside child processes.
+inline void say(int fd, const std::string& line) {
+    std::string text = line + "\n";
+    const char* data = text.data();
+    std::size_t left = text.size();
+    while (left > 0) {
+        const ssize_t n = ::write(fd, data, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        data += n;
+        left -= static_cast<std::size_t>(n);
+    }
+}
+
+// Accumulates what a pipe delivers and waits, bounded, for text to appear.
+class reader {
+  public:
+    explicit reader(int fd) : fd_(fd) {}
+
+    // True once the accumulated text contains `needle` `count` times.
+    bool wait_for(std::string_view needle, int count = 1, milliseconds timeout = patience) {
+        const std::int64_t deadline = now_ms() + timeout.count();
+        while (occurrences(needle) < count) {
+            if (!read_some(deadline)) return false;
+        }
+        return true;
+    }
+
+    // Reads until EOF (every writer closed), bounded.
+    bool wait_eof(milliseconds timeout = patience) {
+        const std::int64_t deadline = now_ms() + timeout.count();
+        while (!eof_) {
+            if (!read_some(deadline)) return eof_;
+        }
+        return true;
+    }
+
+    int occurrences(std::string_view needle) const {
+        int n = 0;
+        for (std::size_t at = text_.find(needle); at != std::string::npos;
+             at = text_.find(needle, at + needle.size())) {
+            ++n;
+        }
+        return n;
+    }
+
+    // Lines that start with `prefix`.
+    std::vector<std::string> lines_starting(std::string_view prefix) const {
+        std::vector<std::string> found;
+        std::istringstream in(text_);
+        for (std::string line; std::getline(in, line);) {
+            if (line.rfind(prefix, 0) == 0) found.push_back(line);
+        }
+        return found;
+    }
+
+    const std::string& text() const { return text_; }
+
+  private:
+    bool read_some(std::int64_t deadline) {
+        if (eof_) return false;
+        const std::int64_t left = deadline - now_ms();
+        if (left <= 0) return false;
+        struct pollfd pfd {
+            fd_, POLLIN, 0
+        };
+        const int rc = ::poll(&pfd, 1, static_cast<int>(left));
+        if (rc < 0 && errno == EINTR) return true;
+        if (rc <= 0) return false;
+        char buf[4096];
+        const ssize_t n = ::read(fd_, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) return true;
+        if (n <= 0) {
+            eof_ = true;
+            return false;
+        }
+        text_.append(buf, static_cast<std::size_t>(n));
+        return true;
+    }
+
+    int fd_;
+    std::string text_;
+    bool eof_ = false;
+};
+
+inline int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+// Waits for a child of this process to end, bounded. Returns its wait status.
+inline std::optional<int> wait_exit(pid_t pid, milliseconds timeout = patience) {
+    const int fd = pidfd_open(pid);
+    if (fd >= 0) {
+        struct pollfd pfd {
+            fd, POLLIN, 0
+        };
+        int rc;
+        do {
+            rc = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
+        } while (rc < 0 && errno == EINTR);
+        ::close(fd);
+        if (rc == 0) return std::nullopt;
+    }
+    int status = 0;
+    pid_t rc;
+    do {
+        rc = ::waitpid(pid, &status, fd >= 0 ? WNOHANG : 0);
+    } while (rc < 0 && errno == EINTR);
+    if (rc != pid) return std::nullopt;
+    return status;
+}
+
+inline std::string describe_status(std::optional<int> status) {
+    if (!status) return "still running after the test's patience ran out";
+    return supervise::detail::decode_wait_status(*status).describe();
+}
+
+inline bool exited_with(std::optional<int> status, int code) {
+    return status && WIFEXITED(*status) && WEXITSTATUS(*status) == code;
+}
+
+// Reaps every remaining descendant that ended up as our child (orphans come
+// to us: we are a subreaper). Returns how many were still running and had to
+// be killed; 0 means nothing was left behind.
+inline int reap_leftovers() {
+    int still_running = 0;
+    for (;;) {
+        int status = 0;
+        const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+        if (pid > 0) continue;
+        if (pid < 0 && errno == EINTR) continue;
+        if (pid < 0) return still_running;  // ECHILD: nothing left
+        // Something is still alive: find it through /proc and kill it.
+        std::vector<pid_t> alive;
+        if (FILE* f = std::fopen(("/proc/" + std::to_string(::getpid()) + "/task/" +
+                                  std::to_string(::getpid()) + "/children")
+                                     .c_str(),
+                                 "r")) {
+            long child;
+            while (std::fscanf(f, "%ld", &child) == 1) alive.push_back(static_cast<pid_t>(child));
+            std::fclose(f);
+        }
+        if (alive.empty()) return still_running + 1;
+        for (pid_t p : alive) {
+            ::kill(p, SIGKILL);
+            ++still_running;
+            wait_exit(p);
+        }
+    }
+}
+
+// A function run in a forked child that is the leader of a new process group.
+// The destructor kills the group and reaps the child if the test did not.
+class child {
+  public:
+    template <class Body>
+    explicit child(Body&& body) {
+        std::fflush(nullptr);
+        pid_ = ::fork();
+        if (pid_ < 0) std::abort();
+        if (pid_ == 0) {
+            ::setpgid(0, 0);
+            int code = 99;
+            try {
+                code = body();
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "test child threw: %s\n", e.what());
+                code = 98;
+            } catch (...) {
+                code = 98;
+            }
+            std::fflush(nullptr);
+            ::_exit(code);
+        }
+        ::setpgid(pid_, pid_);
+    }
+    child(const child&) = delete;
+    child& operator=(const child&) = delete;
+    ~child() {
+        if (!reaped_) {
+            ::kill(-pid_, SIGKILL);
+            ::kill(pid_, SIGKILL);
+            wait_exit(pid_);
+        }
+    }
+
+    pid_t pid() const { return pid_; }
+
+    std::optional<int> wait(milliseconds timeout = patience) {
+        auto status = wait_exit(pid_, timeout);
+        if (status) reaped_ = true;
+        return status;
+    }
+
+  private:
+    pid_t pid_ = -1;
+    bool reaped_ = false;
+};
+
+// A worker for tests: reports "up <index> <pid> <pgid>" and waits for a stop.
+inline auto reporting_worker(int report_fd) {
+    return [report_fd](supervise::worker_context& ctx) {
+        say(report_fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) +
+                           " " + std::to_string(::getpgid(0)));
+        while (ctx.wait_readable(-1) != supervise::wait_status::stop_requested) {
+        }
+        return 0;
+    };
+}
+
+// pid of worker `index` from the "up" lines.
+inline pid_t worker_pid(const reader& report, int index) {
+    for (const std::string& line : report.lines_starting("up ")) {
+        int i = -1;
+        long pid = 0;
+        long pgid = 0;
+        if (std::sscanf(line.c_str(), "up %d %ld %ld", &i, &pid, &pgid) == 3 && i == index) {
+            return static_cast<pid_t>(pid);
+        }
+    }
+    return -1;
+}
+
+inline pid_t worker_pgid(const reader& report, int index) {
+    for (const std::string& line : report.lines_starting("up ")) {
+        int i = -1;
+        long pid = 0;
+        long pgid = 0;
+        if (std::sscanf(line.c_str(), "up %d %ld %ld", &i, &pid, &pgid) == 3 && i == index) {
+            return static_cast<pid_t>(pgid);
+        }
+    }
+    return -1;
+}
+
+// Options every master under test uses: logs and statistics on pipes the
+// test reads, short timeouts so failures are quick.
+inline supervise::options test_options(int workers, int log_fd, int stats_fd = -1) {
+    supervise::options opts;
+    opts.workers = workers;
+    opts.log_fd = log_fd;
+    opts.stats_fd = stats_fd;
+    opts.shutdown_timeout = 5s;
+    return opts;
+}
+
+}  // namespace harness
+
+#endif  // SUPERVISE_TESTS_HARNESS_HPP

@@ -1,0 +1,199 @@
+// Termination: the timeout and its escalation, orphans, and bad input.
+#include <doctest/doctest.h>
+
+#include "harness.hpp"
+
+using namespace harness;
+using supervise::on;
+using supervise::signal_map;
+
+namespace {
+
+// Workers that ignore SIGTERM, as a hung or careless worker would.
+using deaf_workers = signal_map<on<SIGTERM, supervise::ignore>, on<SIGINT, supervise::ignore>>;
+
+}  // namespace
+
+TEST_CASE("a worker that ignores SIGTERM is SIGKILLed after the shutdown timeout") {
+    pipe_pair log, report;
+    reader logs(log.read_fd), reports(report.read_fd);
+    child master([&] {
+        auto opts = test_options(2, log.write_fd);
+        opts.shutdown_timeout = 300ms;
+        auto pool = supervise::make_pool<supervise::seed_master_signals, deaf_workers>(
+            reporting_worker(report.write_fd), opts);
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    REQUIRE(reports.wait_for("up ", 2));
+    REQUIRE(::kill(master.pid(), SIGTERM) == 0);
+    const auto status = master.wait();
+    logs.wait_eof();
+    INFO(logs.text());
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    CHECK(logs.occurrences("workers still running after 300 ms; sending SIGKILL") == 1);
+    CHECK(logs.occurrences("killed by signal 9 (SIGKILL)") == 2);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("a second terminate signal during shutdown escalates to SIGKILL at once") {
+    pipe_pair log, report;
+    reader logs(log.read_fd), reports(report.read_fd);
+    child master([&] {
+        auto opts = test_options(2, log.write_fd);
+        opts.shutdown_timeout = std::chrono::hours(1);
+        auto pool = supervise::make_pool<supervise::seed_master_signals, deaf_workers>(
+            reporting_worker(report.write_fd), opts);
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    REQUIRE(reports.wait_for("up ", 2));
+    REQUIRE(::kill(master.pid(), SIGTERM) == 0);
+    REQUIRE(logs.wait_for("stopping: SIGTERM received"));
+    REQUIRE(::kill(master.pid(), SIGINT) == 0);
+    // Well inside the hour the timeout would take.
+    const auto status = master.wait();
+    logs.wait_eof();
+    INFO(logs.text());
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    CHECK(logs.occurrences("SIGINT received again; sending SIGKILL") == 1);
+    CHECK(logs.occurrences("killed by signal 9 (SIGKILL)") == 2);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("the master killed with SIGKILL leaves no worker behind") {
+    pipe_pair log, report;
+    reader reports(report.read_fd);
+    child master([&] {
+        auto pool =
+            supervise::make_pool(reporting_worker(report.write_fd), test_options(4, log.write_fd));
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    REQUIRE(reports.wait_for("up ", 4));
+    REQUIRE(::kill(master.pid(), SIGKILL) == 0);
+    const auto status = master.wait();
+    REQUIRE(status);
+    CHECK(WIFSIGNALED(*status));
+    // We are a subreaper: the orphaned workers are now our children. Each
+    // must end by itself (PR_SET_PDEATHSIG), without anyone signalling it.
+    for (int i = 0; i < 4; ++i) {
+        const pid_t worker = worker_pid(reports, i);
+        CAPTURE(worker);
+        const auto worker_status = wait_exit(worker);
+        CHECK_MESSAGE(worker_status.has_value(), "worker still running after the master died");
+    }
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("invalid options are refused before anything starts") {
+    struct bad_case {
+        const char* what;
+        void (*apply)(supervise::options&);
+        const char* message;
+    };
+    const bad_case cases[] = {
+        {"no workers", [](supervise::options& o) { o.workers = 0; },
+         "workers must be between 1 and 4096 (got 0)"},
+        {"negative workers", [](supervise::options& o) { o.workers = -3; }, "(got -3)"},
+        {"too many workers", [](supervise::options& o) { o.workers = 5000; }, "(got 5000)"},
+        {"no_fork with a pool",
+         [](supervise::options& o) {
+             o.no_fork = true;
+             o.workers = 4;
+         },
+         "no_fork runs exactly one worker inline (got workers = 4)"},
+        {"zero shutdown timeout", [](supervise::options& o) { o.shutdown_timeout = 0ms; },
+         "shutdown_timeout must be positive"},
+        {"negative destroy timeout", [](supervise::options& o) { o.destroy_timeout = -5ms; },
+         "destroy_timeout must be positive"},
+        {"closed log fd", [](supervise::options& o) { o.log_fd = 987; },
+         "log_fd 987 is not an open"},
+        {"closed stats fd", [](supervise::options& o) { o.stats_fd = 988; },
+         "stats_fd 988 is not an open"},
+        {"bad death signal", [](supervise::options& o) { o.parent_death_signal = 99; },
+         "parent_death_signal must be 0 (off) or a signal number (got 99)"},
+    };
+    for (const bad_case& c : cases) {
+        CAPTURE(c.what);
+        supervise::options opts;
+        c.apply(opts);
+        std::string message;
+        try {
+            auto pool = supervise::make_pool([](supervise::worker_context&) {}, opts);
+            (void)pool;
+        } catch (const std::invalid_argument& e) {
+            message = e.what();
+        }
+        CHECK(message.find(c.message) != std::string::npos);
+        CHECK(message.rfind("supervise: ", 0) == 0);
+    }
+    int status = 0;
+    CHECK((::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD));
+}
+
+TEST_CASE("workers above RLIMIT_NPROC are refused for an unprivileged user") {
+    pipe_pair report;
+    reader reports(report.read_fd);
+    child process([&] {
+        // Root is exempt from RLIMIT_NPROC (fork(2)), so the check is for other
+        // users: become nobody if we can. Some sandboxes forbid it; then the
+        // root side of the rule is what gets checked.
+        const bool unprivileged = ::geteuid() != 0 || ::setuid(65534) == 0;
+        struct rlimit limit {
+            8, 8
+        };
+        ::setrlimit(RLIMIT_NPROC, &limit);
+        supervise::options opts;
+        opts.workers = 64;
+        std::string verdict = "accepted";
+        try {
+            auto pool = supervise::make_pool([](supervise::worker_context&) {}, opts);
+            (void)pool;
+        } catch (const std::invalid_argument& e) {
+            verdict = e.what();
+        }
+        say(report.write_fd, (unprivileged ? "unprivileged: " : "root: ") + verdict);
+        return 0;
+    });
+    report.close_write();
+    CHECK(exited_with(process.wait(), 0));
+    reports.wait_eof();
+    INFO(reports.text());
+    if (reports.occurrences("root: ") == 1) {
+        CHECK(reports.occurrences("root: accepted") == 1);
+    } else {
+        CHECK(reports.occurrences(
+                  "unprivileged: supervise: workers (64) does not fit under RLIMIT_NPROC (8)") ==
+              1);
+    }
+}
+
+TEST_CASE("only one pool supervises at a time in a process") {
+    pipe_pair report;
+    reader reports(report.read_fd);
+    child process([&] {
+        auto first = supervise::make_pool(
+            [](supervise::worker_context& ctx) { ctx.sleep_for(-1ms); }, test_options(1, -1));
+        first.on_ready([&] {
+            auto second =
+                supervise::make_pool([](supervise::worker_context&) {}, test_options(1, -1));
+            try {
+                second.run();
+                say(report.write_fd, "second ran");
+            } catch (const std::logic_error& e) {
+                say(report.write_fd, e.what());
+            }
+            ::raise(SIGTERM);
+        });
+        return first.run().exit_status;
+    });
+    report.close_write();
+    CHECK(exited_with(process.wait(), 0));
+    reports.wait_eof();
+    CHECK(reports.occurrences("another pool is already running in this process") == 1);
+    CHECK(reap_leftovers() == 0);
+}
