@@ -143,6 +143,21 @@ TEST_CASE("seed row: SIGCHLD - a worker killed by a signal is named with the sig
     CHECK(reap_leftovers() == 0);
 }
 
+TEST_CASE("seed row: SIGCHLD - a SIGCHLD with no dead worker reaps nothing and stops nothing") {
+    seed_server server;
+    server.start(2);
+    REQUIRE(server.all_up());
+    REQUIRE(::kill(server.master->pid(), SIGCHLD) == 0);
+    REQUIRE(::kill(server.master->pid(), SIGUSR1) == 0);
+    REQUIRE(server.stats_text.wait_for("SIGUSR1 1"));
+    CHECK(server.stats_text.occurrences("SIGCHLD 1") == 1);
+    CHECK(server.stats_text.occurrences("running") == 2);
+    CHECK(server.log_text.occurrences("stopping") == 0);
+    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
+    CHECK(exited_with(server.master->wait(), 0));
+    CHECK(reap_leftovers() == 0);
+}
+
 TEST_CASE("seed row: SIGUSR1 prints statistics and the server continues") {
     seed_server server;
     server.start(3);
