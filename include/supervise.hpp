@@ -1051,13 +1051,28 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
     slots_.assign(static_cast<std::size_t>(opts_.workers), slot{});
 
     install_signals();
-    if (opts_.no_fork) return run_inline();
-    if (start_workers()) {
-        log("started " + std::to_string(opts_.workers) + " workers");
-        call_ready_hook();
+    try {
+        if (opts_.no_fork) return run_inline();
+        if (start_workers()) {
+            log("started " + std::to_string(opts_.workers) + " workers");
+            call_ready_hook();
+        }
+        supervise_loop();
+        return finish();
+    } catch (...) {
+        // Only an allocation failure or a throwing destroy-hook machinery gets
+        // here. Whatever it was, no worker may outlive run() and the program
+        // gets its signals back before the exception reaches it.
+        kill_remaining(SIGKILL);
+        for (slot& s : slots_) {
+            if (s.pid <= 0) continue;
+            int status = 0;
+            detail::retry_on_eintr([&] { return System::waitpid(s.pid, &status, 0); });
+            s.pid = 0;
+        }
+        restore_signals();
+        throw;
     }
-    supervise_loop();
-    return finish();
 }
 
 // Blocks the mapped signals first, then installs the handler: no handler can
@@ -1416,7 +1431,7 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_inline
     plan.stats = MasterSignals::template mask_of<print_stats>;
     plan.handled = MasterSignals::mask;
     slot& s = slots_[0];
-    s.pid = master_pid_;
+    // s.pid stays 0: the slot is this very process, which nothing may signal.
     s.state = worker_state::running;
     s.started_ms = detail::monotonic_ms();
     log("running one worker inline (no_fork)");
