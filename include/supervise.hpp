@@ -493,7 +493,23 @@ inline exit_info decode_wait_status(int status) noexcept {
     return info;
 }
 
-// Number of threads of this process, or 0 when /proc cannot tell.
+// ThreadSanitizer runs a background thread of its own in every process
+// (including each fork child); it holds none of the program's locks, so the
+// threads check does not count it.
+#if defined(__SANITIZE_THREAD__)
+constexpr int sanitizer_threads = 1;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr int sanitizer_threads = 1;
+#else
+constexpr int sanitizer_threads = 0;
+#endif
+#else
+constexpr int sanitizer_threads = 0;
+#endif
+
+// Number of threads of this process that belong to the program, or 0 when
+// /proc cannot tell.
 inline int thread_count() noexcept {
     const int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0;
@@ -510,7 +526,7 @@ inline int thread_count() noexcept {
     buf[used] = '\0';
     const char* line = std::strstr(buf, "\nThreads:");
     if (line == nullptr) return 0;
-    return std::atoi(line + 9);
+    return std::atoi(line + 9) - sanitizer_threads;
 }
 
 inline sigset_t sigset_of(std::uint64_t bits) noexcept {

@@ -3,6 +3,8 @@
 // Every test runs a real master with real workers and sends real signals.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "harness.hpp"
 
 using namespace harness;
@@ -40,6 +42,25 @@ struct seed_server {
 
     bool all_up() { return reports.wait_for("up ", workers); }
 };
+
+// Asks for statistics tables until one shows every needle, bounded. Signals
+// already sent are delivered before or with the next SIGUSR1 on Linux, but
+// ThreadSanitizer defers asynchronous signals to its own safe points, so one
+// table is not always enough.
+bool tables_show(seed_server& server, const std::vector<std::string>& needles) {
+    for (int round = 1; round <= 20; ++round) {
+        if (::kill(server.master->pid(), SIGUSR1) != 0) return false;
+        if (!server.stats_text.wait_for("SIGUSR1", round)) return false;
+        const std::string& text = server.stats_text.text();
+        const std::string last = text.substr(text.rfind("statistics:"));
+        if (std::all_of(needles.begin(), needles.end(), [&](const std::string& needle) {
+                return last.find(needle) != std::string::npos;
+            })) {
+            return true;
+        }
+    }
+    return false;
+}
 
 void check_terminates_cleanly(int sig) {
     seed_server server;
@@ -148,10 +169,8 @@ TEST_CASE("seed row: SIGCHLD - a SIGCHLD with no dead worker reaps nothing and s
     server.start(2);
     REQUIRE(server.all_up());
     REQUIRE(::kill(server.master->pid(), SIGCHLD) == 0);
-    REQUIRE(::kill(server.master->pid(), SIGUSR1) == 0);
-    REQUIRE(server.stats_text.wait_for("SIGUSR1 1"));
-    CHECK(server.stats_text.occurrences("SIGCHLD 1") == 1);
-    CHECK(server.stats_text.occurrences("running") == 2);
+    CHECK(tables_show(server, {"SIGCHLD 1"}));
+    CHECK(server.stats_text.occurrences("exited") == 0);
     CHECK(server.log_text.occurrences("stopping") == 0);
     REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
     CHECK(exited_with(server.master->wait(), 0));
@@ -185,13 +204,9 @@ TEST_CASE("seed row: SIGHUP and SIGUSR2 are ignored") {
     REQUIRE(server.all_up());
     REQUIRE(::kill(server.master->pid(), SIGHUP) == 0);
     REQUIRE(::kill(server.master->pid(), SIGUSR2) == 0);
-    // Signals are taken in order, so once SIGUSR1's table shows up, HUP and
-    // USR2 have been handled: counted, nothing else.
-    REQUIRE(::kill(server.master->pid(), SIGUSR1) == 0);
-    REQUIRE(server.stats_text.wait_for("SIGUSR1 1"));
-    CHECK(server.stats_text.occurrences("SIGHUP 1") == 1);
-    CHECK(server.stats_text.occurrences("SIGUSR2 1") == 1);
-    CHECK(server.stats_text.occurrences("running") == 2);
+    // Counted, nothing else: both workers still running, no stop.
+    CHECK(tables_show(server, {"SIGHUP 1", "SIGUSR2 1"}));
+    CHECK(server.stats_text.occurrences("exited") == 0);
     CHECK(server.log_text.occurrences("stopping") == 0);
     REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
     const auto status = server.master->wait();
