@@ -1,0 +1,484 @@
+// daemon: a pre-forked HTTP/1.1 server built on supervise.hpp.
+//
+// The master binds one listening socket, then a supervise::pool forks N workers
+// that all accept on it; the kernel hands each connection to exactly one of
+// them. A worker answers one request per connection:
+//
+//   GET /        200 "worker <index> pid <pid>"
+//   GET /crash   (--chaos only) the worker calls abort(): the pool shuts down
+//   GET /hang    (--chaos only) the worker ignores SIGTERM and stops serving
+//
+// Try it:
+//   bazel run //examples/daemon -- --listen 127.0.0.1:8080
+//   curl http://127.0.0.1:8080/
+//   kill -USR1 <master pid>   # statistics table on stderr
+//   kill -TERM <master pid>   # clean stop, exit status 0
+//
+// The signals, the worker processes and the shutdown belong to the library;
+// this file only parses flags, opens the socket and speaks HTTP.
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <supervise.hpp>
+#include <system_error>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char usage[] = R"(Usage: daemon [OPTIONS]
+A pre-forked HTTP/1.1 server: a master process and N worker processes that share
+one listening socket. GET / answers with the index and pid of the worker.
+
+Options (also accepted as --option=value):
+  --workers N            worker processes, 1 to 4096 (default 4)
+  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080); HOST is an
+                         IPv4 address, a host name such as localhost, or [IPv6];
+                         PORT 0 picks a free port (the log says which)
+  --shutdown-timeout MS  time workers get between SIGTERM and SIGKILL (default 5000)
+  --no-fork              serve with one worker inside the master process (debugging)
+  --chaos                enable GET /crash (the worker aborts) and GET /hang (the
+                         worker ignores SIGTERM and stops serving); tests only
+  --help                 print this help and exit
+
+Signals to the master: SIGTERM or SIGINT stop the server (exit status 0),
+SIGUSR1 prints a statistics table on stderr. If a worker dies, the whole server
+stops with exit status 1.
+)";
+
+// A request head larger than this gets 431 (Request Header Fields Too Large).
+constexpr std::size_t max_request_head = 8 * 1024;
+// Time a client gets to send its request head, and the bound on sending the
+// reply: a client that connects and says nothing must not hold a worker.
+constexpr std::chrono::milliseconds request_timeout = 5s;
+
+// One write(2) per line: the master and every worker share stderr, and a line
+// written in pieces could be interleaved with another process's line.
+void log(const std::string& message) {
+    const std::string line = "daemon: " + message + "\n";
+    if (::write(STDERR_FILENO, line.data(), line.size()) < 0) {
+        // Nowhere left to report a failing stderr.
+    }
+}
+
+// ============================================================================
+// Command line
+// ============================================================================
+
+// A bad flag, value or address: one line on stderr, exit status 2, and
+// nothing started.
+struct config_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct config {
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    std::optional<int> workers;  // unset: the library default
+    std::chrono::milliseconds shutdown_timeout{SUPERVISE_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS};
+    bool no_fork = false;
+    bool chaos = false;
+    bool help = false;
+};
+
+// The whole text must be a decimal number in [min, max]: "4x", "" and " 4" are
+// refused rather than read as 4 or 0, as atoi() would.
+long long parse_number(std::string_view flag, std::string_view text, long long min, long long max) {
+    long long value = 0;
+    const char* end = text.data() + text.size();
+    const auto [stop, error] = std::from_chars(text.data(), end, value);
+    if (text.empty() || error == std::errc::invalid_argument || stop != end) {
+        throw config_error(std::string(flag) + ": '" + std::string(text) + "' is not a number");
+    }
+    if (error == std::errc::result_out_of_range || value < min || value > max) {
+        throw config_error(std::string(flag) + " must be between " + std::to_string(min) + " and " +
+                           std::to_string(max) + " (got " + std::string(text) + ")");
+    }
+    return value;
+}
+
+// "127.0.0.1:8080", "localhost:0", "[::1]:8080". The port is split off at the
+// last colon; brackets keep the colons of an IPv6 address out of the way.
+void parse_listen(std::string_view text, config& cfg) {
+    std::string_view host;
+    std::string_view port;
+    const std::size_t colon = text.rfind(':');
+    if (!text.empty() && text.front() == '[') {
+        const std::size_t close = text.find(']');
+        if (close == std::string_view::npos || close + 1 != colon) {
+            throw config_error("--listen: expected [IPV6]:PORT, got '" + std::string(text) + "'");
+        }
+        host = text.substr(1, close - 1);
+    } else {
+        if (colon == std::string_view::npos) {
+            throw config_error("--listen: expected HOST:PORT, got '" + std::string(text) + "'");
+        }
+        host = text.substr(0, colon);
+    }
+    port = text.substr(colon + 1);
+    if (host.empty()) throw config_error("--listen: missing host in '" + std::string(text) + "'");
+    cfg.host = std::string(host);
+    cfg.port = static_cast<int>(parse_number("--listen: port", port, 0, 65535));
+}
+
+config parse_command_line(int argc, char** argv) {
+    config cfg;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        std::string_view flag = arg;
+        std::optional<std::string_view> inline_value;  // the "value" of --flag=value
+        if (const std::size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != arg.npos) {
+            flag = arg.substr(0, eq);
+            inline_value = arg.substr(eq + 1);
+        }
+        const auto value = [&]() -> std::string_view {
+            if (inline_value) return *inline_value;
+            if (i + 1 == argc) throw config_error(std::string(flag) + " needs a value");
+            return argv[++i];
+        };
+        const auto no_value = [&] {
+            if (inline_value) throw config_error(std::string(flag) + " takes no value");
+        };
+
+        if (flag == "--workers") {
+            cfg.workers =
+                static_cast<int>(parse_number(flag, value(), 1, SUPERVISE_CONFIG_MAX_WORKERS));
+        } else if (flag == "--listen") {
+            parse_listen(value(), cfg);
+        } else if (flag == "--shutdown-timeout") {
+            // An hour is plenty, and keeps the library's deadline arithmetic
+            // far from overflowing.
+            cfg.shutdown_timeout =
+                std::chrono::milliseconds(parse_number(flag, value(), 1, 3600000));
+        } else if (flag == "--no-fork") {
+            no_value();
+            cfg.no_fork = true;
+        } else if (flag == "--chaos") {
+            no_value();
+            cfg.chaos = true;
+        } else if (flag == "--help") {
+            no_value();
+            cfg.help = true;
+        } else {
+            throw config_error("unknown option '" + std::string(arg) + "'");
+        }
+    }
+    if (cfg.no_fork) {
+        if (cfg.workers && *cfg.workers != 1) {
+            throw config_error(
+                "--no-fork runs exactly one worker; it cannot be combined with --workers " +
+                std::to_string(*cfg.workers));
+        }
+        cfg.workers = 1;
+    }
+    return cfg;
+}
+
+// ============================================================================
+// The listening socket
+// ============================================================================
+
+// "127.0.0.1:8080" or "[::1]:8080", read back from the socket so that port 0
+// shows the port the kernel picked.
+std::string local_address(int fd) {
+    sockaddr_storage addr{};
+    socklen_t size = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size) != 0) return "?";
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (addr.ss_family == AF_INET6) {
+        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(addr);
+        ::inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
+        return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6.sin6_port));
+    }
+    const auto& in = reinterpret_cast<const sockaddr_in&>(addr);
+    ::inet_ntop(AF_INET, &in.sin_addr, host, sizeof host);
+    return std::string(host) + ":" + std::to_string(ntohs(in.sin_port));
+}
+
+// Bound and listening in the master, before any worker exists, so every worker
+// inherits the same socket and a bad address stops the program before it
+// starts. Tries each address the host resolves to until one binds.
+int open_listener(const config& cfg) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const std::string port = std::to_string(cfg.port);
+    if (const int rc = ::getaddrinfo(cfg.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+        throw config_error("--listen: cannot resolve '" + cfg.host + "': " + ::gai_strerror(rc));
+    }
+    const std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, ::freeaddrinfo);
+
+    int error = 0;
+    for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+        // Non-blocking because every idle worker wakes up for a new connection
+        // and only one gets it: the others must see EAGAIN and go back to
+        // waiting, not sleep in accept() where a stop request is noticed late.
+        // CLOEXEC so that a program a worker might exec does not inherit it.
+        const int fd =
+            ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) {
+            error = errno;
+            continue;
+        }
+        // A restarted daemon can bind again while old connections of its
+        // previous run sit in TIME_WAIT.
+        const int on = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+        if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, SOMAXCONN) == 0) return fd;
+        error = errno;
+        ::close(fd);
+    }
+    throw config_error("cannot listen on " + cfg.host + ":" + port + ": " + std::strerror(error));
+}
+
+// ============================================================================
+// HTTP: one request per connection
+// ============================================================================
+
+const char* reason_phrase(int status) {
+    switch (status) {
+        case 200:
+            return "OK";
+        case 400:
+            return "Bad Request";
+        case 404:
+            return "Not Found";
+        case 405:
+            return "Method Not Allowed";
+        case 408:
+            return "Request Timeout";
+        case 431:
+            return "Request Header Fields Too Large";
+    }
+    return "Internal Server Error";
+}
+
+// MSG_NOSIGNAL: a client that has gone away gives EPIPE here instead of
+// raising SIGPIPE. Forked workers ignore SIGPIPE, but with --no-fork the worker
+// runs in the master, whose signal map (the seed's) stops the server on it.
+void send_response(int fd, int status, const std::string& body, const char* extra_headers = "") {
+    const std::string response =
+        "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
+        "\r\n"
+        "Content-Type: text/plain\r\n"
+        "Content-Length: " +
+        std::to_string(body.size()) + "\r\n" + extra_headers + "Connection: close\r\n\r\n" + body;
+    const char* data = response.data();
+    std::size_t left = response.size();
+    while (left > 0) {
+        const ssize_t n = ::send(fd, data, left, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;  // gone, or slower than SO_SNDTIMEO: drop the reply
+        data += n;
+        left -= static_cast<std::size_t>(n);
+    }
+}
+
+enum class head_status { complete, too_large, timed_out, closed, stop_requested };
+
+// Reads until the blank line that ends the request head. Waiting goes through
+// ctx.wait_readable, so a stop request interrupts a slow client, and the whole
+// head must arrive within request_timeout.
+head_status read_request_head(supervise::worker_context& ctx, int fd, std::string& head) {
+    const auto deadline = std::chrono::steady_clock::now() + request_timeout;
+    for (;;) {
+        if (const std::size_t end = head.find("\r\n\r\n"); end != std::string::npos) {
+            return end + 4 <= max_request_head ? head_status::complete : head_status::too_large;
+        }
+        if (head.size() >= max_request_head) return head_status::too_large;
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left <= 0ms) return head_status::timed_out;
+        switch (ctx.wait_readable(fd, left)) {
+            case supervise::wait_status::stop_requested:
+                return head_status::stop_requested;
+            case supervise::wait_status::timed_out:
+                return head_status::timed_out;
+            case supervise::wait_status::ready:
+                break;
+        }
+        char buf[4096];
+        const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0) return head_status::closed;
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+            return head_status::closed;
+        }
+        head.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
+// GET /hang with --chaos: simulates a worker stuck in a loop that also lost
+// its SIGTERM handler. Only the master's SIGKILL after --shutdown-timeout (or
+// PR_SET_PDEATHSIG, if the master dies) can end it.
+[[noreturn]] void hang(supervise::worker_context& ctx, int fd) {
+    const std::string who =
+        "worker " + std::to_string(ctx.index()) + " pid " + std::to_string(::getpid());
+    // SIGTERM is ignored before the reply is sent: a client that got the
+    // reply knows a SIGTERM can no longer stop this worker.
+    std::signal(SIGTERM, SIG_IGN);
+    log(who + ": GET /hang: ignoring SIGTERM and no longer serving");
+    send_response(fd, 200, who + " hanging\n");
+    ::close(fd);
+    for (;;) ::pause();
+}
+
+void serve_connection(supervise::worker_context& ctx, int fd, bool chaos) {
+    // The reply is sent with blocking send(); this bounds it for a client
+    // that stops reading.
+    const timeval send_limit{static_cast<time_t>(request_timeout / 1s), 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_limit, sizeof send_limit);
+
+    std::string head;
+    switch (read_request_head(ctx, fd, head)) {
+        case head_status::complete:
+            break;
+        case head_status::too_large:
+            return send_response(fd, 431, "request head too large\n");
+        case head_status::timed_out:
+            return send_response(fd, 408, "request timeout\n");
+        case head_status::closed:
+        case head_status::stop_requested:
+            return;
+    }
+
+    // Request line: METHOD SP TARGET SP HTTP/1.x
+    const std::string_view line = std::string_view(head).substr(0, head.find("\r\n"));
+    const std::size_t space1 = line.find(' ');
+    const std::size_t space2 = line.find(' ', space1 + 1);
+    if (space1 == 0 || space1 == line.npos || space2 == line.npos ||
+        line.find(' ', space2 + 1) != line.npos) {
+        return send_response(fd, 400, "malformed request line\n");
+    }
+    const std::string_view method = line.substr(0, space1);
+    const std::string_view target = line.substr(space1 + 1, space2 - space1 - 1);
+    const std::string_view version = line.substr(space2 + 1);
+    if (target.empty() || target.front() != '/' || version.size() != 8 ||
+        version.rfind("HTTP/1.", 0) != 0) {
+        return send_response(fd, 400, "malformed request line\n");
+    }
+    if (method != "GET") return send_response(fd, 405, "only GET is supported\n", "Allow: GET\r\n");
+
+    const std::string_view path = target.substr(0, target.find('?'));
+    if (path == "/") {
+        return send_response(
+            fd, 200,
+            "worker " + std::to_string(ctx.index()) + " pid " + std::to_string(::getpid()) + "\n");
+    }
+    if (chaos && path == "/crash") {
+        log("worker " + std::to_string(ctx.index()) + " pid " + std::to_string(::getpid()) +
+            ": GET /crash: calling abort()");
+        std::abort();  // the master sees SIGABRT and, as the seed says, stops everything
+    }
+    if (chaos && path == "/hang") hang(ctx, fd);
+    send_response(fd, 404, "not found\n");
+}
+
+// The worker: wait for a connection, take it, answer it, repeat until the
+// master asks to stop.
+void serve(supervise::worker_context& ctx, int listen_fd, bool chaos) {
+    while (ctx.wait_readable(listen_fd) != supervise::wait_status::stop_requested) {
+        const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            serve_connection(ctx, fd, chaos);
+            ::close(fd);
+            continue;
+        }
+        switch (errno) {
+            case EAGAIN:        // another worker took the connection
+            case EINTR:         // a signal: wait_readable looks at it
+            case ECONNABORTED:  // the client gave up while queued
+                break;
+            case EMFILE:   // out of descriptors or memory: back off rather than
+            case ENFILE:   // spin, since the connection stays queued and
+            case ENOBUFS:  // wait_readable returns at once
+            case ENOMEM:
+                log("accept: " + std::string(std::strerror(errno)));
+                ctx.sleep_for(100ms);
+                break;
+            default:  // a bug: the worker fails and the pool stops
+                throw std::system_error(errno, std::generic_category(), "accept");
+        }
+    }
+}
+
+// Exit status 2 and one line on stderr, like other command-line tools.
+int usage_failure(const std::string& message) {
+    log(message + "; see 'daemon --help'");
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    config cfg;
+    int listen_fd = -1;
+    try {
+        cfg = parse_command_line(argc, argv);
+        if (cfg.help) {
+            std::fputs(usage, stdout);
+            return 0;
+        }
+        listen_fd = open_listener(cfg);
+    } catch (const config_error& e) {
+        return usage_failure(e.what());
+    }
+    const std::string address = local_address(listen_fd);
+
+    supervise::options opts;
+    opts.name = "daemon";  // the library's lines read "daemon[pid]: ..."
+    if (cfg.workers) opts.workers = *cfg.workers;
+    opts.no_fork = cfg.no_fork;
+    opts.shutdown_timeout = cfg.shutdown_timeout;
+
+    // The worker is a lambda, so the pool's type is spelled through it. The
+    // constructor checks the options (RLIMIT_NPROC, ...) and starts nothing.
+    auto worker = [listen_fd, chaos = cfg.chaos](supervise::worker_context& ctx) {
+        serve(ctx, listen_fd, chaos);
+    };
+    std::optional<supervise::pool<decltype(worker)>> pool;
+    try {
+        pool.emplace(worker, opts);
+    } catch (const std::invalid_argument& e) {
+        return usage_failure(e.what());
+    }
+
+    if (cfg.chaos) {
+        log("WARNING: --chaos is on: GET /crash aborts a worker and GET /hang wedges one. "
+            "Never run this in production.");
+    }
+    log("listening on " + address);
+    pool->on_ready([&] {
+        const int n = pool->settings().workers;
+        log("ready: " + std::to_string(n) + (n == 1 ? " worker" : " workers") + " serving on " +
+            address);
+    });
+    // Runs in the master once every worker has exited, however the pool stopped.
+    pool->on_destroy("close listening socket", [listen_fd] { ::close(listen_fd); });
+
+    try {
+        // 0 after SIGTERM or SIGINT, 1 after a worker failure.
+        return pool->run().exit_status;
+    } catch (const std::exception& e) {
+        log(e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,830 @@
+// Integration tests of the example daemon (//examples/daemon), from outside:
+// the real binary, real sockets on 127.0.0.1, real signals.
+//
+// Every daemon runs in a process group of its own and is SIGKILLed and reaped
+// when its test ends, whatever happened. Its workers live in another group
+// (the pool makes one); they die with the master (PR_SET_PDEATHSIG) and, this
+// binary being a child subreaper, come back here to be reaped, so a test can
+// also prove that nothing was left running. Every wait is bounded.
+//
+// This file has its own main (at the bottom) so it does not depend on the
+// shared test harness.
+
+#define DOCTEST_CONFIG_IMPLEMENT
+// doctest's own SIGINT/SIGTERM/SIGABRT handlers would get in the way of the
+// signals these tests send and receive.
+#define DOCTEST_CONFIG_NO_POSIX_SIGNALS
+#include <dirent.h>
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// The bound on any single wait: it only matters when something is broken, and
+// then the test fails instead of hanging.
+constexpr milliseconds patience = 10s;
+
+int ms_until(steady::time_point deadline) {
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now());
+    return static_cast<int>(std::max<milliseconds::rep>(0, left.count()));
+}
+
+std::string daemon_binary() {
+    // Under `bazel test` the binary is a data dependency in the runfiles tree.
+    const char* srcdir = std::getenv("TEST_SRCDIR");
+    const char* workspace = std::getenv("TEST_WORKSPACE");
+    if (srcdir != nullptr) {
+        return std::string(srcdir) + "/" + (workspace != nullptr ? workspace : "supervise") +
+               "/examples/daemon/daemon";
+    }
+    // Outside Bazel: DAEMON_BINARY=/path/to/daemon ./daemon_test
+    const char* path = std::getenv("DAEMON_BINARY");
+    return path != nullptr ? path : "examples/daemon/daemon";
+}
+
+// ---- processes ----
+
+// The raw wait status of `pid` once it has exited, or nothing after `timeout`
+// (or if it is not our child). Sleeps in poll(2) on a pidfd; without pidfd
+// support (Linux < 5.3) it checks every 10 ms until the deadline.
+std::optional<int> wait_exit(pid_t pid, milliseconds timeout = patience) {
+    const auto deadline = steady::now() + timeout;
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    std::optional<int> result;
+    for (;;) {
+        int status = 0;
+        const pid_t rc = ::waitpid(pid, &status, WNOHANG);
+        if (rc == pid) {
+            result = status;
+            break;
+        }
+        if (rc < 0 && errno != EINTR) break;
+        const int left = ms_until(deadline);
+        if (left == 0) break;
+        struct pollfd p {};
+        p.fd = pidfd;
+        p.events = POLLIN;
+        ::poll(&p, pidfd >= 0 ? 1 : 0, pidfd >= 0 ? left : std::min(left, 10));
+    }
+    if (pidfd >= 0) ::close(pidfd);
+    return result;
+}
+
+bool exited_with(std::optional<int> status, int code) {
+    return status && WIFEXITED(*status) && WEXITSTATUS(*status) == code;
+}
+
+bool killed_by(std::optional<int> status, int sig) {
+    return status && WIFSIGNALED(*status) && WTERMSIG(*status) == sig;
+}
+
+// Parent pid from /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold
+// spaces and parentheses, so parse after the last ')'), or 0.
+pid_t parent_of(pid_t pid) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(file, stat);
+    const std::size_t paren = stat.rfind(')');
+    if (paren == std::string::npos) return 0;
+    std::istringstream rest(stat.substr(paren + 1));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    return ppid;
+}
+
+// True if `pid` has `sig` set to SIG_IGN (the SigIgn mask of /proc/PID/status).
+bool ignores(pid_t pid, int sig) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(file, line);) {
+        if (line.rfind("SigIgn:", 0) == 0) {
+            const unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+            return (mask >> (sig - 1)) & 1;
+        }
+    }
+    return false;
+}
+
+std::vector<pid_t> children_of_this_process() {
+    std::vector<pid_t> children;
+    DIR* proc = ::opendir("/proc");
+    if (proc == nullptr) return children;
+    while (const dirent* entry = ::readdir(proc)) {
+        const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
+        if (pid > 0 && parent_of(pid) == ::getpid()) children.push_back(pid);
+    }
+    ::closedir(proc);
+    return children;
+}
+
+// True when this process has no child at all, running or zombie: as a
+// subreaper, that means nothing the daemon started is left.
+bool no_child_left() {
+    int status = 0;
+    return ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
+}
+
+// Reaps every child; SIGKILLs any that still runs. Bounded.
+void kill_and_reap_all_children() {
+    const auto deadline = steady::now() + patience;
+    for (;;) {
+        int status = 0;
+        const pid_t rc = ::waitpid(-1, &status, WNOHANG);
+        if (rc > 0 || (rc < 0 && errno == EINTR)) continue;
+        if (rc < 0) return;  // ECHILD: nothing left
+        for (const pid_t child : children_of_this_process()) {
+            if (child > 0) ::kill(child, SIGKILL);
+        }
+        if (ms_until(deadline) == 0) {
+            std::fprintf(stderr, "daemon_test: children still running after cleanup\n");
+            return;
+        }
+        ::poll(nullptr, 0, 10);
+    }
+}
+
+// Everything a pipe delivered so far, read with deadlines.
+struct pipe_reader {
+    int fd = -1;
+    std::string text;
+    bool eof = false;
+
+    // Reads until done() holds, end of file or the timeout; returns done().
+    template <class Done>
+    bool wait_until(Done done, milliseconds timeout = patience) {
+        const auto deadline = steady::now() + timeout;
+        while (!done()) {
+            if (eof) return false;
+            struct pollfd p {};
+            p.fd = fd;
+            p.events = POLLIN;
+            const int rc = ::poll(&p, 1, ms_until(deadline));
+            if (rc == 0) return false;
+            if (rc < 0) {
+                if (errno == EINTR) continue;
+                return false;
+            }
+            char buf[4096];
+            const ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                eof = true;
+            } else {
+                text.append(buf, static_cast<std::size_t>(n));
+            }
+        }
+        return true;
+    }
+
+    bool read_to_eof(milliseconds timeout = patience) {
+        return wait_until([&] { return eof; }, timeout);
+    }
+};
+
+// The first complete line at or after `from` that contains `needle`.
+std::optional<std::string> find_line(const std::string& text, std::string_view needle,
+                                     std::size_t from = 0) {
+    const std::size_t at = text.find(needle, from);
+    if (at == std::string::npos) return std::nullopt;
+    const std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) return std::nullopt;
+    const std::size_t begin = text.rfind('\n', at);
+    const std::size_t start = begin == std::string::npos ? 0 : begin + 1;
+    return text.substr(start, end - start);
+}
+
+std::optional<std::string> wait_for_line(pipe_reader& reader, std::string_view needle,
+                                         std::size_t from = 0, milliseconds timeout = patience) {
+    reader.wait_until([&] { return find_line(reader.text, needle, from).has_value(); }, timeout);
+    return find_line(reader.text, needle, from);
+}
+
+// The daemon as a child process with stdout and stderr on pipes.
+class daemon_process {
+  public:
+    explicit daemon_process(const std::vector<std::string>& args) {
+        const std::string path = daemon_binary();
+        std::vector<char*> argv;
+        argv.push_back(const_cast<char*>(path.c_str()));
+        for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+        argv.push_back(nullptr);
+
+        int out_pipe[2];
+        int err_pipe[2];
+        REQUIRE(::pipe2(out_pipe, O_CLOEXEC) == 0);
+        REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
+        const pid_t test_pid = ::getpid();
+        pid_ = ::fork();
+        REQUIRE(pid_ >= 0);
+        if (pid_ == 0) {
+            // Only async-signal-safe calls between fork and exec.
+            ::setpgid(0, 0);
+            // Its own group protects the test runner from the daemon, but also
+            // hides the daemon from a runner that kills the test's group on a
+            // timeout: if this test process dies, the daemon dies too (and its
+            // workers with it). Kept across execve.
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != test_pid) ::_exit(127);
+            ::dup2(out_pipe[1], STDOUT_FILENO);
+            ::dup2(err_pipe[1], STDERR_FILENO);
+            // GET /crash aborts a worker: no core files in the test directory.
+            const struct rlimit no_core {};
+            ::setrlimit(RLIMIT_CORE, &no_core);
+            sigset_t none;
+            sigemptyset(&none);
+            ::sigprocmask(SIG_SETMASK, &none, nullptr);
+            ::execv(path.c_str(), argv.data());
+            ::_exit(127);
+        }
+        // Both sides call setpgid, so the group exists whichever runs first.
+        ::setpgid(pid_, pid_);
+        ::close(out_pipe[1]);
+        ::close(err_pipe[1]);
+        out.fd = out_pipe[0];
+        err.fd = err_pipe[0];
+    }
+
+    ~daemon_process() {
+        // The daemon's own group; never kill(0), which is the test runner's.
+        if (!reaped_ && pid_ > 0) ::kill(-pid_, SIGKILL);
+        kill_and_reap_all_children();
+        ::close(out.fd);
+        ::close(err.fd);
+    }
+
+    daemon_process(const daemon_process&) = delete;
+    daemon_process& operator=(const daemon_process&) = delete;
+
+    pid_t pid() const { return pid_; }
+
+    // Waits for the "listening on" and "ready" lines; returns the port.
+    int start() {
+        const auto listening = wait_for_line(err, "listening on ");
+        REQUIRE_MESSAGE(listening, "no 'listening on' line; stderr:\n" << err.text);
+        REQUIRE_MESSAGE(wait_for_line(err, ": ready: "), "no 'ready' line; stderr:\n" << err.text);
+        const int port = std::atoi(listening->substr(listening->rfind(':') + 1).c_str());
+        REQUIRE(port > 0);
+        return port;
+    }
+
+    void signal(int sig) {
+        REQUIRE(pid_ > 0);
+        REQUIRE(::kill(pid_, sig) == 0);
+    }
+
+    std::optional<int> wait_exit(milliseconds timeout = patience) {
+        const std::optional<int> status = ::wait_exit(pid_, timeout);
+        if (status) reaped_ = true;
+        return status;
+    }
+
+    // True while the daemon has not exited.
+    bool running() {
+        int status = 0;
+        return !reaped_ && ::waitpid(pid_, &status, WNOHANG) == 0;
+    }
+
+    pipe_reader out;
+    pipe_reader err;
+
+  private:
+    pid_t pid_ = -1;
+    bool reaped_ = false;
+};
+
+// One parsed statistics table (the library prints it on SIGUSR1).
+struct stats_table {
+    pid_t master = 0;
+    std::vector<pid_t> workers;  // by worker index
+};
+
+// Parses the first table at or after `from`, complete lines only: the header
+// "statistics: master pid N, ...", a column header, then one row per worker
+// ("  INDEX PID STATE ..."), each row indented by two spaces.
+stats_table parse_table(const std::string& text, std::size_t from) {
+    stats_table table;
+    const std::size_t at = text.find("statistics: master pid ", from);
+    if (at == std::string::npos) return table;
+    std::istringstream lines(text.substr(at));
+    std::string line;
+    std::getline(lines, line);
+    table.master =
+        static_cast<pid_t>(std::atoi(line.c_str() + std::strlen("statistics: master pid ")));
+    while (std::getline(lines, line) && !lines.eof() && line.rfind("  ", 0) == 0) {
+        std::istringstream row(line);
+        int index = 0;
+        long pid = 0;
+        if (!(row >> index >> pid)) continue;  // the column header
+        if (index != static_cast<int>(table.workers.size())) break;
+        table.workers.push_back(static_cast<pid_t>(pid));
+    }
+    return table;
+}
+
+// Sends SIGUSR1 and returns the table it printed, with `workers` rows.
+stats_table request_stats(daemon_process& daemon, int workers) {
+    const std::size_t from = daemon.err.text.size();
+    daemon.signal(SIGUSR1);
+    const bool complete = daemon.err.wait_until([&] {
+        return parse_table(daemon.err.text, from).workers.size() ==
+               static_cast<std::size_t>(workers);
+    });
+    REQUIRE_MESSAGE(complete, "no statistics table with " << workers << " workers; stderr:\n"
+                                                          << daemon.err.text);
+    const stats_table table = parse_table(daemon.err.text, from);
+    // A slot that is not running shows pid 0; signalling "pid 0" would hit
+    // this test's own process group, so such a table is a failure here.
+    for (const pid_t pid : table.workers) {
+        REQUIRE_MESSAGE(pid > 0, "a worker without a pid; stderr:\n" << daemon.err.text);
+    }
+    return table;
+}
+
+// "Ready" means every worker was forked, not that each one finished setting
+// itself up. A worker answers SIGUSR1 with its own statistics line only from
+// its loop, so once every worker has answered, all of them run worker code.
+void wait_until_workers_run(daemon_process& daemon, const stats_table& table) {
+    for (std::size_t index = 0; index < table.workers.size(); ++index) {
+        const std::size_t from = daemon.err.text.size();
+        REQUIRE(table.workers[index] > 0);  // never kill(0, ...): that is our group
+        REQUIRE(::kill(table.workers[index], SIGUSR1) == 0);
+        const std::string line = "worker " + std::to_string(index) + " pid " +
+                                 std::to_string(table.workers[index]) + " generation";
+        REQUIRE_MESSAGE(wait_for_line(daemon.err, line, from), "no statistics line from worker "
+                                                                   << index << "; stderr:\n"
+                                                                   << daemon.err.text);
+    }
+}
+
+bool contains(const std::vector<pid_t>& pids, pid_t pid) {
+    return std::find(pids.begin(), pids.end(), pid) != pids.end();
+}
+
+// ---- HTTP ----
+
+// A TCP connection to 127.0.0.1:port that closes itself.
+class connection {
+  public:
+    explicit connection(int port) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        REQUIRE(fd_ >= 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<std::uint16_t>(port));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        // On loopback the kernel completes the handshake at once, whether or
+        // not a worker has accepted yet.
+        REQUIRE(::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    }
+    ~connection() { ::close(fd_); }
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    void send(std::string_view data) {
+        while (!data.empty()) {
+            const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) continue;
+            REQUIRE_MESSAGE(n > 0, "send: " << std::strerror(errno));
+            data.remove_prefix(static_cast<std::size_t>(n));
+        }
+    }
+
+    // Everything the server sends until it closes (Connection: close), or
+    // what arrived before the timeout.
+    std::string receive_all(milliseconds timeout = patience) {
+        const auto deadline = steady::now() + timeout;
+        std::string data;
+        for (;;) {
+            struct pollfd p {};
+            p.fd = fd_;
+            p.events = POLLIN;
+            const int rc = ::poll(&p, 1, ms_until(deadline));
+            if (rc < 0 && errno == EINTR) continue;
+            if (rc <= 0) return data;
+            char buf[4096];
+            const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return data;  // closed, or reset
+            data.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+
+  private:
+    int fd_ = -1;
+};
+
+struct http_response {
+    int status = 0;  // 0: no status line came back
+    std::string head;
+    std::string body;
+
+    bool has_header(std::string_view line) const {
+        return head.find("\r\n" + std::string(line) + "\r\n") != std::string::npos;
+    }
+};
+
+http_response parse_response(const std::string& raw) {
+    http_response response;
+    const std::size_t end = raw.find("\r\n\r\n");
+    if (raw.rfind("HTTP/1.1 ", 0) != 0 || end == std::string::npos) return response;
+    response.status = std::atoi(raw.c_str() + 9);
+    response.head = raw.substr(0, end + 2);
+    response.body = raw.substr(end + 4);
+    return response;
+}
+
+http_response http_exchange(int port, std::string_view request) {
+    connection c(port);
+    c.send(request);
+    return parse_response(c.receive_all());
+}
+
+http_response http_get(int port, const std::string& path) {
+    return http_exchange(port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+}
+
+// "worker <index> pid <pid><suffix>\n" from GET / (and GET /hang).
+struct served_by {
+    int index = -1;
+    pid_t pid = 0;
+};
+
+served_by parse_body(const std::string& body, const std::string& suffix = "") {
+    const std::regex pattern("worker (\\d+) pid (\\d+)" + suffix + "\n");
+    std::smatch match;
+    served_by who;
+    if (std::regex_match(body, match, pattern)) {
+        who.index = std::stoi(match[1]);
+        who.pid = static_cast<pid_t>(std::stol(match[2]));
+    }
+    return who;
+}
+
+const std::vector<std::string> local = {"--listen", "127.0.0.1:0"};
+
+std::vector<std::string> with_local(std::vector<std::string> args) {
+    args.insert(args.begin(), local.begin(), local.end());
+    return args;
+}
+
+}  // namespace
+
+// ---- the tests ----
+
+TEST_CASE("GET / is answered by a worker of the pool, as plain HTTP/1.1") {
+    daemon_process daemon(with_local({"--workers", "2"}));
+    const int port = daemon.start();
+    const stats_table table = request_stats(daemon, 2);
+    CHECK(table.master == daemon.pid());
+
+    const http_response response = http_get(port, "/");
+    INFO("stderr:\n" << daemon.err.text);
+    REQUIRE(response.status == 200);
+    CHECK(response.head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(response.has_header("Content-Type: text/plain"));
+    CHECK(response.has_header("Content-Length: " + std::to_string(response.body.size())));
+    CHECK(response.has_header("Connection: close"));
+    const served_by who = parse_body(response.body);
+    REQUIRE(who.pid > 0);
+    REQUIRE(who.index >= 0);
+    REQUIRE(who.index < 2);
+    CHECK(table.workers[static_cast<std::size_t>(who.index)] == who.pid);
+    CHECK(who.pid != daemon.pid());
+
+    // A query string does not change the path.
+    CHECK(http_get(port, "/?x=1").status == 200);
+}
+
+TEST_CASE("two workers serve two connections at once") {
+    daemon_process daemon(with_local({"--workers", "2"}));
+    const int port = daemon.start();
+    INFO("stderr:\n" << daemon.err.text);
+
+    // The first connection is queued first, so the first accept takes it; its
+    // worker then waits for a request that does not come yet. The second
+    // request can only be answered by the other worker.
+    connection slow(port);
+    const served_by second = parse_body(http_get(port, "/").body);
+    slow.send("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    const served_by first = parse_body(parse_response(slow.receive_all()).body);
+    REQUIRE(first.pid > 0);
+    REQUIRE(second.pid > 0);
+    CHECK(first.pid != second.pid);
+    CHECK(first.index != second.index);
+}
+
+TEST_CASE("flags are also accepted as --flag=value") {
+    daemon_process daemon({"--listen=127.0.0.1:0", "--workers=3", "--shutdown-timeout=1000"});
+    daemon.start();
+    CHECK(find_line(daemon.err.text, "ready: 3 workers"));
+}
+
+TEST_CASE("SIGTERM and SIGINT stop the daemon with status 0 and leave nothing running") {
+    for (const int sig : {SIGTERM, SIGINT}) {
+        CAPTURE(sig);
+        daemon_process daemon(with_local({"--workers", "3"}));
+        daemon.start();
+        const stats_table table = request_stats(daemon, 3);
+
+        daemon.signal(sig);
+        const std::optional<int> status = daemon.wait_exit();
+        daemon.err.read_to_eof();
+        INFO("stderr:\n" << daemon.err.text);
+        CHECK(exited_with(status, 0));
+        const std::string name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+        CHECK(find_line(daemon.err.text, name + " received"));
+        for (const pid_t worker : table.workers) {
+            CAPTURE(worker);
+            CHECK(find_line(daemon.err.text,
+                            "(pid " + std::to_string(worker) + ") exited with status 0"));
+            CHECK(::kill(worker, 0) == -1);
+            CHECK(errno == ESRCH);
+        }
+        // No worker was orphaned: it would have been re-parented to us.
+        CHECK(no_child_left());
+    }
+}
+
+TEST_CASE("SIGUSR1 prints a table with every worker, and the daemon keeps serving") {
+    daemon_process daemon(with_local({"--workers", "3"}));
+    const int port = daemon.start();
+    const stats_table table = request_stats(daemon, 3);
+    INFO("stderr:\n" << daemon.err.text);
+
+    CHECK(table.master == daemon.pid());
+    std::vector<pid_t> sorted = table.workers;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());
+    for (const pid_t worker : table.workers) {
+        CAPTURE(worker);
+        CHECK(worker != daemon.pid());
+        CHECK(parent_of(worker) == daemon.pid());  // a live child of the master
+    }
+
+    const served_by who = parse_body(http_get(port, "/").body);
+    CHECK(contains(table.workers, who.pid));
+    CHECK(daemon.running());
+    // And again: SIGUSR1 does not stop or replace anyone.
+    CHECK(request_stats(daemon, 3).workers == table.workers);
+}
+
+TEST_CASE("--chaos: GET /crash aborts a worker and the daemon exits non-zero") {
+    daemon_process daemon(with_local({"--workers", "2", "--chaos"}));
+    const int port = daemon.start();
+    CHECK(find_line(daemon.err.text, "WARNING: --chaos"));
+    const stats_table table = request_stats(daemon, 2);
+
+    // No reply: the worker dies while handling the request.
+    CHECK(http_get(port, "/crash").status == 0);
+    const std::optional<int> status = daemon.wait_exit();
+    daemon.err.read_to_eof();
+    INFO("stderr:\n" << daemon.err.text);
+    REQUIRE(status);
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) != 0);
+
+    static const std::regex crashed(R"(worker (\d+) \(pid (\d+)\) killed by signal 6 \(SIGABRT\))");
+    std::smatch match;
+    REQUIRE(std::regex_search(daemon.err.text, match, crashed));
+    const int index = std::stoi(match[1]);
+    REQUIRE(index >= 0);
+    REQUIRE(index < 2);
+    CHECK(table.workers[static_cast<std::size_t>(index)] == std::stol(match[2]));
+    CHECK(no_child_left());
+}
+
+TEST_CASE("--chaos: a worker that ignores SIGTERM is SIGKILLed after --shutdown-timeout") {
+    daemon_process daemon(with_local({"--workers", "2", "--chaos", "--shutdown-timeout", "300"}));
+    const int port = daemon.start();
+
+    // The reply comes after the worker started ignoring SIGTERM.
+    const http_response hang = http_get(port, "/hang");
+    INFO("stderr:\n" << daemon.err.text);
+    REQUIRE(hang.status == 200);
+    const served_by hung = parse_body(hang.body, " hanging");
+    REQUIRE(hung.pid > 0);
+    CHECK(ignores(hung.pid, SIGTERM));
+
+    const auto sent = steady::now();
+    daemon.signal(SIGTERM);
+    const std::optional<int> status = daemon.wait_exit();
+    const auto took = steady::now() - sent;
+    daemon.err.read_to_eof();
+    INFO("stderr:\n" << daemon.err.text);
+    CHECK(exited_with(status, 0));  // still a requested stop
+    CHECK(find_line(daemon.err.text, "sending SIGKILL"));
+    CHECK(find_line(daemon.err.text, "worker " + std::to_string(hung.index) + " (pid " +
+                                         std::to_string(hung.pid) +
+                                         ") killed by signal 9 (SIGKILL)"));
+    // The grace period was the one asked for, not the 5 s default.
+    CHECK(took >= 300ms);
+    CHECK(took < 3s);
+    CHECK(no_child_left());
+}
+
+TEST_CASE("without --chaos, /crash and /hang are just unknown paths") {
+    daemon_process daemon(with_local({"--workers", "1"}));
+    const int port = daemon.start();
+    INFO("stderr:\n" << daemon.err.text);
+    CHECK(find_line(daemon.err.text, "--chaos") == std::nullopt);
+
+    const http_response crash = http_get(port, "/crash");
+    CHECK(crash.status == 404);
+    CHECK(http_get(port, "/hang").status == 404);
+    CHECK(http_get(port, "/nowhere").status == 404);
+    CHECK(http_get(port, "/").status == 200);
+    CHECK(daemon.running());
+
+    // A stop that is still a requested one: no worker died on the way.
+    daemon.signal(SIGTERM);
+    CHECK(exited_with(daemon.wait_exit(), 0));
+}
+
+TEST_CASE("a bad command line exits 2 with one message, before anything starts") {
+    // A port that is taken: our own listening socket.
+    const int busy = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(busy >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(busy, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(busy, 1) == 0);
+    socklen_t size = sizeof addr;
+    REQUIRE(::getsockname(busy, reinterpret_cast<sockaddr*>(&addr), &size) == 0);
+    const std::string busy_address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+    const std::vector<std::vector<std::string>> bad = {
+        with_local({"--bogus"}),
+        with_local({"extra"}),
+        with_local({"--workers"}),
+        with_local({"--workers", "abc"}),
+        with_local({"--workers", "2x"}),
+        with_local({"--workers", "0"}),
+        with_local({"--workers", "-3"}),
+        with_local({"--workers", "4097"}),
+        with_local({"--workers="}),
+        with_local({"--shutdown-timeout", "0"}),
+        with_local({"--shutdown-timeout", "soon"}),
+        with_local({"--no-fork", "--workers", "2"}),
+        with_local({"--workers", "3", "--no-fork"}),
+        with_local({"--chaos=yes"}),
+        {"--listen", "127.0.0.1"},
+        {"--listen", "127.0.0.1:65536"},
+        {"--listen", "127.0.0.1:-1"},
+        {"--listen", "127.0.0.1:http"},
+        {"--listen", ":8080"},
+        {"--listen", "[::1:0"},
+        {"--listen", "no-such-host.invalid:0"},
+        {"--listen", busy_address},
+    };
+    for (const std::vector<std::string>& args : bad) {
+        std::string command_line;
+        for (const std::string& arg : args) command_line += " " + arg;
+        CAPTURE(command_line);
+        daemon_process daemon(args);
+        const std::optional<int> status = daemon.wait_exit();
+        daemon.err.read_to_eof();
+        daemon.out.read_to_eof();
+        CAPTURE(daemon.err.text);
+        CHECK(exited_with(status, 2));
+        CHECK(daemon.err.text.rfind("daemon: ", 0) == 0);
+        CHECK(std::count(daemon.err.text.begin(), daemon.err.text.end(), '\n') == 1);
+        CHECK(daemon.err.text.find("--help") != std::string::npos);
+        CHECK(daemon.err.text.find("listening on") == std::string::npos);
+        CHECK(daemon.err.text.find(": ready") == std::string::npos);
+        CHECK(daemon.out.text.empty());
+        // Not a single worker was forked (it would be our child by now).
+        CHECK(no_child_left());
+    }
+    ::close(busy);
+}
+
+TEST_CASE("--help prints the usage on stdout and exits 0") {
+    daemon_process daemon({"--help"});
+    const std::optional<int> status = daemon.wait_exit();
+    daemon.out.read_to_eof();
+    daemon.err.read_to_eof();
+    CHECK(exited_with(status, 0));
+    CHECK(daemon.out.text.rfind("Usage: daemon", 0) == 0);
+    for (const char* flag :
+         {"--workers", "--listen", "--shutdown-timeout", "--no-fork", "--chaos", "--help"}) {
+        CAPTURE(flag);
+        CHECK(daemon.out.text.find(flag) != std::string::npos);
+    }
+    CHECK(daemon.err.text.empty());
+    CHECK(no_child_left());
+}
+
+TEST_CASE("--no-fork serves from the daemon process itself") {
+    daemon_process daemon(with_local({"--no-fork"}));
+    const int port = daemon.start();
+    INFO("stderr:\n" << daemon.err.text);
+    CHECK(find_line(daemon.err.text, "ready: 1 worker "));
+
+    const served_by who = parse_body(http_get(port, "/").body);
+    CHECK(who.index == 0);
+    CHECK(who.pid == daemon.pid());
+    CHECK(children_of_this_process() == std::vector<pid_t>{daemon.pid()});
+
+    daemon.signal(SIGTERM);
+    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(no_child_left());
+}
+
+TEST_CASE("bad requests get a 4xx answer and the worker keeps serving") {
+    daemon_process daemon(with_local({"--workers", "1"}));
+    const int port = daemon.start();
+    INFO("stderr:\n" << daemon.err.text);
+    const served_by before = parse_body(http_get(port, "/").body);
+    REQUIRE(before.pid > 0);
+
+    CHECK(http_exchange(port, "garbage\r\n\r\n").status == 400);
+    CHECK(http_exchange(port, "GET /\r\n\r\n").status == 400);
+    CHECK(http_exchange(port, "GET / HTTP/1.1 extra\r\n\r\n").status == 400);
+    CHECK(http_exchange(port, "GET nowhere HTTP/1.1\r\n\r\n").status == 400);
+    CHECK(http_exchange(port, "GET / SPDY/3\r\n\r\n").status == 400);
+    CHECK(http_exchange(port, "GET / XTTP/1.1\r\n\r\n").status == 400);
+    CHECK(http_exchange(port, "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").status == 405);
+    const std::string big_header = "X-Filler: " + std::string(9000, 'a') + "\r\n";
+    CHECK(http_exchange(port, "GET / HTTP/1.1\r\n" + big_header + "\r\n").status == 431);
+    // A client that leaves mid-request costs nothing (and raises no SIGPIPE).
+    { connection(port).send("GET / HT"); }
+
+    // Still the same single worker: none of that killed it.
+    const served_by after = parse_body(http_get(port, "/").body);
+    CHECK(after.pid == before.pid);
+    CHECK(daemon.running());
+}
+
+TEST_CASE("a client that sends nothing cannot hold a worker forever") {
+    daemon_process daemon(with_local({"--workers", "1"}));
+    const int port = daemon.start();
+    INFO("stderr:\n" << daemon.err.text);
+
+    // The only worker takes the silent connection first; the second client is
+    // served once the daemon's per-connection timeout (5 s) has expired.
+    connection silent(port);
+    const auto start = steady::now();
+    const http_response response = http_get(port, "/");
+    CHECK(response.status == 200);
+    CHECK(steady::now() - start < patience);
+    CHECK(parse_response(silent.receive_all()).status == 408);
+}
+
+TEST_CASE("when the master is SIGKILLed, every worker dies with it") {
+    daemon_process daemon(with_local({"--workers", "3"}));
+    daemon.start();
+    const stats_table table = request_stats(daemon, 3);
+    // A worker that is still starting when its master dies exits with status 1
+    // instead (it checks getppid() after prctl): make sure all are past that.
+    wait_until_workers_run(daemon, table);
+
+    daemon.signal(SIGKILL);
+    CHECK(killed_by(daemon.wait_exit(), SIGKILL));
+    // The orphans were re-parented to this subreaper: reap each one.
+    for (const pid_t worker : table.workers) {
+        CAPTURE(worker);
+        CHECK(killed_by(wait_exit(worker), SIGKILL));  // PR_SET_PDEATHSIG
+    }
+    CHECK(no_child_left());
+}
+
+int main(int argc, char** argv) {
+    // Workers orphaned by a killed master come back to this process instead
+    // of init, so the tests can reap them and prove nothing is left.
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+        std::perror("prctl(PR_SET_CHILD_SUBREAPER)");
+        return 1;
+    }
+    doctest::Context context(argc, argv);
+    return context.run();
+}
