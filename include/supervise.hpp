@@ -827,9 +827,12 @@ inline std::string statistics::table() const {
     for (const worker_statistics& w : workers) {
         const std::string last =
             w.last_exit.how == exit_info::kind::running ? "-" : w.last_exit.describe();
-        std::snprintf(row, sizeof row, "  %-6d %-8ld %-9s %-12s %-9u %s\n", w.index,
-                      static_cast<long>(w.pid), to_string(w.state),
-                      detail::format_ms(w.uptime).c_str(), w.restarts, last.c_str());
+        // A slot without a process shows "-", never 0: `kill 0` from a script
+        // reading the table would signal the script's own process group.
+        const std::string pid = w.pid > 0 ? std::to_string(w.pid) : "-";
+        std::snprintf(row, sizeof row, "  %-6d %-8s %-9s %-12s %-9u %s\n", w.index, pid.c_str(),
+                      to_string(w.state), detail::format_ms(w.uptime).c_str(), w.restarts,
+                      last.c_str());
         out += row;
     }
     return out;
@@ -860,8 +863,10 @@ class pool {
         hooks_.push_back(hook_entry{std::move(name), std::move(hook)});
     }
 
-    // Called in the master once every worker has been started (the example
-    // daemon prints its "ready" line here).
+    // Called in the master once every worker has been forked and has its
+    // signal handling in place (each worker reports it through a pipe), so a
+    // signal sent from here on reaches a worker that acts on it. The example
+    // daemon prints its "ready" line here.
     void on_ready(std::function<void()> hook) { ready_hook_ = std::move(hook); }
 
     // Supervises until the pool stops; returns why. Throws std::logic_error
@@ -883,6 +888,7 @@ class pool {
         pid_t pid = 0;  // 0 once reaped: a reaped pid is never signalled
         worker_state state = worker_state::idle;
         std::int64_t started_ms = 0;
+        bool set_up = false;  // its start-up record arrived
         unsigned restarts = 0;
         exit_info last_exit;
     };
@@ -913,6 +919,7 @@ class pool {
     [[noreturn]] void worker_main(int index);
     void supervise_loop();
     void wait_for_signals(std::int64_t timeout_ms);
+    void read_startup_records();
     void reap();
     void service();
     void begin_stop(stop_reason reason, int sig, std::string why);
@@ -936,6 +943,10 @@ class pool {
     std::vector<saved_signal> saved_;
     sigset_t saved_mask_{};
     int wake_pipe_[2] = {-1, -1};
+    // Workers write a start-up record here once their signal set-up is done,
+    // so on_ready means "every worker can take signals", not "fork returned".
+    int started_pipe_[2] = {-1, -1};
+    bool announced_ready_ = false;
     pid_t master_pid_ = 0;
     pid_t pgid_ = 0;
     std::int64_t started_ms_ = 0;
@@ -978,12 +989,14 @@ inline void check_options(const options& opts) {
                  ") does not fit under RLIMIT_NPROC (" + std::to_string(limit.rlim_cur) + ")");
         }
     }
-    if (opts.shutdown_timeout.count() <= 0) {
-        fail("shutdown_timeout must be positive (got " +
+    // The upper bound keeps deadline arithmetic far from overflow.
+    constexpr std::chrono::milliseconds day = std::chrono::hours(24);
+    if (opts.shutdown_timeout.count() <= 0 || opts.shutdown_timeout > day) {
+        fail("shutdown_timeout must be between 1 ms and 24 h (got " +
              std::to_string(opts.shutdown_timeout.count()) + " ms)");
     }
-    if (opts.destroy_timeout.count() <= 0) {
-        fail("destroy_timeout must be positive (got " +
+    if (opts.destroy_timeout.count() <= 0 || opts.destroy_timeout > day) {
+        fail("destroy_timeout must be between 1 ms and 24 h (got " +
              std::to_string(opts.destroy_timeout.count()) + " ms)");
     }
     if (opts.log_fd >= 0 && !fd_is_open(opts.log_fd)) {
@@ -1064,15 +1077,13 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
     why_.clear();
     hooks_failed_ = 0;
     pgid_ = 0;
+    announced_ready_ = false;
     slots_.assign(static_cast<std::size_t>(opts_.workers), slot{});
 
     install_signals();
     try {
         if (opts_.no_fork) return run_inline();
-        if (start_workers()) {
-            log("started " + std::to_string(opts_.workers) + " workers");
-            call_ready_hook();
-        }
+        start_workers();
         supervise_loop();
         return finish();
     } catch (...) {
@@ -1104,8 +1115,15 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::install_signa
         counter.store(0, std::memory_order_relaxed);
 
     if (!opts_.no_fork) {
-        if (System::pipe2(wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+        if (System::pipe2(wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0 ||
+            System::pipe2(started_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
             const int err = errno;
+            for (int* fds : {wake_pipe_, started_pipe_}) {
+                for (int i = 0; i < 2; ++i) {
+                    if (fds[i] >= 0) System::close(fds[i]);
+                    fds[i] = -1;
+                }
+            }
             System::thread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
             throw std::system_error(err, std::generic_category(), "supervise: pipe2");
         }
@@ -1154,9 +1172,11 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::restore_signa
     saved_.clear();
     detail::process_signals.wake_fd.store(-1, std::memory_order_release);
     detail::process_signals.pending.store(0);
-    for (int& fd : wake_pipe_) {
-        if (fd >= 0) System::close(fd);
-        fd = -1;
+    for (int* fds : {wake_pipe_, started_pipe_}) {
+        for (int i = 0; i < 2; ++i) {
+            if (fds[i] >= 0) System::close(fds[i]);
+            fds[i] = -1;
+        }
     }
     System::thread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
 }
@@ -1198,6 +1218,7 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
     s.pid = pid;
     s.state = worker_state::running;
     s.started_ms = detail::monotonic_ms();
+    s.set_up = false;
     s.last_exit = exit_info{};
     return true;
 }
@@ -1214,6 +1235,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
         if (fd >= 0) System::close(fd);
         fd = -1;
     }
+    System::close(started_pipe_[0]);
 
     // The embedding program's dispositions come back for every signal the
     // master mapped, then the worker map is applied on top.
@@ -1245,6 +1267,13 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
 
     const sigset_t worker_mask = detail::sigset_without(saved_mask_, plan.handled);
     System::thread_sigmask(SIG_SETMASK, &worker_mask, nullptr);
+
+    // One write of 8 bytes: atomic on a pipe (pipe(7), PIPE_BUF), so records
+    // from many workers never interleave.
+    const std::int32_t record[2] = {index, static_cast<std::int32_t>(::getpid())};
+    detail::write_all<System>(started_pipe_[1], reinterpret_cast<const char*>(record),
+                              sizeof record);
+    System::close(started_pipe_[1]);
 
     int code = EXIT_SUCCESS;
     {
@@ -1280,17 +1309,48 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::wait_for_sign
     std::int64_t timeout_ms) {
     const sigset_t wait_mask = detail::sigset_without(saved_mask_, master_handled);
     struct timespec limit = detail::to_timespec(timeout_ms);
-    struct pollfd pfd {};
-    pfd.fd = wake_pipe_[0];
-    pfd.events = POLLIN;
-    const int rc = System::ppoll(&pfd, 1, timeout_ms < 0 ? nullptr : &limit, &wait_mask);
-    if (rc > 0) {
+    struct pollfd pfds[2] = {};
+    pfds[0].fd = wake_pipe_[0];
+    pfds[0].events = POLLIN;
+    pfds[1].fd = started_pipe_[0];
+    pfds[1].events = POLLIN;
+    const int rc = System::ppoll(pfds, 2, timeout_ms < 0 ? nullptr : &limit, &wait_mask);
+    if (rc > 0 && pfds[0].revents != 0) {
         char drain[256];
         while (System::read(wake_pipe_[0], drain, sizeof drain) > 0) {
         }
     }
+    if (rc > 0 && pfds[1].revents != 0) read_startup_records();
+    if (rc > 0) {
+        // ppoll(2) that returns ready descriptors restores the mask without
+        // delivering signals that were pending, so let them in explicitly:
+        // a SIGTERM must not wait behind a stream of start-up records.
+        const struct timespec now {};
+        System::ppoll(nullptr, 0, &now, &wait_mask);
+    }
     // rc == -1 with EINTR is the normal wake-up (the handler ran); the loop
     // re-checks everything, so EINTR needs no special case.
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_startup_records() {
+    std::int32_t records[64][2];
+    for (;;) {
+        const ssize_t n = System::read(started_pipe_[0], records, sizeof records);
+        if (n <= 0) break;
+        for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof records[0]; ++i) {
+            const auto index = static_cast<std::size_t>(records[i][0]);
+            // The pid check drops a record from a worker that died meanwhile.
+            if (index < slots_.size() && slots_[index].pid == records[i][1]) {
+                slots_[index].set_up = true;
+            }
+        }
+    }
+    if (announced_ready_ || stopping_) return;
+    if (!std::all_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.set_up; })) return;
+    announced_ready_ = true;
+    log("started " + std::to_string(opts_.workers) + " workers");
+    call_ready_hook();
 }
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>

@@ -42,7 +42,7 @@ TEST_CASE("a second terminate signal during shutdown escalates to SIGKILL at onc
     reader logs(log.read_fd), reports(report.read_fd);
     child master([&] {
         auto opts = test_options(2, log.write_fd);
-        opts.shutdown_timeout = std::chrono::hours(1);
+        opts.shutdown_timeout = std::chrono::hours(24);
         auto pool = supervise::make_pool<supervise::seed_master_signals, deaf_workers>(
             reporting_worker(report.write_fd), opts);
         return pool.run().exit_status;
@@ -107,9 +107,12 @@ TEST_CASE("invalid options are refused before anything starts") {
          },
          "no_fork runs exactly one worker inline (got workers = 4)"},
         {"zero shutdown timeout", [](supervise::options& o) { o.shutdown_timeout = 0ms; },
-         "shutdown_timeout must be positive"},
+         "shutdown_timeout must be between 1 ms and 24 h (got 0 ms)"},
+        {"day-long shutdown timeout",
+         [](supervise::options& o) { o.shutdown_timeout = std::chrono::hours(25); },
+         "shutdown_timeout must be between 1 ms and 24 h (got 90000000 ms)"},
         {"negative destroy timeout", [](supervise::options& o) { o.destroy_timeout = -5ms; },
-         "destroy_timeout must be positive"},
+         "destroy_timeout must be between 1 ms and 24 h (got -5 ms)"},
         {"closed log fd", [](supervise::options& o) { o.log_fd = 987; },
          "log_fd 987 is not an open"},
         {"closed stats fd", [](supervise::options& o) { o.stats_fd = 988; },
