@@ -60,6 +60,31 @@
 #define SUPERVISE_CONFIG_DEFAULT_DESTROY_TIMEOUT_MS 5000
 #endif
 
+// Restart intensity: more than MAX restarts within PERIOD stops the pool
+// (systemd's StartLimitBurst=5 in StartLimitIntervalSec=10 s).
+#ifndef SUPERVISE_CONFIG_DEFAULT_MAX_RESTARTS
+#define SUPERVISE_CONFIG_DEFAULT_MAX_RESTARTS 5
+#endif
+#ifndef SUPERVISE_CONFIG_DEFAULT_RESTART_PERIOD_MS
+#define SUPERVISE_CONFIG_DEFAULT_RESTART_PERIOD_MS 10000
+#endif
+
+// Back-off between consecutive restarts of one slot: the first restart is
+// immediate, then DELAY, 2*DELAY, 4*DELAY... capped at DELAY_MAX
+// (systemd's RestartSec=100ms; runit waits 1 s).
+#ifndef SUPERVISE_CONFIG_DEFAULT_RESTART_DELAY_MS
+#define SUPERVISE_CONFIG_DEFAULT_RESTART_DELAY_MS 100
+#endif
+#ifndef SUPERVISE_CONFIG_DEFAULT_RESTART_DELAY_MAX_MS
+#define SUPERVISE_CONFIG_DEFAULT_RESTART_DELAY_MAX_MS 5000
+#endif
+
+// Exit status by which a worker says "do not restart me, stop the pool"
+// (s6's 125 means permanent failure).
+#ifndef SUPERVISE_CONFIG_DEFAULT_FATAL_EXIT_CODE
+#define SUPERVISE_CONFIG_DEFAULT_FATAL_EXIT_CODE 125
+#endif
+
 // Signal a worker receives when the master dies (prctl(2) PR_SET_PDEATHSIG).
 #ifndef SUPERVISE_CONFIG_DEFAULT_PARENT_DEATH_SIGNAL
 #define SUPERVISE_CONFIG_DEFAULT_PARENT_DEATH_SIGNAL SIGKILL
@@ -150,6 +175,19 @@ using seed_worker_signals = signal_map<on<SIGINT, terminate>,     //
 // The seed: any worker that exits during normal operation shuts the whole
 // pool down, and the master exits non-zero.
 struct shutdown_all {};
+// OTP's strategies: restart the worker that ended...
+struct one_for_one {};
+// ...every worker (the others are stopped first, then all start in order)...
+struct one_for_all {};
+// ...or the worker that ended and every worker started after it.
+struct rest_for_one {};
+
+// Which exits a restarting strategy restarts (OTP's restart types).
+enum class restart_type {
+    permanent,  // every exit
+    transient,  // only an abnormal one: a non-zero status or a signal
+    temporary,  // none
+};
 
 // ---- Options: the run-time knobs, checked before anything starts. ----
 
@@ -172,6 +210,20 @@ struct options {
     std::string name = "supervise";
     // Signal a worker gets when the master dies; 0 turns it off.
     int parent_death_signal = SUPERVISE_CONFIG_DEFAULT_PARENT_DEATH_SIGNAL;
+
+    // The rest applies to the restarting strategies (not to shutdown_all).
+    restart_type restart = restart_type::permanent;
+    // More than max_restarts restarts within restart_period stops the pool
+    // with a failure status, as an OTP supervisor escalates.
+    int max_restarts = SUPERVISE_CONFIG_DEFAULT_MAX_RESTARTS;
+    std::chrono::milliseconds restart_period{SUPERVISE_CONFIG_DEFAULT_RESTART_PERIOD_MS};
+    // Back-off for a slot that keeps failing: 0, delay, 2*delay, ... <= max.
+    // A worker that ran for restart_period starts the sequence afresh.
+    std::chrono::milliseconds restart_delay{SUPERVISE_CONFIG_DEFAULT_RESTART_DELAY_MS};
+    std::chrono::milliseconds restart_delay_max{SUPERVISE_CONFIG_DEFAULT_RESTART_DELAY_MAX_MS};
+    // A worker exiting with this status is not restarted: the pool stops
+    // with a failure status. -1 turns it off.
+    int fatal_exit_code = SUPERVISE_CONFIG_DEFAULT_FATAL_EXIT_CODE;
 };
 
 // ---- What a worker sees. ----
@@ -184,8 +236,10 @@ class worker_context;
 
 enum class stop_reason {
     requested,       // a terminate signal
-    worker_failed,   // a worker exited on its own (the seed's SIGCHLD row)
+    worker_failed,   // a worker exited on its own (the seed's SIGCHLD row), a fatal
+                     // exit, or too many restarts
     startup_failed,  // a worker could not be started
+    completed,       // every worker ended and none is to be restarted
 };
 
 struct exit_info {
@@ -846,8 +900,12 @@ class pool {
                   "supervise: MasterSignals must be a supervise::signal_map<...>");
     static_assert(detail::is_signal_map<WorkerSignals>::value,
                   "supervise: WorkerSignals must be a supervise::signal_map<...>");
-    static_assert(std::is_same_v<Strategy, shutdown_all>,
-                  "supervise: the strategy must be supervise::shutdown_all");
+    static_assert(std::is_same_v<Strategy, shutdown_all> || std::is_same_v<Strategy, one_for_one> ||
+                      std::is_same_v<Strategy, one_for_all> ||
+                      std::is_same_v<Strategy, rest_for_one>,
+                  "supervise: the strategy must be shutdown_all, one_for_one, one_for_all or "
+                  "rest_for_one");
+    static constexpr bool restarts_workers = !std::is_same_v<Strategy, shutdown_all>;
     static_assert(std::is_base_of_v<posix_system, System>,
                   "supervise: System must be posix_system or derive from it");
     static_assert(std::is_invocable_v<Worker&, worker_context&>,
@@ -889,8 +947,16 @@ class pool {
         worker_state state = worker_state::idle;
         std::int64_t started_ms = 0;
         bool set_up = false;  // its start-up record arrived
+        unsigned generation = 0;
         unsigned restarts = 0;
         exit_info last_exit;
+        // SIGTERM was sent at some point; SIGKILL follows at kill_at_ms.
+        std::int64_t kill_at_ms = 0;
+        bool killed = false;
+        // To be started again at restart_at_ms once it (and its group) is out.
+        bool restart_pending = false;
+        std::int64_t restart_at_ms = 0;
+        int consecutive_failures = 0;
     };
     struct saved_signal {
         int number;
@@ -918,6 +984,11 @@ class pool {
     bool spawn(int index);
     [[noreturn]] void worker_main(int index);
     void supervise_loop();
+    std::int64_t next_deadline() const noexcept;
+    void enforce_kill_deadlines();
+    void handle_exit(std::size_t index, const std::string& what);
+    void start_due_restarts();
+    void stop_worker(slot& s, int sig);
     void wait_for_signals(std::int64_t timeout_ms);
     void read_startup_records();
     void reap();
@@ -951,8 +1022,7 @@ class pool {
     pid_t pgid_ = 0;
     std::int64_t started_ms_ = 0;
     bool stopping_ = false;
-    bool killed_ = false;
-    std::int64_t kill_deadline_ms_ = 0;
+    std::vector<std::int64_t> restart_times_;  // within the last restart_period
     stop_reason reason_ = stop_reason::requested;
     int stop_signal_ = 0;
     std::string why_;
@@ -1005,6 +1075,23 @@ inline void check_options(const options& opts) {
     if (opts.stats_fd >= 0 && !fd_is_open(opts.stats_fd)) {
         fail("stats_fd " + std::to_string(opts.stats_fd) + " is not an open file descriptor");
     }
+    if (opts.max_restarts < 0) {
+        fail("max_restarts must be 0 or more (got " + std::to_string(opts.max_restarts) + ")");
+    }
+    if (opts.restart_period.count() <= 0 || opts.restart_period > day) {
+        fail("restart_period must be between 1 ms and 24 h (got " +
+             std::to_string(opts.restart_period.count()) + " ms)");
+    }
+    if (opts.restart_delay.count() < 0 || opts.restart_delay > opts.restart_delay_max ||
+        opts.restart_delay_max > day) {
+        fail("restart_delay must be between 0 and restart_delay_max, at most 24 h (got " +
+             std::to_string(opts.restart_delay.count()) + " ms and " +
+             std::to_string(opts.restart_delay_max.count()) + " ms)");
+    }
+    if (opts.fatal_exit_code < -1 || opts.fatal_exit_code > 255) {
+        fail("fatal_exit_code must be -1 (off) or an exit status 0..255 (got " +
+             std::to_string(opts.fatal_exit_code) + ")");
+    }
     if (opts.parent_death_signal < 0 || opts.parent_death_signal > max_signal) {
         fail("parent_death_signal must be 0 (off) or a signal number (got " +
              std::to_string(opts.parent_death_signal) + ")");
@@ -1029,6 +1116,11 @@ template <class Worker, class MasterSignals, class WorkerSignals, class Strategy
 pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::pool(Worker worker, options opts)
     : worker_(std::move(worker)), opts_(std::move(opts)) {
     detail::check_options(opts_);
+    if (restarts_workers && opts_.no_fork) {
+        throw std::invalid_argument(
+            "supervise: no_fork runs the worker in the master itself, which cannot restart it: "
+            "use the shutdown_all strategy");
+    }
 }
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
@@ -1071,7 +1163,7 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
     master_pid_ = ::getpid();
     started_ms_ = detail::monotonic_ms();
     stopping_ = false;
-    killed_ = false;
+    restart_times_.clear();
     reason_ = stop_reason::requested;
     stop_signal_ = 0;
     why_.clear();
@@ -1202,8 +1294,9 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
     const pid_t pid = System::fork();
     if (pid < 0) {
         const int err = errno;
+        // At start-up the pool never came up; later it is a failed worker.
         begin_stop(
-            stop_reason::startup_failed, 0,
+            announced_ready_ ? stop_reason::worker_failed : stop_reason::startup_failed, 0,
             "cannot start worker " + std::to_string(index) + ": fork: " + std::strerror(err));
         return false;
     }
@@ -1219,7 +1312,8 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
     s.state = worker_state::running;
     s.started_ms = detail::monotonic_ms();
     s.set_up = false;
-    s.last_exit = exit_info{};
+    s.kill_at_ms = 0;
+    s.killed = false;
     return true;
 }
 
@@ -1278,7 +1372,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
     int code = EXIT_SUCCESS;
     {
         worker_context context(
-            worker_context::internals{index, slots_[static_cast<std::size_t>(index)].restarts,
+            worker_context::internals{index, slots_[static_cast<std::size_t>(index)].generation,
                                       master_pid_, opts_.stats_fd, plan, nullptr, nullptr});
         try {
             if constexpr (std::is_convertible_v<std::invoke_result_t<Worker&, worker_context&>,
@@ -1342,7 +1436,12 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_startup_
             const auto index = static_cast<std::size_t>(records[i][0]);
             // The pid check drops a record from a worker that died meanwhile.
             if (index < slots_.size() && slots_[index].pid == records[i][1]) {
-                slots_[index].set_up = true;
+                slot& s = slots_[index];
+                s.set_up = true;
+                if (s.generation > 0) {
+                    log("worker " + std::to_string(index) + " (pid " + std::to_string(s.pid) +
+                        ") is back, generation " + std::to_string(s.generation));
+                }
             }
         }
     }
@@ -1356,18 +1455,42 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_startup_
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::supervise_loop() {
     while (!(stopping_ && all_reaped())) {
-        std::int64_t timeout = -1;
-        if (stopping_ && !killed_)
-            timeout = std::max<std::int64_t>(0, kill_deadline_ms_ - detail::monotonic_ms());
-        wait_for_signals(timeout);
+        wait_for_signals(next_deadline());
         reap();
         service();
-        if (stopping_ && !killed_ && detail::monotonic_ms() >= kill_deadline_ms_) {
+        enforce_kill_deadlines();
+        if (!stopping_) start_due_restarts();
+    }
+}
+
+// Milliseconds until the earliest thing the loop must do by itself, or -1:
+// with no deadline the master waits without a timer and never wakes idle.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+std::int64_t pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::next_deadline()
+    const noexcept {
+    std::int64_t earliest = -1;
+    auto consider = [&](std::int64_t at) {
+        if (earliest < 0 || at < earliest) earliest = at;
+    };
+    for (const slot& s : slots_) {
+        if (s.pid > 0 && s.kill_at_ms > 0 && !s.killed) consider(s.kill_at_ms);
+        if (s.pid <= 0 && s.restart_pending && !stopping_) consider(s.restart_at_ms);
+    }
+    if (earliest < 0) return -1;
+    return std::max<std::int64_t>(0, earliest - detail::monotonic_ms());
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::enforce_kill_deadlines() {
+    const std::int64_t now = detail::monotonic_ms();
+    int late = 0;
+    for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) {
+        if (it->pid <= 0 || it->kill_at_ms == 0 || it->killed || now < it->kill_at_ms) continue;
+        if (late++ == 0) {
             log("workers still running after " + std::to_string(opts_.shutdown_timeout.count()) +
                 " ms; sending SIGKILL");
-            kill_remaining(SIGKILL);
-            killed_ = true;
         }
+        stop_worker(*it, SIGKILL);
     }
 }
 
@@ -1396,8 +1519,108 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::reap() {
         if (stopping_) {
             log(what);
         } else {
-            begin_stop(stop_reason::worker_failed, 0, what);  // logs "stopping: <what>"
+            handle_exit(i, what);
         }
+    }
+}
+
+// A worker ended and nobody asked for it: the strategy decides.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::handle_exit(
+    std::size_t index, const std::string& what) {
+    slot& dead = slots_[index];
+    if constexpr (!restarts_workers) {
+        begin_stop(stop_reason::worker_failed, 0, what);  // logs "stopping: <what>"
+        return;
+    } else {
+        if (dead.restart_pending) {
+            log(what);  // stopped by us to be restarted with its group
+            return;
+        }
+        const exit_info& how = dead.last_exit;
+        if (how.how == exit_info::kind::exited && how.code == opts_.fatal_exit_code) {
+            begin_stop(stop_reason::worker_failed, 0, what + " (fatal: not restarted)");
+            return;
+        }
+        const bool clean = how.how == exit_info::kind::exited && how.code == 0;
+        if (opts_.restart == restart_type::temporary ||
+            (opts_.restart == restart_type::transient && clean)) {
+            log(what + "; not restarted (" +
+                (opts_.restart == restart_type::temporary ? "temporary" : "transient") + ")");
+            // Slots not forked yet (still in start-up) count as left too.
+            const bool any_left = std::any_of(slots_.begin(), slots_.end(), [](const slot& s) {
+                return s.pid > 0 || s.restart_pending || s.state == worker_state::idle;
+            });
+            if (!any_left) begin_stop(stop_reason::completed, 0, "every worker has ended");
+            return;
+        }
+
+        const std::int64_t now = detail::monotonic_ms();
+        const std::int64_t period = opts_.restart_period.count();
+        restart_times_.erase(std::remove_if(restart_times_.begin(), restart_times_.end(),
+                                            [&](std::int64_t t) { return t <= now - period; }),
+                             restart_times_.end());
+        if (static_cast<int>(restart_times_.size()) >= opts_.max_restarts) {
+            begin_stop(stop_reason::worker_failed, 0,
+                       what + "; more than " + std::to_string(opts_.max_restarts) +
+                           " restarts within " + std::to_string(period) + " ms, giving up");
+            return;
+        }
+        restart_times_.push_back(now);
+
+        // Exponential back-off for a slot that keeps failing; a worker that
+        // stayed up for a whole restart_period starts afresh.
+        if (now - dead.started_ms >= period) dead.consecutive_failures = 0;
+        const int failures = ++dead.consecutive_failures;
+        std::int64_t delay = 0;
+        if (failures > 1) {
+            delay = opts_.restart_delay.count();
+            for (int i = 2; i < failures && delay < opts_.restart_delay_max.count(); ++i)
+                delay *= 2;
+            delay = std::min<std::int64_t>(delay, opts_.restart_delay_max.count());
+        }
+
+        // The group restarted with it: itself, every worker, or itself and
+        // the ones started after it. The others are stopped first.
+        std::size_t first = index;
+        std::size_t last = index;
+        if constexpr (std::is_same_v<Strategy, one_for_all>) {
+            first = 0;
+            last = slots_.size() - 1;
+        } else if constexpr (std::is_same_v<Strategy, rest_for_one>) {
+            last = slots_.size() - 1;
+        }
+        log(what + "; restarting worker" +
+            (first == last ? " " + std::to_string(index)
+                           : "s " + std::to_string(first) + "-" + std::to_string(last)) +
+            (delay > 0 ? " in " + std::to_string(delay) + " ms" : ""));
+        for (std::size_t j = last + 1; j-- > first;) {
+            slot& member = slots_[j];
+            if (member.restart_pending) continue;  // already on its way back
+            member.restart_pending = true;
+            member.restart_at_ms = now + delay;
+            if (member.pid > 0) stop_worker(member, SIGTERM);
+        }
+    }
+}
+
+// Starts, in index order, the slots whose restart is due, once every slot
+// waiting for a restart is out (a group comes back together, in order).
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::start_due_restarts() {
+    if (std::any_of(slots_.begin(), slots_.end(),
+                    [](const slot& s) { return s.restart_pending && s.pid > 0; })) {
+        return;
+    }
+    const std::int64_t now = detail::monotonic_ms();
+    std::fflush(nullptr);
+    for (std::size_t i = 0; i < slots_.size() && !stopping_; ++i) {
+        slot& s = slots_[i];
+        if (!s.restart_pending || s.restart_at_ms > now) continue;
+        s.restart_pending = false;
+        ++s.generation;
+        ++s.restarts;
+        spawn(static_cast<int>(i));
     }
 }
 
@@ -1417,10 +1640,9 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::service() {
             if (!was_stopping) {
                 if (!stopping_)
                     begin_stop(stop_reason::requested, sig, signal_name(sig) + " received");
-            } else if (!escalated && !killed_) {
+            } else if (!escalated) {
                 log(signal_name(sig) + " received again; sending SIGKILL");
                 kill_remaining(SIGKILL);
-                killed_ = true;
                 escalated = true;
             }
         } else if constexpr (std::is_same_v<action_type, print_stats>) {
@@ -1438,8 +1660,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::begin_stop(st
     reason_ = reason;
     stop_signal_ = sig;
     why_ = std::move(why);
-    kill_deadline_ms_ = detail::monotonic_ms() + opts_.shutdown_timeout.count();
     log("stopping: " + why_);
+    for (slot& s : slots_) s.restart_pending = false;
     kill_remaining(SIGTERM);
 }
 
@@ -1450,12 +1672,23 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::begin_stop(st
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::kill_remaining(int sig) {
     for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) {
-        if (it->pid <= 0) continue;
-        if (System::kill(it->pid, sig) != 0 && errno != ESRCH) {
-            log("kill(" + std::to_string(it->pid) + ", " + signal_name(sig) +
-                "): " + std::strerror(errno));
-        }
-        it->state = worker_state::stopping;
+        if (it->pid > 0) stop_worker(*it, sig);
+    }
+}
+
+// SIGTERM starts the slot's shutdown_timeout (once); SIGKILL ends it.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::stop_worker(slot& s, int sig) {
+    if (s.pid <= 0 || (sig == SIGKILL && s.killed)) return;
+    if (System::kill(s.pid, sig) != 0 && errno != ESRCH) {
+        log("kill(" + std::to_string(s.pid) + ", " + signal_name(sig) +
+            "): " + std::strerror(errno));
+    }
+    s.state = worker_state::stopping;
+    if (sig == SIGKILL) {
+        s.killed = true;
+    } else if (s.kill_at_ms == 0) {
+        s.kill_at_ms = detail::monotonic_ms() + opts_.shutdown_timeout.count();
     }
 }
 
@@ -1601,7 +1834,14 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::finish() {
     restore_signals();
     outcome result;
     result.reason = reason_;
-    result.exit_status = reason_ == stop_reason::requested ? EXIT_SUCCESS : EXIT_FAILURE;
+    // "completed" succeeds only if every worker's last exit was a clean one.
+    const bool all_clean = std::all_of(slots_.begin(), slots_.end(), [](const slot& s) {
+        return s.last_exit.how == exit_info::kind::exited && s.last_exit.code == 0;
+    });
+    result.exit_status =
+        reason_ == stop_reason::requested || (reason_ == stop_reason::completed && all_clean)
+            ? EXIT_SUCCESS
+            : EXIT_FAILURE;
     result.signal = stop_signal_;
     result.detail = why_;
     result.hooks_failed = hooks_failed_;
