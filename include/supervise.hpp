@@ -139,6 +139,31 @@ struct terminate {};
 struct print_stats {};
 // Master: count it and carry on. Worker: SIG_IGN.
 struct ignore {};
+// Master: graceful stop: each worker gets the WorkerSignals row mapped to
+// graceful_stop (SIGTERM if none) and shutdown_timeout to finish its current
+// work, then the fast path (SIGTERM, SIGKILL). A terminate signal meanwhile
+// takes the fast path at once.
+// Worker: ask the worker to finish its current work and stop
+// (worker_context::stop_requested() and stop_is_graceful()).
+struct graceful_stop {};
+// Master only: replace the workers one at a time; each new worker must be up
+// before its predecessor is asked to stop gracefully, so capacity never drops.
+struct rolling_reload {};
+// Master only: one worker more / fewer, within options::min_workers and
+// max_workers. The one removed is the newest slot, stopped gracefully.
+struct scale_up {};
+struct scale_down {};
+// Master only: stop every worker gracefully and keep running without them
+// (nginx's WINCH); a rolling_reload or scale_up brings them back.
+struct stop_workers {};
+// Master only: send Signal to every worker (e.g. log reopening).
+template <int Signal>
+struct forward {
+    static constexpr int signal = Signal;
+};
+// Worker only: hand the signal to the worker code, which takes it with
+// worker_context::take_signal(); wait_readable() returns wait_status::signalled.
+struct deliver {};
 
 // One row of a signal table: signal number and action.
 template <int Signal, class Action>
@@ -169,6 +194,32 @@ using seed_worker_signals = signal_map<on<SIGINT, terminate>,     //
                                        on<SIGHUP, ignore>,        //
                                        on<SIGUSR2, ignore>,       //
                                        on<SIGPIPE, ignore>>;
+
+// nginx's table for the master: TERM and INT fast stop, QUIT graceful stop,
+// HUP rolling reload (new workers first), USR1 forwarded to the workers (log
+// reopening), TTIN/TTOU one worker more/fewer (as gunicorn), WINCH graceful
+// stop of the workers while the master stays, USR2 statistics (nginx uses it
+// for binary upgrade, which a library cannot do for its host program).
+using nginx_master_signals = signal_map<on<SIGTERM, terminate>,         //
+                                        on<SIGINT, terminate>,          //
+                                        on<SIGQUIT, graceful_stop>,     //
+                                        on<SIGHUP, rolling_reload>,     //
+                                        on<SIGUSR1, forward<SIGUSR1>>,  //
+                                        on<SIGTTIN, scale_up>,          //
+                                        on<SIGTTOU, scale_down>,        //
+                                        on<SIGWINCH, stop_workers>,     //
+                                        on<SIGUSR2, print_stats>,       //
+                                        on<SIGPIPE, ignore>>;
+
+// nginx's workers: TERM and INT stop now, QUIT finishes the current work
+// first, USR1 is handed to the worker code (take_signal), the rest ignored.
+using nginx_worker_signals = signal_map<on<SIGTERM, terminate>,      //
+                                        on<SIGINT, terminate>,       //
+                                        on<SIGQUIT, graceful_stop>,  //
+                                        on<SIGUSR1, deliver>,        //
+                                        on<SIGHUP, ignore>,          //
+                                        on<SIGWINCH, ignore>,        //
+                                        on<SIGPIPE, ignore>>;
 
 // ---- Strategies: what a worker's unrequested exit does. ----
 
@@ -224,11 +275,20 @@ struct options {
     // A worker exiting with this status is not restarted: the pool stops
     // with a failure status. -1 turns it off.
     int fatal_exit_code = SUPERVISE_CONFIG_DEFAULT_FATAL_EXIT_CODE;
+
+    // Bounds for scale_up / scale_down (min_workers <= workers <= max_workers).
+    int min_workers = 1;
+    int max_workers = SUPERVISE_CONFIG_MAX_WORKERS;
 };
 
 // ---- What a worker sees. ----
 
-enum class wait_status { ready, stop_requested, timed_out };
+enum class wait_status {
+    ready,           // the descriptor is readable (or in error: the next call says which)
+    stop_requested,  // a terminate or graceful_stop signal arrived
+    timed_out,
+    signalled,  // a `deliver` signal arrived: see worker_context::take_signal()
+};
 
 class worker_context;
 
@@ -253,7 +313,13 @@ struct exit_info {
     std::string describe() const;
 };
 
-enum class worker_state { idle, running, stopping, exited };
+enum class worker_state {
+    idle,  // not started yet
+    running,
+    stopping,  // asked to stop (gracefully, then fast)
+    exited,
+    parked,  // stopped by stop_workers; back with rolling_reload or scale_up
+};
 
 struct worker_statistics {
     int index = 0;
@@ -441,14 +507,35 @@ inline std::atomic<bool> pool_running{false};
 
 // ---- compile-time checks of signal maps ----
 
+// Which actions a master map and a worker map may use.
 template <class Action>
-struct is_action : std::false_type {};
-template <>
-struct is_action<terminate> : std::true_type {};
-template <>
-struct is_action<print_stats> : std::true_type {};
-template <>
-struct is_action<ignore> : std::true_type {};
+struct is_master_action
+    : std::bool_constant<std::is_same_v<Action, terminate> || std::is_same_v<Action, print_stats> ||
+                         std::is_same_v<Action, ignore> || std::is_same_v<Action, graceful_stop> ||
+                         std::is_same_v<Action, rolling_reload> ||
+                         std::is_same_v<Action, scale_up> || std::is_same_v<Action, scale_down> ||
+                         std::is_same_v<Action, stop_workers>> {};
+template <int Signal>
+struct is_master_action<forward<Signal>> : std::true_type {};
+template <class Action>
+struct is_worker_action
+    : std::bool_constant<std::is_same_v<Action, terminate> || std::is_same_v<Action, print_stats> ||
+                         std::is_same_v<Action, ignore> || std::is_same_v<Action, graceful_stop> ||
+                         std::is_same_v<Action, deliver>> {};
+template <class Action>
+struct is_action
+    : std::bool_constant<is_master_action<Action>::value || is_worker_action<Action>::value> {};
+
+template <class Action>
+struct is_forward : std::false_type {};
+template <int Signal>
+struct is_forward<forward<Signal>> : std::true_type {};
+
+template <class Map, template <class> class Allowed>
+struct all_rows_allowed;
+template <class... Rows, template <class> class Allowed>
+struct all_rows_allowed<signal_map<Rows...>, Allowed>
+    : std::bool_constant<(Allowed<typename Rows::action>::value && ...)> {};
 
 template <int... Signals>
 constexpr bool all_distinct() noexcept {
@@ -602,9 +689,11 @@ inline sigset_t sigset_without(sigset_t set, std::uint64_t bits) noexcept {
 // What a worker does with its signals, reduced to masks: the worker's side is
 // not a template, so the same worker_context serves every pool.
 struct worker_signal_plan {
-    std::uint64_t handled = 0;  // signals whose handler is on_signal
-    std::uint64_t stop = 0;     // terminate
-    std::uint64_t stats = 0;    // print_stats
+    std::uint64_t handled = 0;   // signals whose handler is on_signal
+    std::uint64_t stop = 0;      // terminate
+    std::uint64_t graceful = 0;  // graceful_stop
+    std::uint64_t stats = 0;     // print_stats
+    std::uint64_t deliver = 0;   // deliver
 };
 
 }  // namespace detail
@@ -626,7 +715,9 @@ struct on {
                   "supervise: SIGCHLD belongs to the pool: a worker's exit is handled by the "
                   "pool's Strategy, not by a signal_map row");
     static_assert(detail::is_action<Action>::value,
-                  "supervise: the action of an on<> row must be terminate, print_stats or ignore");
+                  "supervise: the action of an on<> row must be one of supervise's actions "
+                  "(terminate, graceful_stop, print_stats, ignore, rolling_reload, scale_up, "
+                  "scale_down, stop_workers, forward<SIG>, deliver)");
     static constexpr int signal = Signal;
     using action = Action;
 };
@@ -675,6 +766,22 @@ class worker_context {
     // The signal that requested the stop, or 0.
     int stop_signal() const noexcept { return stop_signal_; }
 
+    // True when the stop asked for is graceful (finish the current work
+    // first) and no fast stop came after it.
+    bool stop_is_graceful() noexcept {
+        service();
+        return stop_signal_ != 0 && !fast_stop_;
+    }
+
+    // True (once) if `sig`, mapped to `deliver`, arrived since the last call.
+    bool take_signal(int sig) noexcept {
+        service();
+        const std::uint64_t bit = detail::signal_bit(sig);
+        const bool seen = (delivered_ & bit) != 0;
+        delivered_ &= ~bit;
+        return seen;
+    }
+
     // Waits until fd is readable, a stop is requested or the timeout passes
     // (negative: no timeout). Race-free: signals are blocked while the flag is
     // checked and unblocked atomically by ppoll(2), so a signal arriving just
@@ -702,7 +809,9 @@ class worker_context {
     std::int64_t started_ms_ = 0;
     detail::worker_signal_plan plan_;
     std::uint64_t signals_seen_ = 0;
+    std::uint64_t delivered_ = 0;
     int stop_signal_ = 0;
+    bool fast_stop_ = false;
     // In no-fork mode the statistics are the master's table.
     void (*print_table_)(void*) = nullptr;
     void* owner_ = nullptr;
@@ -736,7 +845,12 @@ inline void worker_context::service() noexcept {
     for (int sig = 1; sig <= detail::max_signal; ++sig) {
         if (!(taken & detail::signal_bit(sig))) continue;
         ++signals_seen_;
-        if ((plan_.stop & detail::signal_bit(sig)) && stop_signal_ == 0) stop_signal_ = sig;
+        const std::uint64_t bit = detail::signal_bit(sig);
+        if ((plan_.stop | plan_.graceful) & bit) {
+            if (stop_signal_ == 0) stop_signal_ = sig;
+            if (plan_.stop & bit) fast_stop_ = true;
+        }
+        if (plan_.deliver & bit) delivered_ |= bit;
     }
     if (taken & plan_.stats) {
         if (print_table_ != nullptr) {
@@ -780,6 +894,10 @@ inline wait_status worker_context::wait_readable(int fd, std::chrono::millisecon
     for (;;) {
         if (stop_requested()) {
             result = wait_status::stop_requested;
+            break;
+        }
+        if (delivered_ != 0) {
+            result = wait_status::signalled;
             break;
         }
         struct timespec remaining {};
@@ -856,6 +974,8 @@ inline const char* to_string(worker_state state) noexcept {
             return "running";
         case worker_state::stopping:
             return "stopping";
+        case worker_state::parked:
+            return "parked";
         case worker_state::exited:
             return "exited";
     }
@@ -900,6 +1020,11 @@ class pool {
                   "supervise: MasterSignals must be a supervise::signal_map<...>");
     static_assert(detail::is_signal_map<WorkerSignals>::value,
                   "supervise: WorkerSignals must be a supervise::signal_map<...>");
+    static_assert(detail::all_rows_allowed<MasterSignals, detail::is_master_action>::value,
+                  "supervise: deliver is a worker action: it cannot appear in MasterSignals");
+    static_assert(detail::all_rows_allowed<WorkerSignals, detail::is_worker_action>::value,
+                  "supervise: rolling_reload, scale_up, scale_down, stop_workers and forward<> "
+                  "are master actions: they cannot appear in WorkerSignals");
     static_assert(std::is_same_v<Strategy, shutdown_all> || std::is_same_v<Strategy, one_for_one> ||
                       std::is_same_v<Strategy, one_for_all> ||
                       std::is_same_v<Strategy, rest_for_one>,
@@ -942,6 +1067,7 @@ class pool {
         std::string name;
         std::function<void()> run;
     };
+    enum class stop_phase { running, graceful, fast, killed };
     struct slot {
         pid_t pid = 0;  // 0 once reaped: a reaped pid is never signalled
         worker_state state = worker_state::idle;
@@ -950,9 +1076,12 @@ class pool {
         unsigned generation = 0;
         unsigned restarts = 0;
         exit_info last_exit;
-        // SIGTERM was sent at some point; SIGKILL follows at kill_at_ms.
-        std::int64_t kill_at_ms = 0;
-        bool killed = false;
+        int index = 0;
+        // Where its stop stands; the next signal goes out at next_step_ms.
+        stop_phase phase = stop_phase::running;
+        std::int64_t next_step_ms = 0;
+        // A retiree of a rolling reload, kept running until its successor is up.
+        bool awaiting_successor = false;
         // To be started again at restart_at_ms once it (and its group) is out.
         bool restart_pending = false;
         std::int64_t restart_at_ms = 0;
@@ -966,11 +1095,23 @@ class pool {
     static constexpr std::uint64_t master_handled =
         MasterSignals::mask | detail::signal_bit(SIGCHLD);
 
+    // The signal a graceful stop sends: the worker map's graceful_stop row
+    // (the lowest-numbered one), or SIGTERM when it has none.
+    static constexpr int graceful_signal() noexcept {
+        const std::uint64_t mask = WorkerSignals::template mask_of<graceful_stop>;
+        for (int sig = 1; sig <= detail::max_signal; ++sig) {
+            if (mask & detail::signal_bit(sig)) return sig;
+        }
+        return SIGTERM;
+    }
+
     static detail::worker_signal_plan worker_plan() noexcept {
         detail::worker_signal_plan plan;
         plan.stop = WorkerSignals::template mask_of<terminate>;
+        plan.graceful = WorkerSignals::template mask_of<graceful_stop>;
         plan.stats = WorkerSignals::template mask_of<print_stats>;
-        plan.handled = plan.stop | plan.stats;
+        plan.deliver = WorkerSignals::template mask_of<deliver>;
+        plan.handled = plan.stop | plan.graceful | plan.stats | plan.deliver;
         return plan;
     }
 
@@ -988,12 +1129,17 @@ class pool {
     void enforce_kill_deadlines();
     void handle_exit(std::size_t index, const std::string& what);
     void start_due_restarts();
-    void stop_worker(slot& s, int sig);
+    void request_stop(slot& s, bool graceful);
+    void send(slot& s, int sig);
+    void retire(std::size_t index);
+    void step_reload();
+    template <class Action>
+    void perform(int sig, Action action, bool was_stopping);
     void wait_for_signals(std::int64_t timeout_ms);
     void read_startup_records();
     void reap();
     void service();
-    void begin_stop(stop_reason reason, int sig, std::string why);
+    void begin_stop(stop_reason reason, int sig, std::string why, bool graceful = false);
     void kill_remaining(int sig);
     bool all_reaped() const noexcept;
     void print_statistics();
@@ -1023,6 +1169,12 @@ class pool {
     std::int64_t started_ms_ = 0;
     bool stopping_ = false;
     std::vector<std::int64_t> restart_times_;  // within the last restart_period
+    bool graceful_stop_ = false;               // the stop under way is graceful and was not hurried
+    // Processes replaced by a rolling reload, scaled down or parked: stopping,
+    // reaped here, never handed to the strategy.
+    std::vector<slot> retirees_;
+    // Rolling reload: the slot being replaced, -1 when none is under way.
+    int reload_next_ = -1;
     stop_reason reason_ = stop_reason::requested;
     int stop_signal_ = 0;
     std::string why_;
@@ -1074,6 +1226,13 @@ inline void check_options(const options& opts) {
     }
     if (opts.stats_fd >= 0 && !fd_is_open(opts.stats_fd)) {
         fail("stats_fd " + std::to_string(opts.stats_fd) + " is not an open file descriptor");
+    }
+    if (opts.min_workers < 1 || opts.min_workers > opts.workers ||
+        opts.max_workers < opts.workers || opts.max_workers > SUPERVISE_CONFIG_MAX_WORKERS) {
+        fail("1 <= min_workers <= workers <= max_workers <= " +
+             std::to_string(SUPERVISE_CONFIG_MAX_WORKERS) + " must hold (got " +
+             std::to_string(opts.min_workers) + ", " + std::to_string(opts.workers) + ", " +
+             std::to_string(opts.max_workers) + ")");
     }
     if (opts.max_restarts < 0) {
         fail("max_restarts must be 0 or more (got " + std::to_string(opts.max_restarts) + ")");
@@ -1163,7 +1322,10 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
     master_pid_ = ::getpid();
     started_ms_ = detail::monotonic_ms();
     stopping_ = false;
+    graceful_stop_ = false;
     restart_times_.clear();
+    retirees_.clear();
+    reload_next_ = -1;
     reason_ = stop_reason::requested;
     stop_signal_ = 0;
     why_.clear();
@@ -1171,6 +1333,7 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
     pgid_ = 0;
     announced_ready_ = false;
     slots_.assign(static_cast<std::size_t>(opts_.workers), slot{});
+    for (std::size_t i = 0; i < slots_.size(); ++i) slots_[i].index = static_cast<int>(i);
 
     install_signals();
     try {
@@ -1312,8 +1475,8 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
     s.state = worker_state::running;
     s.started_ms = detail::monotonic_ms();
     s.set_up = false;
-    s.kill_at_ms = 0;
-    s.killed = false;
+    s.phase = stop_phase::running;
+    s.next_step_ms = 0;
     return true;
 }
 
@@ -1442,6 +1605,15 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_startup_
                     log("worker " + std::to_string(index) + " (pid " + std::to_string(s.pid) +
                         ") is back, generation " + std::to_string(s.generation));
                 }
+                if (static_cast<int>(index) == reload_next_) {
+                    for (slot& old : retirees_) {
+                        if (old.awaiting_successor && old.index == reload_next_) {
+                            request_stop(old, true);
+                        }
+                    }
+                    ++reload_next_;
+                    step_reload();
+                }
             }
         }
     }
@@ -1472,9 +1644,13 @@ std::int64_t pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::next_
     auto consider = [&](std::int64_t at) {
         if (earliest < 0 || at < earliest) earliest = at;
     };
-    for (const slot& s : slots_) {
-        if (s.pid > 0 && s.kill_at_ms > 0 && !s.killed) consider(s.kill_at_ms);
-        if (s.pid <= 0 && s.restart_pending && !stopping_) consider(s.restart_at_ms);
+    for (const std::vector<slot>* group : {&slots_, &retirees_}) {
+        for (const slot& s : *group) {
+            if (s.pid > 0 && (s.phase == stop_phase::graceful || s.phase == stop_phase::fast)) {
+                consider(s.next_step_ms);
+            }
+            if (s.pid <= 0 && s.restart_pending && !stopping_) consider(s.restart_at_ms);
+        }
     }
     if (earliest < 0) return -1;
     return std::max<std::int64_t>(0, earliest - detail::monotonic_ms());
@@ -1483,14 +1659,28 @@ std::int64_t pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::next_
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::enforce_kill_deadlines() {
     const std::int64_t now = detail::monotonic_ms();
-    int late = 0;
-    for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) {
-        if (it->pid <= 0 || it->kill_at_ms == 0 || it->killed || now < it->kill_at_ms) continue;
-        if (late++ == 0) {
-            log("workers still running after " + std::to_string(opts_.shutdown_timeout.count()) +
-                " ms; sending SIGKILL");
+    bool hurried = false;
+    bool killed = false;
+    for (std::vector<slot>* group : {&slots_, &retirees_}) {
+        for (auto it = group->rbegin(); it != group->rend(); ++it) {
+            if (it->pid <= 0 || now < it->next_step_ms) continue;
+            if (it->phase == stop_phase::graceful) {
+                if (!hurried) {
+                    log("workers still busy after " +
+                        std::to_string(opts_.shutdown_timeout.count()) +
+                        " ms of graceful stop; sending SIGTERM");
+                }
+                hurried = true;
+                request_stop(*it, false);
+            } else if (it->phase == stop_phase::fast) {
+                if (!killed) {
+                    log("workers still running after " +
+                        std::to_string(opts_.shutdown_timeout.count()) + " ms; sending SIGKILL");
+                }
+                killed = true;
+                send(*it, SIGKILL);
+            }
         }
-        stop_worker(*it, SIGKILL);
     }
 }
 
@@ -1498,6 +1688,20 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::enforce_kill_
 // in the same program stay theirs.
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::reap() {
+    for (auto it = retirees_.begin(); it != retirees_.end();) {
+        int status = 0;
+        const pid_t rc =
+            detail::retry_on_eintr([&] { return System::waitpid(it->pid, &status, WNOHANG); });
+        if (rc == 0) {
+            ++it;
+            continue;
+        }
+        exit_info how = detail::decode_wait_status(status);
+        if (rc != it->pid) how.how = exit_info::kind::lost;
+        log("worker " + std::to_string(it->index) + " (pid " + std::to_string(it->pid) +
+            ", retired) " + how.describe());
+        it = retirees_.erase(it);
+    }
     for (std::size_t i = 0; i < slots_.size(); ++i) {
         slot& s = slots_[i];
         if (s.pid <= 0) continue;
@@ -1599,7 +1803,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::handle_exit(
             if (member.restart_pending) continue;  // already on its way back
             member.restart_pending = true;
             member.restart_at_ms = now + delay;
-            if (member.pid > 0) stop_worker(member, SIGTERM);
+            if (member.pid > 0) request_stop(member, false);
         }
     }
 }
@@ -1616,7 +1820,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::start_due_res
     std::fflush(nullptr);
     for (std::size_t i = 0; i < slots_.size() && !stopping_; ++i) {
         slot& s = slots_[i];
-        if (!s.restart_pending || s.restart_at_ms > now) continue;
+        if (!s.restart_pending || s.restart_at_ms > now || s.pid > 0) continue;
         s.restart_pending = false;
         ++s.generation;
         ++s.restarts;
@@ -1632,66 +1836,194 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::service() {
         detail::process_signals.pending.fetch_and(~master_handled, std::memory_order_acquire) &
         MasterSignals::mask;
     if (taken == 0) return;
+    // Several terminate signals taken in one pass are one request, not an
+    // escalation: only a signal after the stop began escalates it.
     const bool was_stopping = stopping_;
-    bool escalated = false;
-    MasterSignals::dispatch(taken, [&](int sig, auto action) {
-        using action_type = decltype(action);
-        if constexpr (std::is_same_v<action_type, terminate>) {
-            if (!was_stopping) {
-                if (!stopping_)
-                    begin_stop(stop_reason::requested, sig, signal_name(sig) + " received");
-            } else if (!escalated) {
-                log(signal_name(sig) + " received again; sending SIGKILL");
-                kill_remaining(SIGKILL);
-                escalated = true;
-            }
-        } else if constexpr (std::is_same_v<action_type, print_stats>) {
-            print_statistics();
-        }
-    });
+    MasterSignals::dispatch(taken,
+                            [&](int sig, auto action) { perform(sig, action, was_stopping); });
 }
 
+// One function for every master action, chosen at compile time by the row.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+template <class Action>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::perform(int sig, Action,
+                                                                           bool was_stopping) {
+    const std::string received = signal_name(sig) + " received";
+    if constexpr (std::is_same_v<Action, terminate> || std::is_same_v<Action, graceful_stop>) {
+        constexpr bool graceful = std::is_same_v<Action, graceful_stop>;
+        if (!was_stopping) {
+            if (!stopping_) begin_stop(stop_reason::requested, sig, received, graceful);
+        } else if (!graceful && graceful_stop_) {
+            // As nginx: a fast-stop signal during a graceful stop hurries it.
+            log(received + "; fast stop");
+            graceful_stop_ = false;
+            for (std::vector<slot>* group : {&slots_, &retirees_}) {
+                for (auto it = group->rbegin(); it != group->rend(); ++it) {
+                    request_stop(*it, false);
+                }
+            }
+        } else if (!graceful) {
+            log(received + " again; sending SIGKILL");
+            kill_remaining(SIGKILL);
+        }
+    } else if constexpr (std::is_same_v<Action, print_stats>) {
+        print_statistics();
+    } else if constexpr (std::is_same_v<Action, rolling_reload>) {
+        if (stopping_) return;
+        if (reload_next_ >= 0) {
+            log(received + "; a rolling reload is already under way");
+            return;
+        }
+        log(received + "; rolling reload of " + std::to_string(slots_.size()) + " workers");
+        reload_next_ = 0;
+        step_reload();
+    } else if constexpr (std::is_same_v<Action, scale_up>) {
+        if (stopping_) return;
+        if (static_cast<int>(slots_.size()) >= opts_.max_workers) {
+            log(received + "; already at max_workers (" + std::to_string(opts_.max_workers) + ")");
+            return;
+        }
+        slots_.push_back(slot{});
+        slots_.back().index = static_cast<int>(slots_.size() - 1);
+        log(received + "; adding worker " + std::to_string(slots_.size() - 1));
+        std::fflush(nullptr);
+        spawn(static_cast<int>(slots_.size() - 1));
+    } else if constexpr (std::is_same_v<Action, scale_down>) {
+        if (stopping_) return;
+        if (static_cast<int>(slots_.size()) <= opts_.min_workers) {
+            log(received + "; already at min_workers (" + std::to_string(opts_.min_workers) + ")");
+            return;
+        }
+        const std::size_t last = slots_.size() - 1;
+        log(received + "; removing worker " + std::to_string(last));
+        retire(last);
+        slots_.pop_back();
+        if (reload_next_ >= static_cast<int>(slots_.size())) step_reload();
+    } else if constexpr (std::is_same_v<Action, stop_workers>) {
+        if (stopping_) return;
+        log(received + "; stopping every worker, the master stays");
+        reload_next_ = -1;
+        for (std::size_t i = slots_.size(); i-- > 0;) {
+            retire(i);
+            slots_[i].state = worker_state::parked;
+            slots_[i].restart_pending = false;
+        }
+    } else if constexpr (detail::is_forward<Action>::value) {
+        for (slot& s : slots_) {
+            if (s.pid > 0) send(s, Action::signal);
+        }
+    } else {
+        static_assert(std::is_same_v<Action, ignore>, "supervise: unhandled master action");
+    }
+}
+
+// Moves a slot's process to the retirees and asks it to stop gracefully; the
+// slot is then free for a successor.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::retire(std::size_t index) {
+    slot& s = slots_[index];
+    if (s.pid <= 0) return;
+    retirees_.push_back(s);
+    request_stop(retirees_.back(), true);
+    s.pid = 0;
+    s.set_up = false;
+    s.state = worker_state::exited;
+    s.phase = stop_phase::running;
+}
+
+// Rolling reload, one slot at a time: start the successor while the
+// predecessor still serves; once the successor has reported in
+// (read_startup_records) the predecessor is stopped gracefully and the next
+// slot follows. Capacity never drops below the pool's size.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::step_reload() {
+    while (reload_next_ >= 0 && !stopping_) {
+        if (reload_next_ >= static_cast<int>(slots_.size())) {
+            log("rolling reload done");
+            reload_next_ = -1;
+            return;
+        }
+        slot& s = slots_[static_cast<std::size_t>(reload_next_)];
+        if (s.restart_pending) {  // the strategy is bringing it back anyway
+            ++reload_next_;
+            continue;
+        }
+        if (s.pid > 0) {
+            retirees_.push_back(s);
+            retirees_.back().awaiting_successor = true;
+        }
+        ++s.generation;
+        s.pid = 0;
+        std::fflush(nullptr);
+        spawn(reload_next_);
+        return;  // read_startup_records() continues once the successor is up
+    }
+}
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::begin_stop(stop_reason reason,
                                                                               int sig,
-                                                                              std::string why) {
+                                                                              std::string why,
+                                                                              bool graceful) {
     if (stopping_) return;
     stopping_ = true;
+    graceful_stop_ = graceful;
     reason_ = reason;
     stop_signal_ = sig;
     why_ = std::move(why);
-    log("stopping: " + why_);
+    log(std::string(graceful ? "stopping gracefully: " : "stopping: ") + why_);
+    reload_next_ = -1;
     for (slot& s : slots_) s.restart_pending = false;
-    kill_remaining(SIGTERM);
+    // Newest first (OTP stops children in reverse start order).
+    for (std::vector<slot>* group : {&slots_, &retirees_}) {
+        for (auto it = group->rbegin(); it != group->rend(); ++it) request_stop(*it, graceful);
+    }
 }
-
 // One kill(2) per live worker, newest first (OTP stops children in reverse
 // start order). Never kill(0): that would reach the launching shell or test
 // runner, which share our process group; never a reaped pid: it may already
 // belong to another process.
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::kill_remaining(int sig) {
-    for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) {
-        if (it->pid > 0) stop_worker(*it, sig);
+    for (std::vector<slot>* group : {&slots_, &retirees_}) {
+        for (auto it = group->rbegin(); it != group->rend(); ++it) send(*it, sig);
     }
 }
-
-// SIGTERM starts the slot's shutdown_timeout (once); SIGKILL ends it.
+// Graceful: the graceful signal, then SIGTERM after shutdown_timeout. Fast:
+// SIGTERM, then SIGKILL after shutdown_timeout. Each step happens once.
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::stop_worker(slot& s, int sig) {
-    if (s.pid <= 0 || (sig == SIGKILL && s.killed)) return;
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::request_stop(slot& s,
+                                                                                bool graceful) {
+    if (s.pid <= 0) return;
+    s.awaiting_successor = false;
+    const std::int64_t deadline = detail::monotonic_ms() + opts_.shutdown_timeout.count();
+    if (graceful && graceful_signal() != SIGTERM) {
+        if (s.phase != stop_phase::running) return;
+        send(s, graceful_signal());
+        s.phase = stop_phase::graceful;
+    } else {
+        if (s.phase == stop_phase::fast || s.phase == stop_phase::killed) return;
+        send(s, SIGTERM);
+        s.phase = stop_phase::fast;
+    }
+    s.next_step_ms = deadline;
+    s.state = worker_state::stopping;
+}
+
+// One kill(2) to one live worker. Never kill(0): that would reach the
+// launching shell or test runner, which share our process group; never a
+// reaped pid: it may already belong to another process.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::send(slot& s, int sig) {
+    if (s.pid <= 0 || s.phase == stop_phase::killed) return;
     if (System::kill(s.pid, sig) != 0 && errno != ESRCH) {
         log("kill(" + std::to_string(s.pid) + ", " + signal_name(sig) +
             "): " + std::strerror(errno));
     }
-    s.state = worker_state::stopping;
     if (sig == SIGKILL) {
-        s.killed = true;
-    } else if (s.kill_at_ms == 0) {
-        s.kill_at_ms = detail::monotonic_ms() + opts_.shutdown_timeout.count();
+        s.phase = stop_phase::killed;
+        s.state = worker_state::stopping;
     }
 }
-
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::all_reaped() const noexcept {
     return std::none_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.pid > 0; });
@@ -1737,6 +2069,7 @@ template <class Worker, class MasterSignals, class WorkerSignals, class Strategy
 outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_inline() {
     detail::worker_signal_plan plan;
     plan.stop = MasterSignals::template mask_of<terminate>;
+    plan.graceful = MasterSignals::template mask_of<graceful_stop>;
     plan.stats = MasterSignals::template mask_of<print_stats>;
     plan.handled = MasterSignals::mask;
     slot& s = slots_[0];

@@ -312,6 +312,8 @@ head_status read_request_head(supervise::worker_context& ctx, int fd, std::strin
                 return head_status::stop_requested;
             case supervise::wait_status::timed_out:
                 return head_status::timed_out;
+            case supervise::wait_status::signalled:  // a delivered signal: nothing to do here
+                continue;
             case supervise::wait_status::ready:
                 break;
         }
