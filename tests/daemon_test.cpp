@@ -1,29 +1,20 @@
 // Integration tests of the example daemon (//examples/daemon), from outside:
 // the real binary, real sockets on 127.0.0.1, real signals.
 //
-// Every daemon runs in a process group of its own and is SIGKILLed and reaped
-// when its test ends, whatever happened. Its workers live in another group
-// (the pool makes one); they die with the master (PR_SET_PDEATHSIG) and, this
-// binary being a child subreaper, come back here to be reaped, so a test can
-// also prove that nothing was left running. Every wait is bounded.
-//
-// This file has its own main (at the bottom) so it does not depend on the
-// shared test harness.
+// Every daemon runs in a process group of its own (a harness::child) and is
+// SIGKILLed and reaped when its test ends, whatever happened. Its workers live
+// in another group (the pool makes one); they die with the master
+// (PR_SET_PDEATHSIG) and, this binary being a child subreaper (test_main.cpp),
+// come back here to be reaped, so a test can also prove that nothing was left
+// running. Every wait is bounded.
 
-#define DOCTEST_CONFIG_IMPLEMENT
-// doctest's own SIGINT/SIGTERM/SIGABRT handlers would get in the way of the
-// signals these tests send and receive.
-#define DOCTEST_CONFIG_NO_POSIX_SIGNALS
-#include <dirent.h>
 #include <doctest/doctest.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,7 +22,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -40,23 +30,13 @@
 #include <sstream>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
+#include "harness.hpp"
+
+using namespace harness;
+
 namespace {
-
-using namespace std::chrono_literals;
-using steady = std::chrono::steady_clock;
-using std::chrono::milliseconds;
-
-// The bound on any single wait: it only matters when something is broken, and
-// then the test fails instead of hanging.
-constexpr milliseconds patience = 10s;
-
-int ms_until(steady::time_point deadline) {
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady::now());
-    return static_cast<int>(std::max<milliseconds::rep>(0, left.count()));
-}
 
 std::string daemon_binary() {
     // Under `bazel test` the binary is a data dependency in the runfiles tree.
@@ -72,40 +52,6 @@ std::string daemon_binary() {
 }
 
 // ---- processes ----
-
-// The raw wait status of `pid` once it has exited, or nothing after `timeout`
-// (or if it is not our child). Sleeps in poll(2) on a pidfd; without pidfd
-// support (Linux < 5.3) it checks every 10 ms until the deadline.
-std::optional<int> wait_exit(pid_t pid, milliseconds timeout = patience) {
-    const auto deadline = steady::now() + timeout;
-    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-    std::optional<int> result;
-    for (;;) {
-        int status = 0;
-        const pid_t rc = ::waitpid(pid, &status, WNOHANG);
-        if (rc == pid) {
-            result = status;
-            break;
-        }
-        if (rc < 0 && errno != EINTR) break;
-        const int left = ms_until(deadline);
-        if (left == 0) break;
-        struct pollfd p {};
-        p.fd = pidfd;
-        p.events = POLLIN;
-        ::poll(&p, pidfd >= 0 ? 1 : 0, pidfd >= 0 ? left : std::min(left, 10));
-    }
-    if (pidfd >= 0) ::close(pidfd);
-    return result;
-}
-
-bool exited_with(std::optional<int> status, int code) {
-    return status && WIFEXITED(*status) && WEXITSTATUS(*status) == code;
-}
-
-bool killed_by(std::optional<int> status, int sig) {
-    return status && WIFSIGNALED(*status) && WTERMSIG(*status) == sig;
-}
 
 // Parent pid from /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold
 // spaces and parentheses, so parse after the last ')'), or 0.
@@ -134,101 +80,7 @@ bool ignores(pid_t pid, int sig) {
     return false;
 }
 
-std::vector<pid_t> children_of_this_process() {
-    std::vector<pid_t> children;
-    DIR* proc = ::opendir("/proc");
-    if (proc == nullptr) return children;
-    while (const dirent* entry = ::readdir(proc)) {
-        const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
-        if (pid > 0 && parent_of(pid) == ::getpid()) children.push_back(pid);
-    }
-    ::closedir(proc);
-    return children;
-}
-
-// True when this process has no child at all, running or zombie: as a
-// subreaper, that means nothing the daemon started is left.
-bool no_child_left() {
-    int status = 0;
-    return ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
-}
-
-// Reaps every child; SIGKILLs any that still runs. Bounded.
-void kill_and_reap_all_children() {
-    const auto deadline = steady::now() + patience;
-    for (;;) {
-        int status = 0;
-        const pid_t rc = ::waitpid(-1, &status, WNOHANG);
-        if (rc > 0 || (rc < 0 && errno == EINTR)) continue;
-        if (rc < 0) return;  // ECHILD: nothing left
-        for (const pid_t child : children_of_this_process()) {
-            if (child > 0) ::kill(child, SIGKILL);
-        }
-        if (ms_until(deadline) == 0) {
-            std::fprintf(stderr, "daemon_test: children still running after cleanup\n");
-            return;
-        }
-        ::poll(nullptr, 0, 10);
-    }
-}
-
-// Everything a pipe delivered so far, read with deadlines.
-struct pipe_reader {
-    int fd = -1;
-    std::string text;
-    bool eof = false;
-
-    // Reads until done() holds, end of file or the timeout; returns done().
-    template <class Done>
-    bool wait_until(Done done, milliseconds timeout = patience) {
-        const auto deadline = steady::now() + timeout;
-        while (!done()) {
-            if (eof) return false;
-            struct pollfd p {};
-            p.fd = fd;
-            p.events = POLLIN;
-            const int rc = ::poll(&p, 1, ms_until(deadline));
-            if (rc == 0) return false;
-            if (rc < 0) {
-                if (errno == EINTR) continue;
-                return false;
-            }
-            char buf[4096];
-            const ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                eof = true;
-            } else {
-                text.append(buf, static_cast<std::size_t>(n));
-            }
-        }
-        return true;
-    }
-
-    bool read_to_eof(milliseconds timeout = patience) {
-        return wait_until([&] { return eof; }, timeout);
-    }
-};
-
-// The first complete line at or after `from` that contains `needle`.
-std::optional<std::string> find_line(const std::string& text, std::string_view needle,
-                                     std::size_t from = 0) {
-    const std::size_t at = text.find(needle, from);
-    if (at == std::string::npos) return std::nullopt;
-    const std::size_t end = text.find('\n', at);
-    if (end == std::string::npos) return std::nullopt;
-    const std::size_t begin = text.rfind('\n', at);
-    const std::size_t start = begin == std::string::npos ? 0 : begin + 1;
-    return text.substr(start, end - start);
-}
-
-std::optional<std::string> wait_for_line(pipe_reader& reader, std::string_view needle,
-                                         std::size_t from = 0, milliseconds timeout = patience) {
-    reader.wait_until([&] { return find_line(reader.text, needle, from).has_value(); }, timeout);
-    return find_line(reader.text, needle, from);
-}
-
-// The daemon as a child process with stdout and stderr on pipes.
+// The daemon binary run in a harness::child, with stdout and stderr on pipes.
 class daemon_process {
   public:
     explicit daemon_process(const std::vector<std::string>& args) {
@@ -238,24 +90,18 @@ class daemon_process {
         for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
         argv.push_back(nullptr);
 
-        int out_pipe[2];
-        int err_pipe[2];
-        REQUIRE(::pipe2(out_pipe, O_CLOEXEC) == 0);
-        REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
         const pid_t test_pid = ::getpid();
-        pid_ = ::fork();
-        REQUIRE(pid_ >= 0);
-        if (pid_ == 0) {
+        // harness::child has made it the leader of a group of its own.
+        process_.emplace([&] {
             // Only async-signal-safe calls between fork and exec.
-            ::setpgid(0, 0);
             // Its own group protects the test runner from the daemon, but also
             // hides the daemon from a runner that kills the test's group on a
             // timeout: if this test process dies, the daemon dies too (and its
             // workers with it). Kept across execve.
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != test_pid) ::_exit(127);
-            ::dup2(out_pipe[1], STDOUT_FILENO);
-            ::dup2(err_pipe[1], STDERR_FILENO);
+            if (::getppid() != test_pid) return 127;
+            ::dup2(out_pipe_.write_fd, STDOUT_FILENO);
+            ::dup2(err_pipe_.write_fd, STDERR_FILENO);
             // GET /crash aborts a worker: no core files in the test directory.
             const struct rlimit no_core {};
             ::setrlimit(RLIMIT_CORE, &no_core);
@@ -263,62 +109,55 @@ class daemon_process {
             sigemptyset(&none);
             ::sigprocmask(SIG_SETMASK, &none, nullptr);
             ::execv(path.c_str(), argv.data());
-            ::_exit(127);
-        }
-        // Both sides call setpgid, so the group exists whichever runs first.
-        ::setpgid(pid_, pid_);
-        ::close(out_pipe[1]);
-        ::close(err_pipe[1]);
-        out.fd = out_pipe[0];
-        err.fd = err_pipe[0];
+            return 127;
+        });
+        out_pipe_.close_write();
+        err_pipe_.close_write();
     }
 
     ~daemon_process() {
-        // The daemon's own group; never kill(0), which is the test runner's.
-        if (!reaped_ && pid_ > 0) ::kill(-pid_, SIGKILL);
-        kill_and_reap_all_children();
-        ::close(out.fd);
-        ::close(err.fd);
+        process_.reset();  // SIGKILLs the daemon's group and reaps the daemon
+        reap_leftovers();  // its workers, in a group of their own, came back to us
     }
 
     daemon_process(const daemon_process&) = delete;
     daemon_process& operator=(const daemon_process&) = delete;
 
-    pid_t pid() const { return pid_; }
+    pid_t pid() const { return process_->pid(); }
 
     // Waits for the "listening on" and "ready" lines; returns the port.
     int start() {
-        const auto listening = wait_for_line(err, "listening on ");
-        REQUIRE_MESSAGE(listening, "no 'listening on' line; stderr:\n" << err.text);
-        REQUIRE_MESSAGE(wait_for_line(err, ": ready: "), "no 'ready' line; stderr:\n" << err.text);
+        const auto listening = err.wait_for_line("listening on ");
+        REQUIRE_MESSAGE(listening, "no 'listening on' line; stderr:\n" << err.text());
+        REQUIRE_MESSAGE(err.wait_for_line(": ready: "), "no 'ready' line; stderr:\n" << err.text());
         const int port = std::atoi(listening->substr(listening->rfind(':') + 1).c_str());
         REQUIRE(port > 0);
         return port;
     }
 
     void signal(int sig) {
-        REQUIRE(pid_ > 0);
-        REQUIRE(::kill(pid_, sig) == 0);
+        REQUIRE(pid() > 0);
+        REQUIRE(::kill(pid(), sig) == 0);
     }
 
+    // The daemon's wait status once it has exited, or nothing after `timeout`.
     std::optional<int> wait_exit(milliseconds timeout = patience) {
-        const std::optional<int> status = ::wait_exit(pid_, timeout);
-        if (status) reaped_ = true;
-        return status;
+        if (!status_) status_ = process_->wait(timeout);
+        return status_;
     }
 
     // True while the daemon has not exited.
-    bool running() {
-        int status = 0;
-        return !reaped_ && ::waitpid(pid_, &status, WNOHANG) == 0;
-    }
-
-    pipe_reader out;
-    pipe_reader err;
+    bool running() { return !wait_exit(0ms); }
 
   private:
-    pid_t pid_ = -1;
-    bool reaped_ = false;
+    pipe_pair out_pipe_;
+    pipe_pair err_pipe_;
+    std::optional<child> process_;
+    std::optional<int> status_;
+
+  public:
+    reader out{out_pipe_.read_fd};
+    reader err{err_pipe_.read_fd};
 };
 
 // One parsed statistics table (the library prints it on SIGUSR1).
@@ -352,19 +191,19 @@ stats_table parse_table(const std::string& text, std::size_t from) {
 
 // Sends SIGUSR1 and returns the table it printed, with `workers` rows.
 stats_table request_stats(daemon_process& daemon, int workers) {
-    const std::size_t from = daemon.err.text.size();
+    const std::size_t from = daemon.err.text().size();
     daemon.signal(SIGUSR1);
     const bool complete = daemon.err.wait_until([&] {
-        return parse_table(daemon.err.text, from).workers.size() ==
+        return parse_table(daemon.err.text(), from).workers.size() ==
                static_cast<std::size_t>(workers);
     });
     REQUIRE_MESSAGE(complete, "no statistics table with " << workers << " workers; stderr:\n"
-                                                          << daemon.err.text);
-    const stats_table table = parse_table(daemon.err.text, from);
+                                                          << daemon.err.text());
+    const stats_table table = parse_table(daemon.err.text(), from);
     // A slot that is not running shows pid 0; signalling "pid 0" would hit
     // this test's own process group, so such a table is a failure here.
     for (const pid_t pid : table.workers) {
-        REQUIRE_MESSAGE(pid > 0, "a worker without a pid; stderr:\n" << daemon.err.text);
+        REQUIRE_MESSAGE(pid > 0, "a worker without a pid; stderr:\n" << daemon.err.text());
     }
     return table;
 }
@@ -374,14 +213,14 @@ stats_table request_stats(daemon_process& daemon, int workers) {
 // its loop, so once every worker has answered, all of them run worker code.
 void wait_until_workers_run(daemon_process& daemon, const stats_table& table) {
     for (std::size_t index = 0; index < table.workers.size(); ++index) {
-        const std::size_t from = daemon.err.text.size();
+        const std::size_t from = daemon.err.text().size();
         REQUIRE(table.workers[index] > 0);  // never kill(0, ...): that is our group
         REQUIRE(::kill(table.workers[index], SIGUSR1) == 0);
         const std::string line = "worker " + std::to_string(index) + " pid " +
                                  std::to_string(table.workers[index]) + " generation";
-        REQUIRE_MESSAGE(wait_for_line(daemon.err, line, from), "no statistics line from worker "
-                                                                   << index << "; stderr:\n"
-                                                                   << daemon.err.text);
+        REQUIRE_MESSAGE(daemon.err.wait_for_line(line, from), "no statistics line from worker "
+                                                                  << index << "; stderr:\n"
+                                                                  << daemon.err.text());
     }
 }
 
@@ -421,13 +260,14 @@ class connection {
     // Everything the server sends until it closes (Connection: close), or
     // what arrived before the timeout.
     std::string receive_all(milliseconds timeout = patience) {
-        const auto deadline = steady::now() + timeout;
+        const std::int64_t deadline = now_ms() + timeout.count();
         std::string data;
         for (;;) {
             struct pollfd p {};
             p.fd = fd_;
             p.events = POLLIN;
-            const int rc = ::poll(&p, 1, ms_until(deadline));
+            const int rc =
+                ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(0, deadline - now_ms())));
             if (rc < 0 && errno == EINTR) continue;
             if (rc <= 0) return data;
             char buf[4096];
@@ -507,7 +347,7 @@ TEST_CASE("GET / is answered by a worker of the pool, as plain HTTP/1.1") {
     CHECK(table.master == daemon.pid());
 
     const http_response response = http_get(port, "/");
-    INFO("stderr:\n" << daemon.err.text);
+    INFO("stderr:\n" << daemon.err.text());
     REQUIRE(response.status == 200);
     CHECK(response.head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
     CHECK(response.has_header("Content-Type: text/plain"));
@@ -527,7 +367,7 @@ TEST_CASE("GET / is answered by a worker of the pool, as plain HTTP/1.1") {
 TEST_CASE("two workers serve two connections at once") {
     daemon_process daemon(with_local({"--workers", "2"}));
     const int port = daemon.start();
-    INFO("stderr:\n" << daemon.err.text);
+    INFO("stderr:\n" << daemon.err.text());
 
     // The first connection is queued first, so the first accept takes it; its
     // worker then waits for a request that does not come yet. The second
@@ -545,7 +385,7 @@ TEST_CASE("two workers serve two connections at once") {
 TEST_CASE("flags are also accepted as --flag=value") {
     daemon_process daemon({"--listen=127.0.0.1:0", "--workers=3", "--shutdown-timeout=1000"});
     daemon.start();
-    CHECK(find_line(daemon.err.text, "ready: 3 workers"));
+    CHECK(daemon.err.line_with("ready: 3 workers"));
 }
 
 TEST_CASE("SIGTERM and SIGINT stop the daemon with status 0 and leave nothing running") {
@@ -557,15 +397,15 @@ TEST_CASE("SIGTERM and SIGINT stop the daemon with status 0 and leave nothing ru
 
         daemon.signal(sig);
         const std::optional<int> status = daemon.wait_exit();
-        daemon.err.read_to_eof();
-        INFO("stderr:\n" << daemon.err.text);
+        daemon.err.wait_eof();
+        INFO("stderr:\n" << daemon.err.text());
         CHECK(exited_with(status, 0));
         const std::string name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
-        CHECK(find_line(daemon.err.text, name + " received"));
+        CHECK(daemon.err.line_with(name + " received"));
         for (const pid_t worker : table.workers) {
             CAPTURE(worker);
-            CHECK(find_line(daemon.err.text,
-                            "(pid " + std::to_string(worker) + ") exited with status 0"));
+            CHECK(
+                daemon.err.line_with("(pid " + std::to_string(worker) + ") exited with status 0"));
             CHECK(::kill(worker, 0) == -1);
             CHECK(errno == ESRCH);
         }
@@ -578,7 +418,7 @@ TEST_CASE("SIGUSR1 prints a table with every worker, and the daemon keeps servin
     daemon_process daemon(with_local({"--workers", "3"}));
     const int port = daemon.start();
     const stats_table table = request_stats(daemon, 3);
-    INFO("stderr:\n" << daemon.err.text);
+    INFO("stderr:\n" << daemon.err.text());
 
     CHECK(table.master == daemon.pid());
     std::vector<pid_t> sorted = table.workers;
@@ -600,21 +440,21 @@ TEST_CASE("SIGUSR1 prints a table with every worker, and the daemon keeps servin
 TEST_CASE("--chaos: GET /crash aborts a worker and the daemon exits non-zero") {
     daemon_process daemon(with_local({"--workers", "2", "--chaos"}));
     const int port = daemon.start();
-    CHECK(find_line(daemon.err.text, "WARNING: --chaos"));
+    CHECK(daemon.err.line_with("WARNING: --chaos"));
     const stats_table table = request_stats(daemon, 2);
 
     // No reply: the worker dies while handling the request.
     CHECK(http_get(port, "/crash").status == 0);
     const std::optional<int> status = daemon.wait_exit();
-    daemon.err.read_to_eof();
-    INFO("stderr:\n" << daemon.err.text);
+    daemon.err.wait_eof();
+    INFO("stderr:\n" << daemon.err.text());
     REQUIRE(status);
     CHECK(WIFEXITED(*status));
     CHECK(WEXITSTATUS(*status) != 0);
 
     static const std::regex crashed(R"(worker (\d+) \(pid (\d+)\) killed by signal 6 \(SIGABRT\))");
     std::smatch match;
-    REQUIRE(std::regex_search(daemon.err.text, match, crashed));
+    REQUIRE(std::regex_search(daemon.err.text(), match, crashed));
     const int index = std::stoi(match[1]);
     REQUIRE(index >= 0);
     REQUIRE(index < 2);
@@ -628,23 +468,22 @@ TEST_CASE("--chaos: a worker that ignores SIGTERM is SIGKILLed after --shutdown-
 
     // The reply comes after the worker started ignoring SIGTERM.
     const http_response hang = http_get(port, "/hang");
-    INFO("stderr:\n" << daemon.err.text);
+    INFO("stderr:\n" << daemon.err.text());
     REQUIRE(hang.status == 200);
     const served_by hung = parse_body(hang.body, " hanging");
     REQUIRE(hung.pid > 0);
     CHECK(ignores(hung.pid, SIGTERM));
 
-    const auto sent = steady::now();
+    const std::int64_t sent = now_ms();
     daemon.signal(SIGTERM);
     const std::optional<int> status = daemon.wait_exit();
-    const auto took = steady::now() - sent;
-    daemon.err.read_to_eof();
-    INFO("stderr:\n" << daemon.err.text);
+    const milliseconds took(now_ms() - sent);
+    daemon.err.wait_eof();
+    INFO("stderr:\n" << daemon.err.text());
     CHECK(exited_with(status, 0));  // still a requested stop
-    CHECK(find_line(daemon.err.text, "sending SIGKILL"));
-    CHECK(find_line(daemon.err.text, "worker " + std::to_string(hung.index) + " (pid " +
-                                         std::to_string(hung.pid) +
-                                         ") killed by signal 9 (SIGKILL)"));
+    CHECK(daemon.err.line_with("sending SIGKILL"));
+    CHECK(daemon.err.line_with("worker " + std::to_string(hung.index) + " (pid " +
+                               std::to_string(hung.pid) + ") killed by signal 9 (SIGKILL)"));
     // The grace period was the one asked for, not the 5 s default.
     CHECK(took >= 300ms);
     CHECK(took < 3s);
@@ -654,8 +493,8 @@ TEST_CASE("--chaos: a worker that ignores SIGTERM is SIGKILLed after --shutdown-
 TEST_CASE("without --chaos, /crash and /hang are just unknown paths") {
     daemon_process daemon(with_local({"--workers", "1"}));
     const int port = daemon.start();
-    INFO("stderr:\n" << daemon.err.text);
-    CHECK(find_line(daemon.err.text, "--chaos") == std::nullopt);
+    INFO("stderr:\n" << daemon.err.text());
+    CHECK(daemon.err.line_with("--chaos") == std::nullopt);
 
     const http_response crash = http_get(port, "/crash");
     CHECK(crash.status == 404);
@@ -712,16 +551,16 @@ TEST_CASE("a bad command line exits 2 with one message, before anything starts")
         CAPTURE(command_line);
         daemon_process daemon(args);
         const std::optional<int> status = daemon.wait_exit();
-        daemon.err.read_to_eof();
-        daemon.out.read_to_eof();
-        CAPTURE(daemon.err.text);
+        daemon.err.wait_eof();
+        daemon.out.wait_eof();
+        CAPTURE(daemon.err.text());
         CHECK(exited_with(status, 2));
-        CHECK(daemon.err.text.rfind("daemon: ", 0) == 0);
-        CHECK(std::count(daemon.err.text.begin(), daemon.err.text.end(), '\n') == 1);
-        CHECK(daemon.err.text.find("--help") != std::string::npos);
-        CHECK(daemon.err.text.find("listening on") == std::string::npos);
-        CHECK(daemon.err.text.find(": ready") == std::string::npos);
-        CHECK(daemon.out.text.empty());
+        CHECK(daemon.err.text().rfind("daemon: ", 0) == 0);
+        CHECK(std::count(daemon.err.text().begin(), daemon.err.text().end(), '\n') == 1);
+        CHECK(daemon.err.text().find("--help") != std::string::npos);
+        CHECK(daemon.err.text().find("listening on") == std::string::npos);
+        CHECK(daemon.err.text().find(": ready") == std::string::npos);
+        CHECK(daemon.out.text().empty());
         // Not a single worker was forked (it would be our child by now).
         CHECK(no_child_left());
     }
@@ -731,29 +570,29 @@ TEST_CASE("a bad command line exits 2 with one message, before anything starts")
 TEST_CASE("--help prints the usage on stdout and exits 0") {
     daemon_process daemon({"--help"});
     const std::optional<int> status = daemon.wait_exit();
-    daemon.out.read_to_eof();
-    daemon.err.read_to_eof();
+    daemon.out.wait_eof();
+    daemon.err.wait_eof();
     CHECK(exited_with(status, 0));
-    CHECK(daemon.out.text.rfind("Usage: daemon", 0) == 0);
+    CHECK(daemon.out.text().rfind("Usage: daemon", 0) == 0);
     for (const char* flag :
          {"--workers", "--listen", "--shutdown-timeout", "--no-fork", "--chaos", "--help"}) {
         CAPTURE(flag);
-        CHECK(daemon.out.text.find(flag) != std::string::npos);
+        CHECK(daemon.out.text().find(flag) != std::string::npos);
     }
-    CHECK(daemon.err.text.empty());
+    CHECK(daemon.err.text().empty());
     CHECK(no_child_left());
 }
 
 TEST_CASE("--no-fork serves from the daemon process itself") {
     daemon_process daemon(with_local({"--no-fork"}));
     const int port = daemon.start();
-    INFO("stderr:\n" << daemon.err.text);
-    CHECK(find_line(daemon.err.text, "ready: 1 worker "));
+    INFO("stderr:\n" << daemon.err.text());
+    CHECK(daemon.err.line_with("ready: 1 worker "));
 
     const served_by who = parse_body(http_get(port, "/").body);
     CHECK(who.index == 0);
     CHECK(who.pid == daemon.pid());
-    CHECK(children_of_this_process() == std::vector<pid_t>{daemon.pid()});
+    CHECK(children() == std::vector<pid_t>{daemon.pid()});
 
     daemon.signal(SIGTERM);
     CHECK(exited_with(daemon.wait_exit(), 0));
@@ -763,7 +602,7 @@ TEST_CASE("--no-fork serves from the daemon process itself") {
 TEST_CASE("bad requests get a 4xx answer and the worker keeps serving") {
     daemon_process daemon(with_local({"--workers", "1"}));
     const int port = daemon.start();
-    INFO("stderr:\n" << daemon.err.text);
+    INFO("stderr:\n" << daemon.err.text());
     const served_by before = parse_body(http_get(port, "/").body);
     REQUIRE(before.pid > 0);
 
@@ -788,15 +627,15 @@ TEST_CASE("bad requests get a 4xx answer and the worker keeps serving") {
 TEST_CASE("a client that sends nothing cannot hold a worker forever") {
     daemon_process daemon(with_local({"--workers", "1"}));
     const int port = daemon.start();
-    INFO("stderr:\n" << daemon.err.text);
+    INFO("stderr:\n" << daemon.err.text());
 
     // The only worker takes the silent connection first; the second client is
     // served once the daemon's per-connection timeout (5 s) has expired.
     connection silent(port);
-    const auto start = steady::now();
+    const std::int64_t start = now_ms();
     const http_response response = http_get(port, "/");
     CHECK(response.status == 200);
-    CHECK(steady::now() - start < patience);
+    CHECK(milliseconds(now_ms() - start) < patience);
     CHECK(parse_response(silent.receive_all()).status == 408);
 }
 
@@ -816,15 +655,4 @@ TEST_CASE("when the master is SIGKILLed, every worker dies with it") {
         CHECK(killed_by(wait_exit(worker), SIGKILL));  // PR_SET_PDEATHSIG
     }
     CHECK(no_child_left());
-}
-
-int main(int argc, char** argv) {
-    // Workers orphaned by a killed master come back to this process instead
-    // of init, so the tests can reap them and prove nothing is left.
-    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
-        std::perror("prctl(PR_SET_CHILD_SUBREAPER)");
-        return 1;
-    }
-    doctest::Context context(argc, argv);
-    return context.run();
 }

@@ -87,22 +87,42 @@ class reader {
   public:
     explicit reader(int fd) : fd_(fd) {}
 
-    // True once the accumulated text contains `needle` `count` times.
-    bool wait_for(std::string_view needle, int count = 1, milliseconds timeout = patience) {
+    // Reads until `done()` holds, end of file or the timeout; returns done().
+    template <class Done>
+    bool wait_until(Done done, milliseconds timeout = patience) {
         const std::int64_t deadline = now_ms() + timeout.count();
-        while (occurrences(needle) < count) {
-            if (!read_some(deadline)) return false;
+        while (!done()) {
+            if (!read_some(deadline)) return done();
         }
         return true;
     }
 
+    // True once the accumulated text contains `needle` `count` times.
+    bool wait_for(std::string_view needle, int count = 1, milliseconds timeout = patience) {
+        return wait_until([&] { return occurrences(needle) >= count; }, timeout);
+    }
+
     // Reads until EOF (every writer closed), bounded.
     bool wait_eof(milliseconds timeout = patience) {
-        const std::int64_t deadline = now_ms() + timeout.count();
-        while (!eof_) {
-            if (!read_some(deadline)) return eof_;
-        }
-        return true;
+        return wait_until([&] { return eof_; }, timeout);
+    }
+
+    // The first complete line that contains `needle` at or after offset `from`.
+    std::optional<std::string> line_with(std::string_view needle, std::size_t from = 0) const {
+        const std::size_t at = text_.find(needle, from);
+        if (at == std::string::npos) return std::nullopt;
+        const std::size_t end = text_.find('\n', at);
+        if (end == std::string::npos) return std::nullopt;
+        const std::size_t begin = text_.rfind('\n', at);
+        const std::size_t start = begin == std::string::npos ? 0 : begin + 1;
+        return text_.substr(start, end - start);
+    }
+
+    // Waits, bounded, for such a line and returns it.
+    std::optional<std::string> wait_for_line(std::string_view needle, std::size_t from = 0,
+                                             milliseconds timeout = patience) {
+        wait_until([&] { return line_with(needle, from).has_value(); }, timeout);
+        return line_with(needle, from);
     }
 
     int occurrences(std::string_view needle) const {
@@ -187,6 +207,32 @@ inline bool exited_with(std::optional<int> status, int code) {
     return status && WIFEXITED(*status) && WEXITSTATUS(*status) == code;
 }
 
+inline bool killed_by(std::optional<int> status, int sig) {
+    return status && WIFSIGNALED(*status) && WTERMSIG(*status) == sig;
+}
+
+// This process's children, running or zombie (those of its main thread, the
+// only one a test forks from).
+inline std::vector<pid_t> children() {
+    std::vector<pid_t> found;
+    if (FILE* f = std::fopen(("/proc/" + std::to_string(::getpid()) + "/task/" +
+                              std::to_string(::getpid()) + "/children")
+                                 .c_str(),
+                             "r")) {
+        long child;
+        while (std::fscanf(f, "%ld", &child) == 1) found.push_back(static_cast<pid_t>(child));
+        std::fclose(f);
+    }
+    return found;
+}
+
+// True when this process has no child at all, running or zombie. Unlike
+// reap_leftovers() it reaps nothing: an orphan that already died still counts.
+inline bool no_child_left() {
+    int status = 0;
+    return ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
+}
+
 // Reaps every remaining descendant that ended up as our child (orphans come
 // to us: we are a subreaper). Returns how many were still running and had to
 // be killed; 0 means nothing was left behind.
@@ -199,15 +245,7 @@ inline int reap_leftovers() {
         if (pid < 0 && errno == EINTR) continue;
         if (pid < 0) return still_running;  // ECHILD: nothing left
         // Something is still alive: find it through /proc and kill it.
-        std::vector<pid_t> alive;
-        if (FILE* f = std::fopen(("/proc/" + std::to_string(::getpid()) + "/task/" +
-                                  std::to_string(::getpid()) + "/children")
-                                     .c_str(),
-                                 "r")) {
-            long child;
-            while (std::fscanf(f, "%ld", &child) == 1) alive.push_back(static_cast<pid_t>(child));
-            std::fclose(f);
-        }
+        const std::vector<pid_t> alive = children();
         if (alive.empty()) return still_running + 1;
         for (pid_t p : alive) {
             ::kill(p, SIGKILL);
