@@ -1,0 +1,745 @@
+// shutdown_bench: times how fast a supervisor's whole process tree goes away.
+//
+// One driver for every peer: each "side" is a command that starts a master
+// with its workers. For each repetition and each side in turn (interleaved:
+// A, B, A, B, ...) the driver
+//   1. forks and execs the side's command in a new process group,
+//   2. waits until the tree is ready (see below), then lets it settle,
+//   3. at t0 either sends SIGTERM to the master (--scenario term) or SIGKILL
+//      to one worker (--scenario kill: the master's first-forked child),
+//   4. records when the master exited (its pidfd became readable) and when
+//      the whole tree was gone: the driver is a child subreaper
+//      (PR_SET_CHILD_SUBREAPER), so any process the master leaves behind is
+//      re-parented to it; it reaps everything until waitpid() says ECHILD.
+//
+// Ready means, in this order and all within --ready-timeout-ms:
+//   - if --ready-fd N: the side wrote a byte to its descriptor N (a pipe);
+//   - if --probe-sip-udp HOST:PORT: a SIP OPTIONS request sent there got a
+//     "SIP/2.0 200" answer;
+//   - the tree (master included) has exactly --procs processes and every one
+//     of them is sleeping (state S in /proc/PID/stat), i.e. idle.
+//
+// Output: one tab-separated line per measured trial on stdout (header first),
+// a short summary on stderr. Each line also says how busy the whole machine
+// was (busy_before_pct) during the settle time before t0, while the tree was
+// idle: a high value means another program was competing for the CPUs. With
+// --quiet-pct P the driver keeps settling until a settle period finds the
+// machine at most P % busy (bounded by --quiet-wait-ms); quiet_waits counts
+// the extra periods. --nice N runs the driver and every side at that
+// scheduling priority (a negative N needs root), which shields the measured
+// trees from other programs equally for every side.
+//
+// Every wait is bounded; on any error or on SIGINT/SIGTERM/SIGHUP every
+// descendant is SIGKILLed and reaped before the driver exits, so no process
+// outlives a run.
+//
+//   shutdown_bench --scenario term --reps 30
+//       --side ours --procs 15 --ready-fd 3 --cmd ./idle_pool --workers 14 --ready-fd 3 --end
+//       --side kamailio --procs 15 --probe-sip-udp 127.0.0.1:5099 --cmd kamailio -DD -E ... --end
+// (one command line; bench/compare_kamailio.py builds the real one).
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------
+
+enum class scenario { term, kill };
+
+struct side {
+    std::string name;
+    int procs = 0;                  // processes expected in the tree, master included
+    int ready_fd = -1;              // descriptor number the side writes its ready byte to
+    std::string probe;              // HOST:PORT for a SIP OPTIONS probe over UDP
+    std::string log = "/dev/null";  // stdout and stderr of the whole tree
+    std::vector<std::string> argv;
+};
+
+struct config {
+    scenario what = scenario::term;
+    int reps = 10;
+    int warmup = 1;
+    int settle_ms = 100;
+    int ready_timeout_ms = 15000;
+    int stop_timeout_ms = 10000;
+    int max_failures = 3;
+    int quiet_pct = -1;  // wait for the machine to be at most this busy before t0; -1: do not
+    int quiet_wait_ms = 30000;
+    bool set_nice = false;
+    int nice = 0;  // scheduling priority of the driver and every side (setpriority)
+    std::vector<side> sides;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+    std::fprintf(
+        stderr,
+        "shutdown_bench: %s\n"
+        "usage: shutdown_bench --scenario term|kill --reps N [--warmup N] [--settle-ms N]\n"
+        "           [--ready-timeout-ms N] [--stop-timeout-ms N] [--max-failures N]\n"
+        "           [--quiet-pct P [--quiet-wait-ms N]] [--nice N]\n"
+        "           --side NAME --procs N [--ready-fd N] [--probe-sip-udp HOST:PORT]\n"
+        "                [--log FILE] --cmd PROGRAM [ARG...] --end\n"
+        "           [--side ...]\n",
+        why.c_str());
+    std::exit(2);
+}
+
+int parse_int(const char* text, int low, int high, const char* what) {
+    char* end = nullptr;
+    errno = 0;
+    const long value = std::strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < low || value > high) {
+        usage(std::string("bad value for ") + what + ": " + text);
+    }
+    return static_cast<int>(value);
+}
+
+config parse_args(int argc, char** argv) {
+    config cfg;
+    int i = 1;
+    auto next = [&](const char* what) -> const char* {
+        if (i + 1 >= argc) usage(std::string(what) + " needs a value");
+        return argv[++i];
+    };
+    for (; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--scenario") {
+            const std::string v = next("--scenario");
+            if (v == "term") {
+                cfg.what = scenario::term;
+            } else if (v == "kill") {
+                cfg.what = scenario::kill;
+            } else {
+                usage("--scenario is term or kill");
+            }
+        } else if (arg == "--reps") {
+            cfg.reps = parse_int(next("--reps"), 1, 100000, "--reps");
+        } else if (arg == "--warmup") {
+            cfg.warmup = parse_int(next("--warmup"), 0, 1000, "--warmup");
+        } else if (arg == "--settle-ms") {
+            cfg.settle_ms = parse_int(next("--settle-ms"), 0, 60000, "--settle-ms");
+        } else if (arg == "--ready-timeout-ms") {
+            cfg.ready_timeout_ms = parse_int(next("--ready-timeout-ms"), 1, 600000, arg.c_str());
+        } else if (arg == "--stop-timeout-ms") {
+            cfg.stop_timeout_ms = parse_int(next("--stop-timeout-ms"), 1, 600000, arg.c_str());
+        } else if (arg == "--nice") {
+            cfg.set_nice = true;
+            cfg.nice = parse_int(next("--nice"), -20, 19, arg.c_str());
+        } else if (arg == "--quiet-pct") {
+            cfg.quiet_pct = parse_int(next("--quiet-pct"), 0, 100, arg.c_str());
+        } else if (arg == "--quiet-wait-ms") {
+            cfg.quiet_wait_ms = parse_int(next("--quiet-wait-ms"), 0, 3600000, arg.c_str());
+        } else if (arg == "--max-failures") {
+            cfg.max_failures = parse_int(next("--max-failures"), 1, 100000, arg.c_str());
+        } else if (arg == "--side") {
+            side s;
+            s.name = next("--side");
+            for (++i; i < argc; ++i) {
+                const std::string opt = argv[i];
+                if (opt == "--procs") {
+                    s.procs = parse_int(next("--procs"), 1, 100000, "--procs");
+                } else if (opt == "--ready-fd") {
+                    s.ready_fd = parse_int(next("--ready-fd"), 3, 1000, "--ready-fd");
+                } else if (opt == "--probe-sip-udp") {
+                    s.probe = next("--probe-sip-udp");
+                } else if (opt == "--log") {
+                    s.log = next("--log");
+                } else if (opt == "--cmd") {
+                    for (++i; i < argc && std::string(argv[i]) != "--end"; ++i) {
+                        s.argv.push_back(argv[i]);
+                    }
+                    if (i >= argc) usage("--cmd of side " + s.name + " is not closed by --end");
+                    break;
+                } else {
+                    usage("unknown side option " + opt);
+                }
+            }
+            if (s.procs == 0) usage("side " + s.name + " needs --procs");
+            if (s.argv.empty()) usage("side " + s.name + " needs --cmd PROGRAM ... --end");
+            cfg.sides.push_back(std::move(s));
+        } else {
+            usage("unknown argument " + arg);
+        }
+    }
+    if (cfg.sides.empty()) usage("at least one --side is needed");
+    return cfg;
+}
+
+// ---------------------------------------------------------------------------
+// Time, signals, processes
+// ---------------------------------------------------------------------------
+
+std::int64_t now_ns() {
+    struct timespec ts {};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+constexpr std::int64_t ms_to_ns(std::int64_t ms) { return ms * 1000000; }
+
+void sleep_ns(std::int64_t ns) {
+    struct timespec ts {};
+    ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(ns % 1000000000);
+    while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+// SIGCHLD and the signals that end the run arrive through one signalfd, so
+// every wait of the driver is a poll() that also sees them.
+int g_sigfd = -1;
+bool g_interrupted = false;
+
+void setup_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    if (::sigprocmask(SIG_BLOCK, &set, nullptr) != 0) {
+        std::perror("shutdown_bench: sigprocmask");
+        std::exit(1);
+    }
+    g_sigfd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (g_sigfd < 0) {
+        std::perror("shutdown_bench: signalfd");
+        std::exit(1);
+    }
+}
+
+void drain_signals() {
+    struct signalfd_siginfo info {};
+    while (::read(g_sigfd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        if (info.ssi_signo != SIGCHLD) g_interrupted = true;
+    }
+}
+
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+struct proc_entry {
+    pid_t pid = 0;
+    pid_t ppid = 0;
+    char state = '?';
+    unsigned long long start = 0;  // clock ticks after boot
+};
+
+// Every process in /proc, read from /proc/PID/stat. A process that vanishes
+// while the directory is read is simply not listed.
+std::vector<proc_entry> read_proc_table() {
+    std::vector<proc_entry> table;
+    DIR* dir = ::opendir("/proc");
+    if (dir == nullptr) return table;
+    while (const struct dirent* entry = ::readdir(dir)) {
+        const char* name = entry->d_name;
+        if (name[0] < '0' || name[0] > '9') continue;
+        const std::string path = std::string("/proc/") + name + "/stat";
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        char buf[1024];
+        const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+        ::close(fd);
+        if (n <= 0) continue;
+        buf[n] = '\0';
+        // "pid (comm) state ppid ..." and comm may contain anything: parse
+        // from the last ')'.
+        const char* p = std::strrchr(buf, ')');
+        if (p == nullptr) continue;
+        proc_entry e;
+        e.pid = static_cast<pid_t>(std::atol(name));
+        char* cursor = const_cast<char*>(p + 1);
+        // Fields after comm: 3 state, 4 ppid, ..., 22 starttime.
+        for (int field = 3; field <= 22; ++field) {
+            while (*cursor == ' ') ++cursor;
+            if (*cursor == '\0') break;
+            char* end = cursor;
+            while (*end != ' ' && *end != '\0') ++end;
+            if (field == 3) e.state = *cursor;
+            if (field == 4) e.ppid = static_cast<pid_t>(std::strtol(cursor, nullptr, 10));
+            if (field == 22) e.start = std::strtoull(cursor, nullptr, 10);
+            cursor = end;
+        }
+        table.push_back(e);
+    }
+    ::closedir(dir);
+    return table;
+}
+
+// All processes below root (root itself not included), in /proc order.
+std::vector<proc_entry> descendants(pid_t root, const std::vector<proc_entry>& table) {
+    std::multimap<pid_t, const proc_entry*> by_parent;
+    for (const proc_entry& e : table) by_parent.emplace(e.ppid, &e);
+    std::vector<proc_entry> out;
+    std::vector<pid_t> todo{root};
+    while (!todo.empty()) {
+        const pid_t parent = todo.back();
+        todo.pop_back();
+        auto range = by_parent.equal_range(parent);
+        for (auto it = range.first; it != range.second; ++it) {
+            out.push_back(*it->second);
+            todo.push_back(it->second->pid);
+        }
+    }
+    return out;
+}
+
+// Reaps whatever has exited; true once the driver has no child left.
+bool reap_available() {
+    for (;;) {
+        const pid_t rc = ::waitpid(-1, nullptr, WNOHANG);
+        if (rc > 0) continue;
+        return rc < 0 && errno == ECHILD;
+    }
+}
+
+// The emergency brake: SIGKILL every descendant of the driver (re-parented
+// orphans included, thanks to the subreaper flag) until none is left.
+bool kill_everything() {
+    const std::int64_t deadline = now_ns() + ms_to_ns(5000);
+    while (now_ns() < deadline) {
+        const std::vector<proc_entry> mine = descendants(::getpid(), read_proc_table());
+        for (const proc_entry& e : mine) ::kill(e.pid, SIGKILL);
+        if (reap_available()) return true;
+        sleep_ns(ms_to_ns(5));
+    }
+    std::fprintf(stderr, "shutdown_bench: could not reap every descendant within 5 s\n");
+    return false;
+}
+
+// Busy and total CPU time of the whole machine so far, in clock ticks, from the
+// first line of /proc/stat.
+struct cpu_ticks {
+    unsigned long long busy = 0;
+    unsigned long long total = 0;
+};
+
+cpu_ticks read_cpu_ticks() {
+    cpu_ticks t;
+    FILE* f = std::fopen("/proc/stat", "re");
+    if (f == nullptr) return t;
+    unsigned long long v[10] = {};
+    if (std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                    &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]) >= 8) {
+        for (int i = 0; i < 8; ++i) t.total += v[i];  // guest time is already in user
+        t.busy = t.total - v[3] - v[4];               // minus idle and iowait
+    }
+    std::fclose(f);
+    return t;
+}
+
+// ---------------------------------------------------------------------------
+// Readiness
+// ---------------------------------------------------------------------------
+
+// True if the pidfd says the process has exited.
+bool has_exited(int pidfd) {
+    struct pollfd p {};
+    p.fd = pidfd;
+    p.events = POLLIN;
+    return ::poll(&p, 1, 0) > 0;
+}
+
+// Waits for one byte on fd, bounded by deadline and by the master's death.
+bool wait_ready_byte(int fd, int pidfd, std::int64_t deadline, std::string& error) {
+    for (;;) {
+        struct pollfd p[2]{};
+        p[0].fd = fd;
+        p[0].events = POLLIN;
+        p[1].fd = g_sigfd;
+        p[1].events = POLLIN;
+        const std::int64_t left = deadline - now_ns();
+        if (left <= 0) {
+            error = "no ready byte before the timeout";
+            return false;
+        }
+        const int rc = ::poll(p, 2, static_cast<int>(left / 1000000) + 1);
+        if (rc < 0 && errno != EINTR) {
+            error = std::string("poll: ") + std::strerror(errno);
+            return false;
+        }
+        if (p[1].revents != 0) drain_signals();
+        if (g_interrupted) {
+            error = "interrupted";
+            return false;
+        }
+        if (p[0].revents != 0) {
+            char byte = 0;
+            const ssize_t n = ::read(fd, &byte, 1);
+            if (n == 1) return true;
+            error = has_exited(pidfd) ? "the master exited before it was ready"
+                                      : "the ready descriptor was closed without a byte";
+            return false;
+        }
+    }
+}
+
+// One SIP OPTIONS request to HOST:PORT over UDP; true if "SIP/2.0 200" came
+// back within 100 ms.
+bool sip_options_probe(const std::string& target, unsigned attempt, std::string& error) {
+    const std::size_t colon = target.rfind(':');
+    if (colon == std::string::npos) {
+        error = "--probe-sip-udp wants HOST:PORT";
+        return false;
+    }
+    struct sockaddr_in to {};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<std::uint16_t>(std::atoi(target.c_str() + colon + 1)));
+    if (::inet_pton(AF_INET, target.substr(0, colon).c_str(), &to.sin_addr) != 1) {
+        error = "--probe-sip-udp wants an IPv4 address";
+        return false;
+    }
+    const int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) {
+        error = std::string("socket: ") + std::strerror(errno);
+        return false;
+    }
+    bool ok = false;
+    struct sockaddr_in me {};
+    me.sin_family = AF_INET;
+    me.sin_addr = to.sin_addr;
+    socklen_t len = sizeof me;
+    if (::bind(sock, reinterpret_cast<struct sockaddr*>(&me), sizeof me) == 0 &&
+        ::getsockname(sock, reinterpret_cast<struct sockaddr*>(&me), &len) == 0 &&
+        ::connect(sock, reinterpret_cast<struct sockaddr*>(&to), sizeof to) == 0) {
+        const std::string host = target.substr(0, colon);
+        const std::string local = host + ":" + std::to_string(ntohs(me.sin_port));
+        const std::string tag = std::to_string(::getpid()) + "-" + std::to_string(attempt);
+        const std::string request = "OPTIONS sip:ping@" + target + " SIP/2.0\r\n" +
+                                    "Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-bench-" + tag +
+                                    ";rport\r\n" + "Max-Forwards: 70\r\n" + "From: <sip:bench@" +
+                                    local + ">;tag=" + tag + "\r\n" + "To: <sip:ping@" + target +
+                                    ">\r\n" + "Call-ID: bench-" + tag + "@" + host + "\r\n" +
+                                    "CSeq: 1 OPTIONS\r\n" + "Content-Length: 0\r\n\r\n";
+        if (::send(sock, request.data(), request.size(), 0) ==
+            static_cast<ssize_t>(request.size())) {
+            struct pollfd p {};
+            p.fd = sock;
+            p.events = POLLIN;
+            if (::poll(&p, 1, 100) > 0) {
+                char reply[2048];
+                const ssize_t n = ::recv(sock, reply, sizeof reply - 1, 0);
+                ok = n >= 11 && std::memcmp(reply, "SIP/2.0 200", 11) == 0;
+            }
+        }
+    }
+    ::close(sock);
+    return ok;
+}
+
+struct tree_snapshot {
+    int procs = 0;  // master included
+    bool all_sleeping = false;
+    pid_t first_child = 0;  // the master's first-forked child
+};
+
+tree_snapshot snapshot_tree(pid_t master) {
+    const std::vector<proc_entry> table = read_proc_table();
+    const std::vector<proc_entry> below = descendants(master, table);
+    tree_snapshot snap;
+    snap.procs = 1 + static_cast<int>(below.size());
+    snap.all_sleeping = true;
+    for (const proc_entry& e : table) {
+        if (e.pid == master && e.state != 'S') snap.all_sleeping = false;
+    }
+    const proc_entry* first = nullptr;
+    for (const proc_entry& e : below) {
+        if (e.state != 'S') snap.all_sleeping = false;
+        if (e.ppid != master) continue;
+        if (first == nullptr || e.start < first->start ||
+            (e.start == first->start && e.pid < first->pid)) {
+            first = &e;
+        }
+    }
+    if (first != nullptr) snap.first_child = first->pid;
+    return snap;
+}
+
+// ---------------------------------------------------------------------------
+// One trial
+// ---------------------------------------------------------------------------
+
+struct trial {
+    bool ok = false;
+    std::string error;
+    int procs = 0;
+    std::int64_t master_exit_ns = 0;  // from t0
+    std::int64_t tree_gone_ns = 0;    // from t0
+    int exit_code = -1;
+    int term_signal = 0;
+    int orphans = 0;  // processes the driver reaped besides the master
+    // CPU use of the whole machine while the tree sat idle just before t0:
+    // anything well above 0 is another program competing for the CPUs.
+    double busy_before_pct = 0;
+    int quiet_waits = 0;  // extra settle periods spent waiting for a quiet machine
+};
+
+[[noreturn]] void exec_side(const side& s, int ready_write) {
+    ::setpgid(0, 0);
+    // Should the driver die, take the master with it.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    for (int sig = 1; sig < NSIG; ++sig) {
+        if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+    }
+    // The driver blocks SIGCHLD and the stop signals for its signalfd; the
+    // side starts with nothing blocked, as from a shell.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    const int in = ::open("/dev/null", O_RDONLY);
+    const int out = ::open(s.log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (in < 0 || out < 0) ::_exit(126);
+    ::dup2(in, STDIN_FILENO);
+    ::dup2(out, STDOUT_FILENO);
+    ::dup2(out, STDERR_FILENO);
+    if (ready_write >= 0) {
+        if (ready_write == s.ready_fd) {
+            ::fcntl(ready_write, F_SETFD, 0);
+        } else {
+            ::dup2(ready_write, s.ready_fd);
+        }
+    }
+    std::vector<char*> args;
+    for (const std::string& a : s.argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+}
+
+trial run_trial(const config& cfg, const side& s) {
+    trial t;
+    int ready[2] = {-1, -1};
+    if (s.ready_fd >= 0 && ::pipe2(ready, O_CLOEXEC) != 0) {
+        t.error = std::string("pipe2: ") + std::strerror(errno);
+        return t;
+    }
+    const pid_t master = ::fork();
+    if (master < 0) {
+        t.error = std::string("fork: ") + std::strerror(errno);
+        for (int fd : ready) {
+            if (fd >= 0) ::close(fd);
+        }
+        return t;
+    }
+    if (master == 0) exec_side(s, ready[1]);
+    ::setpgid(master, master);  // both sides call it: no race with exec
+    if (ready[1] >= 0) ::close(ready[1]);
+    const int pidfd = pidfd_open(master);
+
+    auto fail = [&](const std::string& why) {
+        t.ok = false;
+        t.error = why;
+        kill_everything();
+        if (ready[0] >= 0) ::close(ready[0]);
+        if (pidfd >= 0) ::close(pidfd);
+        return t;
+    };
+    if (pidfd < 0) return fail(std::string("pidfd_open: ") + std::strerror(errno));
+
+    // ---- ready ----
+    const std::int64_t ready_deadline = now_ns() + ms_to_ns(cfg.ready_timeout_ms);
+    std::string error;
+    if (ready[0] >= 0 && !wait_ready_byte(ready[0], pidfd, ready_deadline, error)) {
+        return fail(error);
+    }
+    if (!s.probe.empty()) {
+        for (unsigned attempt = 0;; ++attempt) {
+            drain_signals();
+            if (g_interrupted) return fail("interrupted");
+            if (has_exited(pidfd)) return fail("the master exited before it answered the probe");
+            if (sip_options_probe(s.probe, attempt, error)) break;
+            if (!error.empty()) return fail(error);
+            if (now_ns() >= ready_deadline) return fail("no answer to the SIP OPTIONS probe");
+        }
+    }
+    tree_snapshot snap;
+    for (;;) {
+        drain_signals();
+        if (g_interrupted) return fail("interrupted");
+        if (has_exited(pidfd)) return fail("the master exited before it was ready");
+        snap = snapshot_tree(master);
+        if (snap.procs == s.procs && snap.all_sleeping) break;
+        if (now_ns() >= ready_deadline) {
+            return fail("tree has " + std::to_string(snap.procs) + " processes (expected " +
+                        std::to_string(s.procs) + ")" +
+                        (snap.all_sleeping ? "" : ", not all of them sleeping"));
+        }
+        sleep_ns(ms_to_ns(2));
+    }
+    t.procs = snap.procs;
+    if (cfg.what == scenario::kill && snap.first_child <= 0) return fail("no worker to kill");
+
+    // Settle; with --quiet-pct, settle again until a settle period finds the
+    // machine quiet (bounded by --quiet-wait-ms, after which the trial runs
+    // anyway and its busy_before_pct shows it).
+    const std::int64_t quiet_deadline = now_ns() + ms_to_ns(cfg.quiet_wait_ms);
+    for (;;) {
+        const cpu_ticks before_settle = read_cpu_ticks();
+        sleep_ns(ms_to_ns(cfg.settle_ms));
+        const cpu_ticks after_settle = read_cpu_ticks();
+        if (after_settle.total > before_settle.total) {
+            t.busy_before_pct = 100.0 *
+                                static_cast<double>(after_settle.busy - before_settle.busy) /
+                                static_cast<double>(after_settle.total - before_settle.total);
+        }
+        drain_signals();
+        if (g_interrupted || cfg.quiet_pct < 0 || t.busy_before_pct <= cfg.quiet_pct ||
+            now_ns() >= quiet_deadline) {
+            break;
+        }
+        ++t.quiet_waits;
+    }
+    if (g_interrupted) return fail("interrupted");
+    // The tree must still be what was checked: nobody died while settling.
+    const tree_snapshot again = snapshot_tree(master);
+    if (again.procs != s.procs) return fail("the tree changed while settling");
+
+    // ---- t0 ----
+    const std::int64_t t0 = now_ns();
+    const int rc =
+        cfg.what == scenario::term ? ::kill(master, SIGTERM) : ::kill(snap.first_child, SIGKILL);
+    if (rc != 0) return fail(std::string("kill: ") + std::strerror(errno));
+
+    const std::int64_t stop_deadline = t0 + ms_to_ns(cfg.stop_timeout_ms);
+    struct pollfd p[2]{};
+    p[0].fd = pidfd;
+    p[0].events = POLLIN;
+    p[1].fd = g_sigfd;
+    p[1].events = POLLIN;
+    for (;;) {
+        const std::int64_t left = stop_deadline - now_ns();
+        if (left <= 0) {
+            return fail("tree still alive " + std::to_string(cfg.stop_timeout_ms) +
+                        " ms after the signal");
+        }
+        const int n = ::poll(p, 2, static_cast<int>(left / 1000000) + 1);
+        const std::int64_t woke = now_ns();
+        if (n < 0 && errno != EINTR) return fail(std::string("poll: ") + std::strerror(errno));
+        if (p[0].revents != 0 && t.master_exit_ns == 0) {
+            t.master_exit_ns = woke - t0;
+            p[0].fd = -1;  // stays readable: stop watching it
+        }
+        if (p[1].revents != 0) drain_signals();
+        if (g_interrupted) return fail("interrupted");
+        for (;;) {
+            int status = 0;
+            const pid_t r = ::waitpid(-1, &status, WNOHANG);
+            if (r > 0) {
+                if (r == master) {
+                    if (t.master_exit_ns == 0) t.master_exit_ns = woke - t0;
+                    if (WIFEXITED(status)) t.exit_code = WEXITSTATUS(status);
+                    if (WIFSIGNALED(status)) t.term_signal = WTERMSIG(status);
+                } else {
+                    ++t.orphans;
+                }
+                continue;
+            }
+            if (r < 0 && errno == ECHILD) {
+                t.tree_gone_ns = now_ns() - t0;
+                t.ok = true;
+                if (ready[0] >= 0) ::close(ready[0]);
+                ::close(pidfd);
+                return t;
+            }
+            break;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------
+
+double median_ms(std::vector<std::int64_t> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const std::size_t m = v.size() / 2;
+    const double mid = v.size() % 2
+                           ? static_cast<double>(v[m])
+                           : (static_cast<double>(v[m - 1]) + static_cast<double>(v[m])) / 2;
+    return mid / 1e6;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const config cfg = parse_args(argc, argv);
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+        std::perror("shutdown_bench: prctl(PR_SET_CHILD_SUBREAPER)");
+        return 1;
+    }
+    // Inherited by every side.
+    if (cfg.set_nice && ::setpriority(PRIO_PROCESS, 0, cfg.nice) != 0) {
+        std::perror("shutdown_bench: setpriority");
+        return 1;
+    }
+    setup_signals();
+    if (!reap_available()) {
+        std::fprintf(stderr, "shutdown_bench: the driver must start without children\n");
+        return 1;
+    }
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    const char* what = cfg.what == scenario::term ? "term" : "kill";
+    std::printf(
+        "scenario\tside\trep\tprocs\tmaster_exit_us\ttree_gone_us\texit_code\tsignal\t"
+        "orphans_reaped\tbusy_before_pct\tquiet_waits\n");
+
+    std::vector<std::vector<std::int64_t>> tree(cfg.sides.size());
+    int failures = 0;
+    for (int rep = 1 - cfg.warmup; rep <= cfg.reps && !g_interrupted; ++rep) {
+        for (std::size_t k = 0; k < cfg.sides.size() && !g_interrupted; ++k) {
+            const side& s = cfg.sides[k];
+            const trial t = run_trial(cfg, s);
+            if (!t.ok) {
+                ++failures;
+                std::fprintf(stderr, "shutdown_bench: %s %s rep %d failed: %s\n", what,
+                             s.name.c_str(), rep, t.error.c_str());
+                if (failures >= cfg.max_failures || g_interrupted) break;
+                continue;
+            }
+            if (rep < 1) continue;  // warm-up: not reported
+            tree[k].push_back(t.tree_gone_ns);
+            std::printf("%s\t%s\t%d\t%d\t%.1f\t%.1f\t%d\t%d\t%d\t%.0f\t%d\n", what, s.name.c_str(),
+                        rep, t.procs, static_cast<double>(t.master_exit_ns) / 1e3,
+                        static_cast<double>(t.tree_gone_ns) / 1e3, t.exit_code, t.term_signal,
+                        t.orphans, t.busy_before_pct, t.quiet_waits);
+        }
+        if (failures >= cfg.max_failures) {
+            std::fprintf(stderr, "shutdown_bench: %d failures, giving up\n", failures);
+            break;
+        }
+    }
+    kill_everything();
+    for (std::size_t k = 0; k < cfg.sides.size(); ++k) {
+        std::fprintf(stderr, "shutdown_bench: %s %-10s n=%zu median tree gone %.3f ms\n", what,
+                     cfg.sides[k].name.c_str(), tree[k].size(), median_ms(tree[k]));
+    }
+    if (g_interrupted) return 130;
+    return failures == 0 ? 0 : 1;
+}
