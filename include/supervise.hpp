@@ -94,10 +94,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -276,6 +279,16 @@ struct options {
     // with a failure status. -1 turns it off.
     int fatal_exit_code = SUPERVISE_CONFIG_DEFAULT_FATAL_EXIT_CODE;
 
+    // Watchdog: a worker whose last heartbeat (worker_context::heartbeat(), or
+    // any of its service points) is older than this gets SIGABRT (so it can
+    // dump core), SIGKILL after shutdown_timeout, and then the strategy
+    // decides. 0 turns it off, and then the master never wakes when idle.
+    std::chrono::milliseconds heartbeat_timeout{0};
+    // A worker counts as ready when it calls worker_context::ready(); without
+    // this, as soon as its signal handling is in place. Readiness drives
+    // on_ready, systemd's READY=1 and rolling_reload.
+    bool wait_for_ready = false;
+
     // Bounds for scale_up / scale_down (min_workers <= workers <= max_workers).
     int min_workers = 1;
     int max_workers = SUPERVISE_CONFIG_MAX_WORKERS;
@@ -393,6 +406,17 @@ struct posix_system {
         return ::prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(sig), 0UL, 0UL, 0UL);
     }
     static pid_t getppid() noexcept { return ::getppid(); }
+    static void* mmap(std::size_t size) noexcept {
+        return ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    }
+    static int munmap(void* address, std::size_t size) noexcept { return ::munmap(address, size); }
+    static int socket(int domain, int type, int protocol) noexcept {
+        return ::socket(domain, type, protocol);
+    }
+    static ssize_t sendto(int fd, const void* data, std::size_t size, const struct sockaddr* to,
+                          socklen_t to_size) noexcept {
+        return ::sendto(fd, data, size, MSG_NOSIGNAL, to, to_size);
+    }
     static int setitimer(int which, const struct itimerval* value, struct itimerval* old) noexcept {
         return ::setitimer(which, value, old);
     }
@@ -446,6 +470,11 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free,
               "supervise: signal counters must be lock-free atomics");
 static_assert(std::atomic<int>::is_always_lock_free,
               "supervise: the wake-up descriptor must be a lock-free atomic");
+
+// Heartbeats live in memory shared with the workers (mmap before fork); a
+// lock-free atomic is address-free, so it works across processes.
+static_assert(std::atomic<std::int64_t>::is_always_lock_free,
+              "supervise: heartbeats must be lock-free atomics to be shared between processes");
 
 struct signal_state {
     // One bit per signal, set by the handler, taken by the loop. Unlike
@@ -696,6 +725,49 @@ struct worker_signal_plan {
     std::uint64_t deliver = 0;   // deliver
 };
 
+// systemd's notification protocol without libsystemd (sd_notify(3)): one
+// datagram of KEY=VALUE lines to the unix socket named by $NOTIFY_SOCKET, a
+// leading '@' meaning the abstract namespace.
+struct systemd_notifier {
+    int fd = -1;
+    struct sockaddr_un address {};
+    socklen_t address_size = 0;
+    // Keep-alive period: half of $WATCHDOG_USEC, when it is meant for us.
+    std::int64_t watchdog_ms = 0;
+
+    template <class System>
+    void open() noexcept {
+        const char* path = std::getenv("NOTIFY_SOCKET");
+        if (path == nullptr || (path[0] != '/' && path[0] != '@')) return;
+        const std::size_t length = std::strlen(path);
+        if (length >= sizeof address.sun_path) return;
+        address.sun_family = AF_UNIX;
+        std::memcpy(address.sun_path, path, length);
+        if (path[0] == '@') address.sun_path[0] = '\0';
+        address_size = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + length);
+        fd = System::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        const char* usec = std::getenv("WATCHDOG_USEC");
+        const char* for_pid = std::getenv("WATCHDOG_PID");
+        if (usec != nullptr && (for_pid == nullptr || std::atol(for_pid) == ::getpid())) {
+            watchdog_ms = std::atoll(usec) / 2000;
+        }
+    }
+
+    template <class System>
+    void send(const std::string& state) noexcept {
+        if (fd < 0) return;
+        System::sendto(fd, state.data(), state.size(),
+                       reinterpret_cast<const struct sockaddr*>(&address), address_size);
+    }
+
+    template <class System>
+    void close() noexcept {
+        if (fd >= 0) System::close(fd);
+        fd = -1;
+        watchdog_ms = 0;
+    }
+};
+
 }  // namespace detail
 
 // ---- signal_map ----
@@ -789,6 +861,16 @@ class worker_context {
     wait_status wait_readable(int fd,
                               std::chrono::milliseconds timeout = std::chrono::milliseconds(-1));
 
+    // Tells the master this worker serves (with options::wait_for_ready).
+    void ready() noexcept;
+
+    // Proves to the watchdog that this worker is alive. Every service point
+    // (stop_requested, wait_readable, sleep_for) does it too, and
+    // wait_readable wakes by itself often enough while the watchdog is on.
+    void heartbeat() noexcept {
+        if (beat_ != nullptr) beat_->store(detail::monotonic_ms(), std::memory_order_relaxed);
+    }
+
     // Sleeps, waking early on a stop request. Returns false if stopped.
     bool sleep_for(std::chrono::milliseconds duration) {
         return wait_readable(-1, duration) != wait_status::stop_requested;
@@ -812,6 +894,10 @@ class worker_context {
     std::uint64_t delivered_ = 0;
     int stop_signal_ = 0;
     bool fast_stop_ = false;
+    int report_fd_ = -1;
+    bool reported_ready_ = false;
+    std::atomic<std::int64_t>* beat_ = nullptr;
+    std::int64_t heartbeat_ms_ = 0;
     // In no-fork mode the statistics are the master's table.
     void (*print_table_)(void*) = nullptr;
     void* owner_ = nullptr;
@@ -825,6 +911,9 @@ struct worker_context::internals {
     detail::worker_signal_plan plan;
     void (*print_table)(void*);
     void* owner;
+    int report_fd;                    // where ready() reports, or -1
+    std::atomic<std::int64_t>* beat;  // this worker's heartbeat slot, or null
+    std::int64_t heartbeat_ms;        // the watchdog's timeout, 0 when off
 };
 
 inline worker_context::worker_context(const internals& init) noexcept
@@ -834,10 +923,30 @@ inline worker_context::worker_context(const internals& init) noexcept
       stats_fd_(init.stats_fd),
       started_ms_(detail::monotonic_ms()),
       plan_(init.plan),
+      report_fd_(init.report_fd),
+      beat_(init.beat),
+      heartbeat_ms_(init.heartbeat_ms),
       print_table_(init.print_table),
       owner_(init.owner) {}
 
+namespace detail {
+// What a worker tells the master through the start-up pipe: 12 bytes, one
+// write, atomic on a pipe (pipe(7), PIPE_BUF), so records never interleave.
+enum : std::int32_t { record_set_up = 0, record_ready = 1 };
+inline void send_record(int fd, int index, std::int32_t kind) noexcept {
+    const std::int32_t record[3] = {index, static_cast<std::int32_t>(::getpid()), kind};
+    write_all<posix_system>(fd, reinterpret_cast<const char*>(record), sizeof record);
+}
+}  // namespace detail
+
+inline void worker_context::ready() noexcept {
+    if (reported_ready_ || report_fd_ < 0) return;
+    reported_ready_ = true;
+    detail::send_record(report_fd_, index_, detail::record_ready);
+}
+
 inline void worker_context::service() noexcept {
+    heartbeat();
     const std::uint64_t taken =
         detail::process_signals.pending.fetch_and(~plan_.handled, std::memory_order_acquire) &
         plan_.handled;
@@ -902,9 +1011,14 @@ inline wait_status worker_context::wait_readable(int fd, std::chrono::millisecon
         }
         struct timespec remaining {};
         const struct timespec* limit = nullptr;
+        std::int64_t left = -1;
         if (deadline >= 0) {
-            const std::int64_t left = deadline - detail::monotonic_ms();
+            left = deadline - detail::monotonic_ms();
             if (left <= 0) break;
+        }
+        // With the watchdog on, wake at half its timeout to beat again.
+        if (heartbeat_ms_ > 0 && (left < 0 || left > heartbeat_ms_ / 2)) left = heartbeat_ms_ / 2;
+        if (left >= 0) {
             remaining = detail::to_timespec(left);
             limit = &remaining;
         }
@@ -1072,7 +1186,8 @@ class pool {
         pid_t pid = 0;  // 0 once reaped: a reaped pid is never signalled
         worker_state state = worker_state::idle;
         std::int64_t started_ms = 0;
-        bool set_up = false;  // its start-up record arrived
+        bool set_up = false;  // its signal handling is in place
+        bool ready = false;   // it serves (see options::wait_for_ready)
         unsigned generation = 0;
         unsigned restarts = 0;
         exit_info last_exit;
@@ -1137,6 +1252,9 @@ class pool {
     void perform(int sig, Action action, bool was_stopping);
     void wait_for_signals(std::int64_t timeout_ms);
     void read_startup_records();
+    void check_heartbeats();
+    void keep_systemd_alive();
+    std::string status_line() const;
     void reap();
     void service();
     void begin_stop(stop_reason reason, int sig, std::string why, bool graceful = false);
@@ -1164,6 +1282,11 @@ class pool {
     // so on_ready means "every worker can take signals", not "fork returned".
     int started_pipe_[2] = {-1, -1};
     bool announced_ready_ = false;
+    // One heartbeat per slot up to max_workers, shared with the workers.
+    std::atomic<std::int64_t>* heartbeats_ = nullptr;
+    std::size_t heartbeats_size_ = 0;
+    detail::systemd_notifier systemd_;
+    std::int64_t next_keepalive_ms_ = 0;
     pid_t master_pid_ = 0;
     pid_t pgid_ = 0;
     std::int64_t started_ms_ = 0;
@@ -1233,6 +1356,10 @@ inline void check_options(const options& opts) {
              std::to_string(SUPERVISE_CONFIG_MAX_WORKERS) + " must hold (got " +
              std::to_string(opts.min_workers) + ", " + std::to_string(opts.workers) + ", " +
              std::to_string(opts.max_workers) + ")");
+    }
+    if (opts.heartbeat_timeout.count() < 0 || opts.heartbeat_timeout > day) {
+        fail("heartbeat_timeout must be between 0 (off) and 24 h (got " +
+             std::to_string(opts.heartbeat_timeout.count()) + " ms)");
     }
     if (opts.max_restarts < 0) {
         fail("max_restarts must be 0 or more (got " + std::to_string(opts.max_restarts) + ")");
@@ -1336,6 +1463,21 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
     for (std::size_t i = 0; i < slots_.size(); ++i) slots_[i].index = static_cast<int>(i);
 
     install_signals();
+    systemd_.open<System>();
+    next_keepalive_ms_ = started_ms_ + systemd_.watchdog_ms;
+    if (opts_.heartbeat_timeout.count() > 0 && !opts_.no_fork) {
+        heartbeats_size_ =
+            sizeof(std::atomic<std::int64_t>) * static_cast<std::size_t>(opts_.max_workers);
+        void* table = System::mmap(heartbeats_size_);
+        if (table == MAP_FAILED) {
+            const int err = errno;
+            heartbeats_size_ = 0;
+            systemd_.close<System>();
+            restore_signals();
+            throw std::system_error(err, std::generic_category(), "supervise: mmap (heartbeats)");
+        }
+        heartbeats_ = static_cast<std::atomic<std::int64_t>*>(table);
+    }
     try {
         if (opts_.no_fork) return run_inline();
         start_workers();
@@ -1421,6 +1563,9 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy,
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::restore_signals() noexcept {
     discard_pending_signals();
+    if (heartbeats_ != nullptr) System::munmap(heartbeats_, heartbeats_size_);
+    heartbeats_ = nullptr;
+    systemd_.close<System>();
     for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
         System::sigaction(it->number, &it->action, nullptr);
     }
@@ -1454,6 +1599,10 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::start_workers
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int index) {
+    // A new worker has a full heartbeat_timeout before its first beat.
+    if (heartbeats_ != nullptr) {
+        heartbeats_[index].store(detail::monotonic_ms(), std::memory_order_relaxed);
+    }
     const pid_t pid = System::fork();
     if (pid < 0) {
         const int err = errno;
@@ -1475,6 +1624,7 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
     s.state = worker_state::running;
     s.started_ms = detail::monotonic_ms();
     s.set_up = false;
+    s.ready = false;
     s.phase = stop_phase::running;
     s.next_step_ms = 0;
     return true;
@@ -1525,18 +1675,15 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
     const sigset_t worker_mask = detail::sigset_without(saved_mask_, plan.handled);
     System::thread_sigmask(SIG_SETMASK, &worker_mask, nullptr);
 
-    // One write of 8 bytes: atomic on a pipe (pipe(7), PIPE_BUF), so records
-    // from many workers never interleave.
-    const std::int32_t record[2] = {index, static_cast<std::int32_t>(::getpid())};
-    detail::write_all<System>(started_pipe_[1], reinterpret_cast<const char*>(record),
-                              sizeof record);
-    System::close(started_pipe_[1]);
+    detail::send_record(started_pipe_[1], index, detail::record_set_up);
 
     int code = EXIT_SUCCESS;
     {
-        worker_context context(
-            worker_context::internals{index, slots_[static_cast<std::size_t>(index)].generation,
-                                      master_pid_, opts_.stats_fd, plan, nullptr, nullptr});
+        worker_context context(worker_context::internals{
+            index, slots_[static_cast<std::size_t>(index)].generation, master_pid_, opts_.stats_fd,
+            plan, nullptr, nullptr, started_pipe_[1],
+            heartbeats_ != nullptr ? &heartbeats_[index] : nullptr,
+            static_cast<std::int64_t>(opts_.heartbeat_timeout.count())});
         try {
             if constexpr (std::is_convertible_v<std::invoke_result_t<Worker&, worker_context&>,
                                                 int>) {
@@ -1591,37 +1738,78 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::wait_for_sign
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_startup_records() {
-    std::int32_t records[64][2];
+    std::int32_t records[64][3];
     for (;;) {
         const ssize_t n = System::read(started_pipe_[0], records, sizeof records);
         if (n <= 0) break;
         for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof records[0]; ++i) {
             const auto index = static_cast<std::size_t>(records[i][0]);
             // The pid check drops a record from a worker that died meanwhile.
-            if (index < slots_.size() && slots_[index].pid == records[i][1]) {
-                slot& s = slots_[index];
-                s.set_up = true;
-                if (s.generation > 0) {
-                    log("worker " + std::to_string(index) + " (pid " + std::to_string(s.pid) +
-                        ") is back, generation " + std::to_string(s.generation));
-                }
-                if (static_cast<int>(index) == reload_next_) {
-                    for (slot& old : retirees_) {
-                        if (old.awaiting_successor && old.index == reload_next_) {
-                            request_stop(old, true);
-                        }
+            if (index >= slots_.size() || slots_[index].pid != records[i][1]) continue;
+            slot& s = slots_[index];
+            if (records[i][2] == detail::record_set_up) s.set_up = true;
+            const bool ready = records[i][2] == detail::record_ready ||
+                               (!opts_.wait_for_ready && records[i][2] == detail::record_set_up);
+            if (!ready || s.ready) continue;
+            s.ready = true;
+            if (s.generation > 0) {
+                log("worker " + std::to_string(index) + " (pid " + std::to_string(s.pid) +
+                    ") is back, generation " + std::to_string(s.generation));
+            }
+            if (static_cast<int>(index) == reload_next_) {
+                for (slot& old : retirees_) {
+                    if (old.awaiting_successor && old.index == reload_next_) {
+                        request_stop(old, true);
                     }
-                    ++reload_next_;
-                    step_reload();
                 }
+                ++reload_next_;
+                step_reload();
             }
         }
     }
     if (announced_ready_ || stopping_) return;
-    if (!std::all_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.set_up; })) return;
+    if (!std::all_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.ready; })) return;
     announced_ready_ = true;
-    log("started " + std::to_string(opts_.workers) + " workers");
+    log("started " + std::to_string(slots_.size()) + " workers");
+    systemd_.send<System>("READY=1\nMAINPID=" + std::to_string(master_pid_) +
+                          "\nSTATUS=" + status_line());
     call_ready_hook();
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+std::string pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::status_line() const {
+    const auto ready = std::count_if(slots_.begin(), slots_.end(),
+                                     [](const slot& s) { return s.pid > 0 && s.ready; });
+    return std::to_string(ready) + " of " + std::to_string(slots_.size()) + " workers ready";
+}
+
+// The watchdog: a running worker whose heartbeat is older than the timeout
+// gets SIGABRT, then the usual SIGKILL deadline; its exit goes to the
+// strategy like any other.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::check_heartbeats() {
+    if (heartbeats_ == nullptr || stopping_) return;
+    const std::int64_t now = detail::monotonic_ms();
+    for (slot& s : slots_) {
+        if (s.pid <= 0 || s.phase != stop_phase::running) continue;
+        const std::int64_t age = now - heartbeats_[s.index].load(std::memory_order_relaxed);
+        if (age < opts_.heartbeat_timeout.count()) continue;
+        log("worker " + std::to_string(s.index) + " (pid " + std::to_string(s.pid) +
+            ") sent no heartbeat for " + std::to_string(age) + " ms; sending SIGABRT");
+        send(s, SIGABRT);
+        s.phase = stop_phase::fast;
+        s.state = worker_state::stopping;
+        s.next_step_ms = now + opts_.shutdown_timeout.count();
+    }
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::keep_systemd_alive() {
+    if (systemd_.watchdog_ms <= 0) return;
+    const std::int64_t now = detail::monotonic_ms();
+    if (now < next_keepalive_ms_) return;
+    systemd_.send<System>("WATCHDOG=1");
+    next_keepalive_ms_ = now + systemd_.watchdog_ms;
 }
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
@@ -1630,7 +1818,9 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::supervise_loo
         wait_for_signals(next_deadline());
         reap();
         service();
+        check_heartbeats();
         enforce_kill_deadlines();
+        keep_systemd_alive();
         if (!stopping_) start_due_restarts();
     }
 }
@@ -1652,6 +1842,15 @@ std::int64_t pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::next_
             if (s.pid <= 0 && s.restart_pending && !stopping_) consider(s.restart_at_ms);
         }
     }
+    if (heartbeats_ != nullptr && !stopping_) {
+        for (const slot& s : slots_) {
+            if (s.pid > 0 && s.phase == stop_phase::running) {
+                consider(heartbeats_[s.index].load(std::memory_order_relaxed) +
+                         opts_.heartbeat_timeout.count());
+            }
+        }
+    }
+    if (systemd_.watchdog_ms > 0) consider(next_keepalive_ms_);
     if (earliest < 0) return -1;
     return std::max<std::int64_t>(0, earliest - detail::monotonic_ms());
 }
@@ -1971,6 +2170,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::begin_stop(st
     stop_signal_ = sig;
     why_ = std::move(why);
     log(std::string(graceful ? "stopping gracefully: " : "stopping: ") + why_);
+    systemd_.send<System>("STOPPING=1\nSTATUS=stopping: " + why_);
     reload_next_ = -1;
     for (slot& s : slots_) s.restart_pending = false;
     // Newest first (OTP stops children in reverse start order).
@@ -2082,7 +2282,9 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_inline
 
     worker_context context(worker_context::internals{
         0, 0, master_pid_, opts_.stats_fd, plan,
-        [](void* self) { static_cast<pool*>(self)->print_statistics(); }, this});
+        [](void* self) { static_cast<pool*>(self)->print_statistics(); }, this,
+        // Inline there is no master to report to, and nobody to watch it.
+        -1, nullptr, 0});
     // The worker runs with the mapped signals unblocked so they interrupt its
     // blocking calls; its context blocks them again around each check.
     const sigset_t run_mask = detail::sigset_without(saved_mask_, master_handled);

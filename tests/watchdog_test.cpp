@@ -1,0 +1,174 @@
+// The heartbeat watchdog, explicit readiness, and systemd's notification
+// protocol against a real unix datagram socket.
+#include <doctest/doctest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstdlib>
+
+#include "harness.hpp"
+
+using namespace harness;
+
+TEST_CASE("a worker that stops sending heartbeats gets SIGABRT and is replaced") {
+    pipe_pair log, report;
+    reader logs(log.read_fd), reports(report.read_fd);
+    child master([&] {
+        auto opts = test_options(2, log.write_fd);
+        opts.heartbeat_timeout = 300ms;
+        auto pool = supervise::make_pool<supervise::seed_master_signals,
+                                         supervise::seed_worker_signals, supervise::one_for_one>(
+            [fd = report.write_fd](supervise::worker_context& ctx) {
+                say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) +
+                            " 0 " + std::to_string(ctx.generation()));
+                if (ctx.index() == 1 && ctx.generation() == 0) {
+                    // Hung: never reaches a service point again.
+                    for (;;) ::pause();
+                }
+                // Idle in wait_readable: its own wake-ups keep it alive.
+                while (ctx.sleep_for(-1ms)) {
+                }
+                return 0;
+            },
+            opts);
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    REQUIRE(logs.wait_for("is back, generation 1"));
+    ::kill(master.pid(), SIGTERM);
+    const auto status = master.wait();
+    logs.wait_eof();
+    reports.wait_eof();
+    INFO(logs.text());
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    CHECK(logs.occurrences("sent no heartbeat for") == 1);
+    CHECK(logs.occurrences("worker 1 (pid " + std::to_string(worker_pid(reports, 1)) +
+                           ") sent no heartbeat") == 1);
+    CHECK(logs.occurrences("killed by signal 6 (SIGABRT)") == 1);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("with wait_for_ready, on_ready waits for every worker's ready()") {
+    pipe_pair log, report, go;
+    reader reports(report.read_fd);
+    child master([&] {
+        auto opts = test_options(3, log.write_fd);
+        opts.wait_for_ready = true;
+        auto pool = supervise::make_pool(
+            [fd = report.write_fd, go = go.read_fd](supervise::worker_context& ctx) {
+                say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()));
+                while (ctx.wait_readable(go) == supervise::wait_status::timed_out) {
+                }
+                say(fd, "calling ready " + std::to_string(ctx.index()));
+                ctx.ready();
+                while (ctx.sleep_for(-1ms)) {
+                }
+                return 0;
+            },
+            opts);
+        pool.on_ready([fd = report.write_fd] { say(fd, "all ready"); });
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    REQUIRE(reports.wait_for("up ", 3));
+    CHECK(reports.occurrences("all ready") == 0);
+    say(go.write_fd, "go");
+    REQUIRE(reports.wait_for("all ready"));
+    const std::string& text = reports.text();
+    for (int i = 0; i < 3; ++i) {
+        const auto called = text.find("calling ready " + std::to_string(i));
+        REQUIRE(called != std::string::npos);
+        CHECK(called < text.find("all ready"));
+    }
+    ::kill(master.pid(), SIGTERM);
+    CHECK(exited_with(master.wait(), 0));
+    CHECK(reap_leftovers() == 0);
+}
+
+namespace {
+
+// A datagram socket playing systemd's part.
+struct fake_systemd {
+    int fd = -1;
+    bool bound = false;
+    std::string directory;
+    std::string name;  // what goes into $NOTIFY_SOCKET
+
+    explicit fake_systemd(bool abstract) {
+        fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un address {};
+        address.sun_family = AF_UNIX;
+        // Unique even across sandboxes whose PID namespaces reuse our pid.
+        char dir[] = "/tmp/supervise-XXXXXX";
+        if (::mkdtemp(dir) == nullptr) return;
+        directory = dir;
+        const std::string id = directory.substr(5);
+        socklen_t size;
+        if (abstract) {
+            name = "@" + id;
+            std::memcpy(address.sun_path + 1, id.data(), id.size());
+            size = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + 1 + id.size());
+        } else {
+            // Bazel's TEST_TMPDIR is longer than sun_path's 108 bytes.
+            name = directory + "/notify";
+            std::memcpy(address.sun_path, name.data(), name.size());
+            size = static_cast<socklen_t>(sizeof address);
+        }
+        bound = ::bind(fd, reinterpret_cast<struct sockaddr*>(&address), size) == 0;
+    }
+    ~fake_systemd() {
+        ::close(fd);
+        if (bound && name[0] == '/') ::unlink(name.c_str());
+        if (!directory.empty()) ::rmdir(directory.c_str());
+    }
+
+    // The next datagram, or "" after the test's patience.
+    std::string next() {
+        struct pollfd pfd {
+            fd, POLLIN, 0
+        };
+        if (::poll(&pfd, 1, static_cast<int>(patience.count())) != 1) return "";
+        char buf[4096];
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+    }
+};
+
+void check_notifications(bool abstract) {
+    fake_systemd systemd(abstract);
+    REQUIRE(systemd.bound);
+    pipe_pair log, report;
+    reader reports(report.read_fd);
+    child master([&] {
+        ::setenv("NOTIFY_SOCKET", systemd.name.c_str(), 1);
+        ::setenv("WATCHDOG_USEC", "100000", 1);  // keep-alives every 50 ms
+        auto pool =
+            supervise::make_pool(reporting_worker(report.write_fd), test_options(2, log.write_fd));
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    const std::string ready = systemd.next();
+    CHECK(ready ==
+          "READY=1\nMAINPID=" + std::to_string(master.pid()) + "\nSTATUS=2 of 2 workers ready");
+    CHECK(systemd.next() == "WATCHDOG=1");
+    CHECK(systemd.next() == "WATCHDOG=1");
+    REQUIRE(::kill(master.pid(), SIGTERM) == 0);
+    std::string message;
+    do {
+        message = systemd.next();
+    } while (message == "WATCHDOG=1");
+    CHECK(message == "STOPPING=1\nSTATUS=stopping: SIGTERM received");
+    CHECK(exited_with(master.wait(), 0));
+    CHECK(reap_leftovers() == 0);
+}
+
+}  // namespace
+
+TEST_CASE("systemd notifications on a path socket: READY, WATCHDOG keep-alives, STOPPING") {
+    check_notifications(false);
+}
+
+TEST_CASE("systemd notifications on an abstract socket") { check_notifications(true); }
