@@ -91,13 +91,16 @@
 #endif
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -289,6 +292,17 @@ struct options {
     // on_ready, systemd's READY=1 and rolling_reload.
     bool wait_for_ready = false;
 
+    // Workers run as this user (name or number) when the master is root:
+    // supplementary groups, then the group, then the user (setgroups(2),
+    // setgid(2), setuid(2), in that order), and regaining root must fail.
+    // Empty: no change. `group` defaults to the user's primary group.
+    std::string user;
+    std::string group;
+
+    // Adopt orphaned grandchildren and reap them (prctl PR_SET_CHILD_SUBREAPER),
+    // as a container's PID 1 must; on when the master is PID 1 anyway.
+    bool subreaper = false;
+
     // Bounds for scale_up / scale_down (min_workers <= workers <= max_workers).
     int min_workers = 1;
     int max_workers = SUPERVISE_CONFIG_MAX_WORKERS;
@@ -417,6 +431,22 @@ struct posix_system {
                           socklen_t to_size) noexcept {
         return ::sendto(fd, data, size, MSG_NOSIGNAL, to, to_size);
     }
+    // pidfds (Linux 5.3+) name a process, not a number: a signal through one
+    // can never reach a process that reused the pid. -1 where unsupported.
+    static int pidfd_open(pid_t pid) noexcept {
+        return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    }
+    static int pidfd_send_signal(int pidfd, int sig) noexcept {
+        return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+    }
+    static int set_child_subreaper(bool on) noexcept {
+        return ::prctl(PR_SET_CHILD_SUBREAPER, on ? 1UL : 0UL, 0UL, 0UL, 0UL);
+    }
+    static int setgroups(std::size_t count, const gid_t* groups) noexcept {
+        return ::setgroups(count, groups);
+    }
+    static int setgid(gid_t gid) noexcept { return ::setgid(gid); }
+    static int setuid(uid_t uid) noexcept { return ::setuid(uid); }
     static int setitimer(int which, const struct itimerval* value, struct itimerval* old) noexcept {
         return ::setitimer(which, value, old);
     }
@@ -498,8 +528,8 @@ constinit
     inline signal_state process_signals{};
 
 // The one handler of every mapped signal: record, wake, nothing else.
-// Everything it calls is on the signal-safety(7) list; tests/handler_safety
-// disassembles it to prove that.
+// Everything it calls is on the signal-safety(7) list;
+// tests/compile/handler_safety_test.sh disassembles it to prove that.
 inline void on_signal(int sig) noexcept {
     const int saved_errno = errno;
     if (sig >= 1 && sig <= max_signal) {
@@ -507,7 +537,9 @@ inline void on_signal(int sig) noexcept {
         process_signals.pending.fetch_or(signal_bit(sig), std::memory_order_release);
         const int fd = process_signals.wake_fd.load(std::memory_order_acquire);
         if (fd >= 0) {
-            const char byte = 0;
+            // static: an address-taken local would get a stack canary, and a
+            // call to __stack_chk_fail, under -fstack-protector-strong.
+            static const char byte = 0;
             // A full pipe (EAGAIN) already holds a wake-up: nothing is lost.
             if (::write(fd, &byte, 1) < 0) {
             }
@@ -519,7 +551,7 @@ inline void on_signal(int sig) noexcept {
 // SIGALRM handler while destroy hooks run: a hook that hangs cannot be
 // interrupted any other way, so the master leaves (Kamailio abort()s here).
 // write(2) and _exit(2) are both async-signal-safe.
-inline void on_destroy_deadline(int) noexcept {
+[[noreturn]] inline void on_destroy_deadline(int) noexcept {
     static const char message[] =
         "supervise: destroy hooks exceeded destroy_timeout; exiting with status 1\n";
     const int fd = process_signals.deadline_fd.load(std::memory_order_acquire);
@@ -768,6 +800,15 @@ struct systemd_notifier {
     }
 };
 
+// Who the workers become; resolved before anything starts, so an unknown
+// user is a clear error instead of a worker dying at start-up.
+struct credentials {
+    bool drop = false;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;
+};
+
 }  // namespace detail
 
 // ---- signal_map ----
@@ -811,7 +852,7 @@ struct signal_map {
     // Calls visit(signal, Action{}) for each row whose bit is in `bits`, in
     // the order of the rows.
     template <class Visitor>
-    static void dispatch(std::uint64_t bits, Visitor&& visit) {
+    static void dispatch([[maybe_unused]] std::uint64_t bits, Visitor&& visit) {
         ((bits & detail::signal_bit(Rows::signal) ? visit(Rows::signal, typename Rows::action{})
                                                   : void()),
          ...);
@@ -1186,6 +1227,7 @@ class pool {
         pid_t pid = 0;  // 0 once reaped: a reaped pid is never signalled
         worker_state state = worker_state::idle;
         std::int64_t started_ms = 0;
+        int pidfd = -1;       // -1 where the kernel has no pidfds
         bool set_up = false;  // its signal handling is in place
         bool ready = false;   // it serves (see options::wait_for_ready)
         unsigned generation = 0;
@@ -1252,6 +1294,9 @@ class pool {
     void perform(int sig, Action action, bool was_stopping);
     void wait_for_signals(std::int64_t timeout_ms);
     void read_startup_records();
+    void worker_ended(std::size_t index, exit_info how);
+    void retiree_ended(std::size_t position, exit_info how);
+    void drop_privileges(int index);
     void check_heartbeats();
     void keep_systemd_alive();
     std::string status_line() const;
@@ -1270,6 +1315,7 @@ class pool {
 
     Worker worker_;
     options opts_;
+    detail::credentials credentials_;
     std::vector<hook_entry> hooks_;
     std::function<void()> ready_hook_;
 
@@ -1282,6 +1328,8 @@ class pool {
     // so on_ready means "every worker can take signals", not "fork returned".
     int started_pipe_[2] = {-1, -1};
     bool announced_ready_ = false;
+    bool adopting_ = false;       // reaping orphans as a subreaper or PID 1
+    int previous_subreaper_ = 0;  // restored when run() ends
     // One heartbeat per slot up to max_workers, shared with the workers.
     std::atomic<std::int64_t>* heartbeats_ = nullptr;
     std::size_t heartbeats_size_ = 0;
@@ -1384,6 +1432,56 @@ inline void check_options(const options& opts) {
     }
 }
 
+inline credentials resolve_credentials(const options& opts) {
+    credentials result;
+    if (opts.user.empty()) {
+        if (!opts.group.empty()) throw std::invalid_argument("supervise: group needs user");
+        return result;
+    }
+    std::vector<char> buffer(16384);
+    struct passwd entry {};
+    struct passwd* found = nullptr;
+    ::getpwnam_r(opts.user.c_str(), &entry, buffer.data(), buffer.size(), &found);
+    if (found == nullptr) {
+        char* end = nullptr;
+        const unsigned long number = std::strtoul(opts.user.c_str(), &end, 10);
+        if (end == opts.user.c_str() || *end != '\0') {
+            throw std::invalid_argument("supervise: unknown user '" + opts.user + "'");
+        }
+        ::getpwuid_r(static_cast<uid_t>(number), &entry, buffer.data(), buffer.size(), &found);
+        if (found == nullptr) {
+            throw std::invalid_argument("supervise: unknown user id " + opts.user);
+        }
+    }
+    result.uid = found->pw_uid;
+    result.gid = found->pw_gid;
+    if (!opts.group.empty()) {
+        std::vector<char> group_buffer(16384);
+        struct group group_entry {};
+        struct group* group_found = nullptr;
+        ::getgrnam_r(opts.group.c_str(), &group_entry, group_buffer.data(), group_buffer.size(),
+                     &group_found);
+        if (group_found == nullptr) {
+            throw std::invalid_argument("supervise: unknown group '" + opts.group + "'");
+        }
+        result.gid = group_found->gr_gid;
+    }
+    int count = 64;
+    result.groups.resize(static_cast<std::size_t>(count));
+    if (::getgrouplist(found->pw_name, result.gid, result.groups.data(), &count) < 0) {
+        result.groups.resize(static_cast<std::size_t>(count));
+        ::getgrouplist(found->pw_name, result.gid, result.groups.data(), &count);
+    }
+    result.groups.resize(static_cast<std::size_t>(count));
+    const uid_t me = ::geteuid();
+    if (me != 0 && me != result.uid) {
+        throw std::invalid_argument("supervise: running workers as '" + opts.user +
+                                    "' needs a master running as root");
+    }
+    result.drop = me == 0;
+    return result;
+}
+
 // Releases the process-wide guard however run() leaves.
 struct running_guard {
     running_guard() {
@@ -1402,6 +1500,7 @@ template <class Worker, class MasterSignals, class WorkerSignals, class Strategy
 pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::pool(Worker worker, options opts)
     : worker_(std::move(worker)), opts_(std::move(opts)) {
     detail::check_options(opts_);
+    credentials_ = detail::resolve_credentials(opts_);
     if (restarts_workers && opts_.no_fork) {
         throw std::invalid_argument(
             "supervise: no_fork runs the worker in the master itself, which cannot restart it: "
@@ -1463,6 +1562,11 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
     for (std::size_t i = 0; i < slots_.size(); ++i) slots_[i].index = static_cast<int>(i);
 
     install_signals();
+    adopting_ = !opts_.no_fork && (opts_.subreaper || master_pid_ == 1);
+    if (opts_.subreaper && !opts_.no_fork) {
+        ::prctl(PR_GET_CHILD_SUBREAPER, &previous_subreaper_, 0UL, 0UL, 0UL);
+        System::set_child_subreaper(true);
+    }
     systemd_.open<System>();
     next_keepalive_ms_ = started_ms_ + systemd_.watchdog_ms;
     if (opts_.heartbeat_timeout.count() > 0 && !opts_.no_fork) {
@@ -1563,6 +1667,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy,
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::restore_signals() noexcept {
     discard_pending_signals();
+    if (opts_.subreaper && !opts_.no_fork) System::set_child_subreaper(previous_subreaper_ != 0);
     if (heartbeats_ != nullptr) System::munmap(heartbeats_, heartbeats_size_);
     heartbeats_ = nullptr;
     systemd_.close<System>();
@@ -1621,6 +1726,7 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
     if (pgid_ == 0) pgid_ = pid;
     slot& s = slots_[static_cast<std::size_t>(index)];
     s.pid = pid;
+    s.pidfd = System::pidfd_open(pid);
     s.state = worker_state::running;
     s.started_ms = detail::monotonic_ms();
     s.set_up = false;
@@ -1643,6 +1749,12 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
         fd = -1;
     }
     System::close(started_pipe_[0]);
+    // Siblings' pidfds are the master's business.
+    for (std::vector<slot>* group : {&slots_, &retirees_}) {
+        for (slot& other : *group) {
+            if (other.pidfd >= 0) System::close(other.pidfd);
+        }
+    }
 
     // The embedding program's dispositions come back for every signal the
     // master mapped, then the worker map is applied on top.
@@ -1675,6 +1787,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
     const sigset_t worker_mask = detail::sigset_without(saved_mask_, plan.handled);
     System::thread_sigmask(SIG_SETMASK, &worker_mask, nullptr);
 
+    drop_privileges(index);
     detail::send_record(started_pipe_[1], index, detail::record_set_up);
 
     int code = EXIT_SUCCESS;
@@ -1884,49 +1997,104 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::enforce_kill_
 }
 
 // Reaps only this pool's pids, never waitpid(-1): another library's children
-// in the same program stay theirs.
+// in the same program stay theirs. Only as a subreaper or PID 1, where every
+// orphan of the process tree lands here, does it reap whatever comes.
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::reap() {
-    for (auto it = retirees_.begin(); it != retirees_.end();) {
+    auto ended = [](pid_t pid, pid_t rc, int status) {
+        exit_info how = detail::decode_wait_status(status);
+        if (rc != pid) how = exit_info{exit_info::kind::lost, 0, 0, false};
+        return how;
+    };
+    for (std::size_t r = 0; r < retirees_.size();) {
         int status = 0;
+        const pid_t pid = retirees_[r].pid;
         const pid_t rc =
-            detail::retry_on_eintr([&] { return System::waitpid(it->pid, &status, WNOHANG); });
+            detail::retry_on_eintr([&] { return System::waitpid(pid, &status, WNOHANG); });
         if (rc == 0) {
-            ++it;
+            ++r;
             continue;
         }
-        exit_info how = detail::decode_wait_status(status);
-        if (rc != it->pid) how.how = exit_info::kind::lost;
-        log("worker " + std::to_string(it->index) + " (pid " + std::to_string(it->pid) +
-            ", retired) " + how.describe());
-        it = retirees_.erase(it);
+        retiree_ended(r, ended(pid, rc, status));
     }
     for (std::size_t i = 0; i < slots_.size(); ++i) {
-        slot& s = slots_[i];
-        if (s.pid <= 0) continue;
+        const pid_t pid = slots_[i].pid;
+        if (pid <= 0) continue;
         int status = 0;
         const pid_t rc =
-            detail::retry_on_eintr([&] { return System::waitpid(s.pid, &status, WNOHANG); });
-        if (rc == 0) continue;
-        const pid_t pid = s.pid;
-        if (rc == s.pid) {
-            s.last_exit = detail::decode_wait_status(status);
+            detail::retry_on_eintr([&] { return System::waitpid(pid, &status, WNOHANG); });
+        if (rc != 0) worker_ended(i, ended(pid, rc, status));
+    }
+    while (adopting_) {
+        int status = 0;
+        const pid_t pid =
+            detail::retry_on_eintr([&] { return System::waitpid(-1, &status, WNOHANG); });
+        if (pid <= 0) break;
+        const exit_info how = detail::decode_wait_status(status);
+        const auto same = [pid](const slot& s) { return s.pid == pid; };
+        const auto worker = std::find_if(slots_.begin(), slots_.end(), same);
+        const auto retiree = std::find_if(retirees_.begin(), retirees_.end(), same);
+        if (worker != slots_.end()) {
+            worker_ended(static_cast<std::size_t>(worker - slots_.begin()), how);
+        } else if (retiree != retirees_.end()) {
+            retiree_ended(static_cast<std::size_t>(retiree - retirees_.begin()), how);
         } else {
-            s.last_exit = exit_info{};
-            s.last_exit.how = exit_info::kind::lost;
-        }
-        s.pid = 0;
-        s.state = worker_state::exited;
-        const std::string what = "worker " + std::to_string(i) + " (pid " + std::to_string(pid) +
-                                 ") " + s.last_exit.describe();
-        if (stopping_) {
-            log(what);
-        } else {
-            handle_exit(i, what);
+            log("reaped orphan pid " + std::to_string(pid) + ", " + how.describe());
         }
     }
 }
 
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::retiree_ended(
+    std::size_t position, exit_info how) {
+    slot& s = retirees_[position];
+    log("worker " + std::to_string(s.index) + " (pid " + std::to_string(s.pid) + ", retired) " +
+        how.describe());
+    if (s.pidfd >= 0) System::close(s.pidfd);
+    retirees_.erase(retirees_.begin() + static_cast<std::ptrdiff_t>(position));
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_ended(std::size_t index,
+                                                                                exit_info how) {
+    slot& s = slots_[index];
+    const std::string what = "worker " + std::to_string(index) + " (pid " + std::to_string(s.pid) +
+                             ") " + how.describe();
+    s.last_exit = how;
+    s.pid = 0;
+    if (s.pidfd >= 0) System::close(s.pidfd);
+    s.pidfd = -1;
+    s.state = worker_state::exited;
+    if (stopping_) {
+        log(what);
+    } else {
+        handle_exit(index, what);
+    }
+}
+
+// In the worker, before its code runs: supplementary groups first (they need
+// root), then the group, then the user; then prove root cannot come back.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::drop_privileges(int index) {
+    if (!credentials_.drop) return;
+    const detail::credentials& c = credentials_;
+    const char* failed = nullptr;
+    if (System::setgroups(c.groups.size(), c.groups.data()) != 0) {
+        failed = "setgroups";
+    } else if (System::setgid(c.gid) != 0) {
+        failed = "setgid";
+    } else if (System::setuid(c.uid) != 0) {
+        failed = "setuid";
+    } else if (c.uid != 0 &&
+               (System::setuid(0) == 0 || ::geteuid() != c.uid || ::getegid() != c.gid)) {
+        failed = "regaining root was still possible after setuid";
+    }
+    if (failed == nullptr) return;
+    log("worker " + std::to_string(index) + ": cannot drop privileges to '" + opts_.user +
+        "': " + failed + (errno != 0 ? std::string(": ") + std::strerror(errno) : ""));
+    // Restarting cannot help: the fatal status stops the pool.
+    ::_exit(opts_.fatal_exit_code >= 0 ? opts_.fatal_exit_code : EXIT_FAILURE);
+}
 // A worker ended and nobody asked for it: the strategy decides.
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::handle_exit(
@@ -2215,7 +2383,9 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::request_stop(
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::send(slot& s, int sig) {
     if (s.pid <= 0 || s.phase == stop_phase::killed) return;
-    if (System::kill(s.pid, sig) != 0 && errno != ESRCH) {
+    const int rc =
+        s.pidfd >= 0 ? System::pidfd_send_signal(s.pidfd, sig) : System::kill(s.pid, sig);
+    if (rc != 0 && errno != ESRCH) {
         log("kill(" + std::to_string(s.pid) + ", " + signal_name(sig) +
             "): " + std::strerror(errno));
     }

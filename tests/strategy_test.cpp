@@ -323,8 +323,14 @@ TEST_CASE("restart options are checked before anything starts") {
 
 namespace {
 
+// Records the targets of SIGTERM. Without pidfds every signal goes through
+// kill(2), where the pid is visible.
 struct recording_kill : supervise::posix_system {
     static inline std::vector<pid_t> sigterm_targets;
+    static int pidfd_open(pid_t) noexcept {
+        errno = ENOSYS;
+        return -1;
+    }
     static int kill(pid_t pid, int sig) noexcept {
         if (sig == SIGTERM) sigterm_targets.push_back(pid);
         return supervise::posix_system::kill(pid, sig);

@@ -25,7 +25,7 @@ void faithful_copy(int sig) noexcept {
         process_signals.pending.fetch_or(signal_bit(sig), std::memory_order_release);
         const int fd = process_signals.wake_fd.load(std::memory_order_acquire);
         if (fd >= 0) {
-            const char byte = 0;
+            static const char byte = 0;
             if (::write(fd, &byte, 1) < 0) {
             }
         }

@@ -42,10 +42,6 @@ readonly BUILDS=(
 # signal-safety(7), as much of it as each handler needs.
 readonly ON_SIGNAL_ALLOWED="write __errno_location"
 readonly DEADLINE_ALLOWED="write _exit"
-# With -fstack-protector-strong, a function with an address-taken local (on_signal's one-byte
-# buffer) calls __stack_chk_fail when its stack canary was overwritten: the stack is already
-# corrupt and the call ends the process. Allowed in the hardened builds only.
-readonly HARDENED_ALLOWED="__stack_chk_fail"
 # clang's terminate trampoline for noexcept functions: see call_graph.awk.
 readonly LANDING_PADS="__clang_call_terminate"
 
@@ -76,8 +72,7 @@ check() {
 # Everything for one build; its report goes to ${WORK}/<n>.report, its verdict to <n>.verdict.
 check_build() {
     local n=$1 label=$2 cxx=$3 flags=$4
-    local report="${WORK}/${n}.report" failed=0 extra=""
-    [[ ${label} == *hardened* ]] && extra=" ${HARDENED_ALLOWED}"
+    local report="${WORK}/${n}.report" failed=0
     {
         echo "=== ${label}: ${cxx} -std=c++17 -fno-jump-tables ${flags}"
         if ! build_and_dump "${cxx}" "${flags}" handler_safety_probe.cpp "${WORK}/${n}-probe"; then
@@ -88,9 +83,9 @@ check_build() {
             local handler allowed required
             for handler in on_signal on_destroy_deadline; do
                 if [[ ${handler} == on_signal ]]; then
-                    allowed="${ON_SIGNAL_ALLOWED}${extra}" required="write"
+                    allowed="${ON_SIGNAL_ALLOWED}" required="write"
                 else
-                    allowed="${DEADLINE_ALLOWED}${extra}" required="write _exit"
+                    allowed="${DEADLINE_ALLOWED}" required="write _exit"
                 fi
                 echo "--- ${handler} (allowed: ${allowed})"
                 if check "^supervise::(v[0-9_]+::)?detail::${handler}\\(int\\)\$" "${allowed}" \
@@ -110,7 +105,7 @@ check_build() {
             failed=1
         else
             local tree
-            if tree=$(check '^negative::faithful_copy\(int\)$' "${ON_SIGNAL_ALLOWED}${extra}" \
+            if tree=$(check '^negative::faithful_copy\(int\)$' "${ON_SIGNAL_ALLOWED}" \
                 write "${WORK}/${n}-neg.dis"); then
                 echo "PASS: faithful_copy accepted"
             else
@@ -121,8 +116,8 @@ check_build() {
             local entry name phrase rc allowed_here
             for entry in "${NEGATIVE_CONTROLS[@]}"; do
                 name=${entry%%|*} phrase=${entry#*|}
-                allowed_here="${ON_SIGNAL_ALLOWED}${extra}"
-                [[ ${name} == exits_with_exit ]] && allowed_here="${DEADLINE_ALLOWED}${extra}"
+                allowed_here="${ON_SIGNAL_ALLOWED}"
+                [[ ${name} == exits_with_exit ]] && allowed_here="${DEADLINE_ALLOWED}"
                 rc=0
                 tree=$(check "^negative::${name}\\(int\\)\$" "${allowed_here}" "" \
                     "${WORK}/${n}-neg.dis") || rc=$?

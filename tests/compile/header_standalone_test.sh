@@ -32,10 +32,7 @@ readonly SNIPPET_FILES=(header_standalone.cpp header_instantiate.cpp header_empt
 # Known header defects, as "compiler|snippet|phrase". Such a run must fail, and every error and
 # warning it prints must contain the phrase; once it compiles, this test fails until its line is
 # removed, so a fix cannot go unnoticed and a known defect cannot hide a new one.
-readonly KNOWN_FAILURES=(
-    # signal_map<>::dispatch never reads `bits` when the map is empty.
-    "g++|header_empty_map.cpp|unused-but-set-parameter"
-)
+readonly KNOWN_FAILURES=()
 
 # Prints the phrase a run is expected to fail with, or nothing when it must compile.
 known_failure_phrase() {
