@@ -353,7 +353,10 @@ struct worker_statistics {
     pid_t pid = 0;
     worker_state state = worker_state::idle;
     std::chrono::milliseconds uptime{0};
+    unsigned generation = 0;
     unsigned restarts = 0;
+    // Time since the last heartbeat; negative when the watchdog is off.
+    std::chrono::milliseconds heartbeat_age{-1};
     exit_info last_exit;
 };
 
@@ -367,6 +370,11 @@ struct statistics {
     std::vector<worker_statistics> workers;
     // The table SIGUSR1 prints.
     std::string table() const;
+    // The same as one JSON object (for a status endpoint or a log line):
+    // {"master_pid":1,"uptime_ms":2,"signals_received":3,"signals":{"SIGUSR1":3},
+    //  "workers":[{"index":0,"pid":4,"state":"running","uptime_ms":2,
+    //  "generation":0,"restarts":0,"heartbeat_age_ms":null,"last_exit":null}]}
+    std::string json() const;
 };
 
 struct outcome {
@@ -1137,6 +1145,48 @@ inline const char* to_string(worker_state state) noexcept {
     return "?";
 }
 
+inline std::string statistics::json() const {
+    // Every string here is a signal or state name or our own message: no
+    // character needs escaping but the two JSON requires.
+    auto quoted = [](const std::string& text) {
+        std::string out = "\"";
+        for (char c : text) {
+            if (c == '"' || c == '\\') out += '\\';
+            out += c;
+        }
+        return out + "\"";
+    };
+    std::string out = "{\"master_pid\":" + std::to_string(master_pid) +
+                      ",\"uptime_ms\":" + std::to_string(uptime.count()) +
+                      ",\"signals_received\":" + std::to_string(signals_received) +
+                      ",\"signals\":{";
+    bool first = true;
+    for (std::size_t sig = 1; sig < signals_by_number.size(); ++sig) {
+        if (signals_by_number[sig] == 0) continue;
+        out += (first ? "" : ",") + quoted(signal_name(static_cast<int>(sig))) + ":" +
+               std::to_string(signals_by_number[sig]);
+        first = false;
+    }
+    out += "},\"workers\":[";
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+        const worker_statistics& w = workers[i];
+        out += (i == 0 ? "{" : ",{");
+        out += "\"index\":" + std::to_string(w.index) +
+               ",\"pid\":" + (w.pid > 0 ? std::to_string(w.pid) : std::string("null")) +
+               ",\"state\":" + quoted(to_string(w.state)) +
+               ",\"uptime_ms\":" + std::to_string(w.uptime.count()) +
+               ",\"generation\":" + std::to_string(w.generation) +
+               ",\"restarts\":" + std::to_string(w.restarts) + ",\"heartbeat_age_ms\":" +
+               (w.heartbeat_age.count() < 0 ? std::string("null")
+                                            : std::to_string(w.heartbeat_age.count())) +
+               ",\"last_exit\":" +
+               (w.last_exit.how == exit_info::kind::running ? std::string("null")
+                                                            : quoted(w.last_exit.describe())) +
+               "}";
+    }
+    return out + "]}";
+}
+
 inline std::string statistics::table() const {
     std::string out = "statistics: master pid " + std::to_string(master_pid) + ", uptime " +
                       detail::format_ms(uptime) + ", signals received " +
@@ -1150,8 +1200,8 @@ inline std::string statistics::table() const {
     }
     out += first ? "\n" : ")\n";
     char row[160];
-    std::snprintf(row, sizeof row, "  %-6s %-8s %-9s %-12s %-9s %s\n", "worker", "pid", "state",
-                  "uptime", "restarts", "last exit");
+    std::snprintf(row, sizeof row, "  %-6s %-8s %-9s %-12s %-9s %-10s %s\n", "worker", "pid",
+                  "state", "uptime", "restarts", "heartbeat", "last exit");
     out += row;
     for (const worker_statistics& w : workers) {
         const std::string last =
@@ -1159,9 +1209,11 @@ inline std::string statistics::table() const {
         // A slot without a process shows "-", never 0: `kill 0` from a script
         // reading the table would signal the script's own process group.
         const std::string pid = w.pid > 0 ? std::to_string(w.pid) : "-";
-        std::snprintf(row, sizeof row, "  %-6d %-8s %-9s %-12s %-9u %s\n", w.index, pid.c_str(),
-                      to_string(w.state), detail::format_ms(w.uptime).c_str(), w.restarts,
-                      last.c_str());
+        const std::string beat =
+            w.heartbeat_age.count() < 0 ? "-" : std::to_string(w.heartbeat_age.count()) + " ms";
+        std::snprintf(row, sizeof row, "  %-6d %-8s %-9s %-12s %-9u %-10s %s\n", w.index,
+                      pid.c_str(), to_string(w.state), detail::format_ms(w.uptime).c_str(),
+                      w.restarts, beat.c_str(), last.c_str());
         out += row;
     }
     return out;
@@ -2419,7 +2471,12 @@ statistics pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::snapsho
         w.pid = opts_.no_fork ? master_pid_ : s.pid;
         w.state = s.state;
         w.uptime = std::chrono::milliseconds(s.pid > 0 || opts_.no_fork ? now - s.started_ms : 0);
+        w.generation = s.generation;
         w.restarts = s.restarts;
+        if (heartbeats_ != nullptr && s.pid > 0) {
+            w.heartbeat_age = std::chrono::milliseconds(
+                now - heartbeats_[s.index].load(std::memory_order_relaxed));
+        }
         w.last_exit = s.last_exit;
         stats.workers.push_back(w);
     }

@@ -1,0 +1,277 @@
+// Process hygiene: pidfds, orphan reaping as a subreaper, privilege drop, and
+// the statistics as a value and as JSON.
+#include <dirent.h>
+#include <doctest/doctest.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/prctl.h>
+
+#include <fstream>
+#include <set>
+
+#include "harness.hpp"
+
+using namespace harness;
+
+TEST_CASE("the master holds a pidfd for every worker and signals through it") {
+    pipe_pair log, report;
+    reader reports(report.read_fd);
+    child master([&] {
+        auto pool =
+            supervise::make_pool(reporting_worker(report.write_fd), test_options(3, log.write_fd));
+        pool.on_ready([fd = report.write_fd] {
+            // fdinfo of a pidfd names the process it refers to (proc(5)).
+            std::set<long> pids;
+            if (DIR* dir = ::opendir("/proc/self/fdinfo")) {
+                while (const dirent* entry = ::readdir(dir)) {
+                    std::ifstream info(std::string("/proc/self/fdinfo/") + entry->d_name);
+                    for (std::string line; std::getline(info, line);) {
+                        if (line.rfind("Pid:", 0) == 0) pids.insert(std::stol(line.substr(4)));
+                    }
+                }
+                ::closedir(dir);
+            }
+            std::string line = "pidfds";
+            for (long pid : pids) line += " " + std::to_string(pid);
+            say(fd, line);
+        });
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    REQUIRE(reports.wait_for("pidfds"));
+    REQUIRE(reports.wait_for("up ", 3));
+    const std::string line = reports.lines_starting("pidfds").at(0);
+    for (int i = 0; i < 3; ++i) {
+        CHECK(line.find(" " + std::to_string(worker_pid(reports, i))) != std::string::npos);
+    }
+    ::kill(master.pid(), SIGTERM);
+    CHECK(exited_with(master.wait(), 0));
+    CHECK(reap_leftovers() == 0);
+}
+
+namespace {
+
+// A worker whose first generation leaves a grandchild behind and dies: the
+// grandchild is orphaned, and who adopts it depends on subreaper mode.
+auto orphaning_worker(int report_fd, int hold_fd) {
+    return [report_fd, hold_fd](supervise::worker_context& ctx) {
+        if (ctx.generation() == 0) {
+            const pid_t grandchild = ::fork();
+            if (grandchild == 0) {
+                // Waits for the test to let go, then ends.
+                char byte;
+                while (::read(hold_fd, &byte, 1) < 0 && errno == EINTR) {
+                }
+                ::_exit(0);
+            }
+            say(report_fd, "grandchild " + std::to_string(grandchild));
+            return 3;  // dies, orphaning it
+        }
+        say(report_fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()));
+        while (ctx.sleep_for(-1ms)) {
+        }
+        return 0;
+    };
+}
+
+}  // namespace
+
+TEST_CASE("subreaper mode adopts and reaps the workers' orphaned children") {
+    pipe_pair log, report, hold;
+    reader logs(log.read_fd), reports(report.read_fd);
+    child master([&] {
+        hold.close_write();
+        auto opts = test_options(1, log.write_fd);
+        opts.subreaper = true;
+        auto pool = supervise::make_pool<supervise::seed_master_signals,
+                                         supervise::seed_worker_signals, supervise::one_for_one>(
+            orphaning_worker(report.write_fd, hold.read_fd), opts);
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    hold.close_read();
+    REQUIRE(reports.wait_for("grandchild "));
+    REQUIRE(reports.wait_for("up 0 "));
+    const long grandchild = std::stol(reports.lines_starting("grandchild ").at(0).substr(11));
+    // Adopted by the master, not by us.
+    std::ifstream stat("/proc/" + std::to_string(grandchild) + "/stat");
+    std::string text;
+    std::getline(stat, text);
+    std::istringstream fields(text.substr(text.rfind(')') + 2));
+    char state = 0;
+    long parent = 0;
+    fields >> state >> parent;
+    CHECK(parent == master.pid());
+    hold.close_write();  // the grandchild ends now
+    REQUIRE(logs.wait_for("reaped orphan pid " + std::to_string(grandchild) +
+                          ", exited with status 0"));
+    ::kill(master.pid(), SIGTERM);
+    CHECK(exited_with(master.wait(), 0));
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("without subreaper mode the pool never reaps children that are not its workers") {
+    pipe_pair log, report, hold;
+    reader logs(log.read_fd), reports(report.read_fd);
+    child master([&] {
+        hold.close_write();
+        auto pool = supervise::make_pool<supervise::seed_master_signals,
+                                         supervise::seed_worker_signals, supervise::one_for_one>(
+            orphaning_worker(report.write_fd, hold.read_fd), test_options(1, log.write_fd));
+        // A child of the embedding program's own, which it will reap itself.
+        const pid_t own = ::fork();
+        if (own == 0) ::_exit(7);
+        pool.on_ready([] { ::raise(SIGTERM); });
+        const auto result = pool.run();
+        int status = 0;
+        const bool still_ours = ::waitpid(own, &status, 0) == own && WEXITSTATUS(status) == 7;
+        say(report.write_fd, still_ours ? "own child still ours" : "own child stolen");
+        return result.exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    hold.close_read();
+    hold.close_write();
+    CHECK(exited_with(master.wait(), 0));
+    reports.wait_eof();
+    logs.wait_eof();
+    CHECK(reports.occurrences("own child still ours") == 1);
+    CHECK(logs.occurrences("reaped orphan") == 0);
+    // The orphaned grandchild came to us (the test binary is a subreaper).
+    const pid_t grandchild =
+        static_cast<pid_t>(std::stol(reports.lines_starting("grandchild ").at(0).substr(11)));
+    CHECK(exited_with(wait_exit(grandchild), 0));
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("workers drop to the configured user, group and groups; root cannot come back") {
+    if (::geteuid() != 0) {
+        // Asking for another user without root is refused up front.
+        supervise::options opts;
+        opts.user = "root";
+        std::string message;
+        try {
+            auto pool = supervise::make_pool([](supervise::worker_context&) {}, opts);
+            (void)pool;
+        } catch (const std::invalid_argument& e) {
+            message = e.what();
+        }
+        CHECK(message.find("needs a master running as root") != std::string::npos);
+        return;
+    }
+    const struct passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    pipe_pair log, report;
+    reader logs(log.read_fd), reports(report.read_fd);
+    child master([&] {
+        auto opts = test_options(1, log.write_fd);
+        opts.user = "nobody";
+        auto pool = supervise::make_pool(
+            [fd = report.write_fd](supervise::worker_context& ctx) {
+                gid_t groups[64];
+                const int count = ::getgroups(64, groups);
+                std::string line = "ids " + std::to_string(::getuid()) + " " +
+                                   std::to_string(::geteuid()) + " " + std::to_string(::getgid()) +
+                                   " " + std::to_string(::getegid()) + " groups";
+                for (int i = 0; i < count; ++i) line += " " + std::to_string(groups[i]);
+                say(fd, line);
+                say(fd, ::setuid(0) == 0 ? "regained root" : "root stays out");
+                while (ctx.sleep_for(-1ms)) {
+                }
+            },
+            opts);
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    // In a user namespace that denies setgroups (Bazel's linux-sandbox does;
+    // the target is tagged no-sandbox for that reason), dropping must fail
+    // loudly and stop the pool, never run the worker with root's groups.
+    std::ifstream setgroups_policy("/proc/self/setgroups");
+    std::string policy;
+    setgroups_policy >> policy;
+    if (policy == "deny") {
+        const auto status = master.wait();
+        logs.wait_eof();
+        reports.wait_eof();
+        INFO(logs.text());
+        CHECK(exited_with(status, 1));
+        CHECK(logs.occurrences("cannot drop privileges to 'nobody': setgroups") == 1);
+        CHECK(reports.occurrences("ids ") == 0);
+        CHECK(reap_leftovers() == 0);
+        return;
+    }
+    REQUIRE(reports.wait_for("root stays out"));
+    const std::string ids = std::to_string(nobody->pw_uid) + " " + std::to_string(nobody->pw_uid) +
+                            " " + std::to_string(nobody->pw_gid) + " " +
+                            std::to_string(nobody->pw_gid) + " groups";
+    INFO(reports.text());
+    CHECK(reports.occurrences("ids " + ids) == 1);
+    // No group of root's is left: only nobody's own ones.
+    const std::string line = reports.lines_starting("ids ").at(0);
+    CHECK(line.find(" 0 ") == std::string::npos);
+    ::kill(master.pid(), SIGTERM);
+    CHECK(exited_with(master.wait(), 0));
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("an unknown user or group is refused before anything starts") {
+    for (auto [user, group, phrase] :
+         {std::tuple{"no-such-user-here", "", "unknown user 'no-such-user-here'"},
+          std::tuple{"nobody", "no-such-group-here", "unknown group 'no-such-group-here'"},
+          std::tuple{"", "nogroup", "group needs user"}}) {
+        CAPTURE(user);
+        supervise::options opts;
+        opts.user = user;
+        opts.group = group;
+        std::string message;
+        try {
+            auto pool = supervise::make_pool([](supervise::worker_context&) {}, opts);
+            (void)pool;
+        } catch (const std::invalid_argument& e) {
+            message = e.what();
+        }
+        CHECK(message == std::string("supervise: ") + phrase);
+    }
+}
+
+TEST_CASE("statistics: the table and one JSON object with restarts, last exits, heartbeat age") {
+    pipe_pair log, report, stats;
+    reader reports(report.read_fd);
+    child master([&] {
+        auto opts = test_options(2, log.write_fd, stats.write_fd);
+        opts.heartbeat_timeout = 10s;
+        auto pool = supervise::make_pool<supervise::seed_master_signals,
+                                         supervise::seed_worker_signals, supervise::one_for_one>(
+            [fd = report.write_fd](supervise::worker_context& ctx) {
+                say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) +
+                            " 0 " + std::to_string(ctx.generation()));
+                if (ctx.index() == 1 && ctx.generation() == 0) return 4;
+                while (ctx.sleep_for(-1ms)) {
+                }
+                return 0;
+            },
+            opts);
+        pool.on_destroy(
+            "json", [&pool, fd = report.write_fd] { say(fd, "json " + pool.snapshot().json()); });
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    stats.close_write();
+    REQUIRE(reports.wait_for("up 1 ", 2));
+    ::kill(master.pid(), SIGTERM);
+    CHECK(exited_with(master.wait(), 0));
+    reports.wait_eof();
+    const std::string json = reports.lines_starting("json ").at(0).substr(5);
+    INFO(json);
+    CHECK(json.rfind("{\"master_pid\":" + std::to_string(master.pid()) + ",", 0) == 0);
+    CHECK(json.find("\"SIGCHLD\":") != std::string::npos);
+    CHECK(json.find("\"index\":1,\"pid\":null,\"state\":\"exited\"") != std::string::npos);
+    CHECK(json.find("\"generation\":1,\"restarts\":1,\"heartbeat_age_ms\":null,"
+                    "\"last_exit\":\"exited with status 0\"") != std::string::npos);
+    CHECK(json.back() == '}');
+    CHECK(reap_leftovers() == 0);
+}
