@@ -401,7 +401,9 @@ def machine_info():
         if m:
             version = m.group(1)
     commit = output_of(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]) or "?"
-    dirty = output_of(["git", "-C", ROOT, "status", "--porcelain", "--", "include", "bench"])
+    # Only what is measured or measures: the header and the bench programs.
+    dirty = output_of(["git", "-C", ROOT, "status", "--porcelain", "--", "include",
+                       "bench/*.cpp", "bench/*.py"])
     return [
         ("date (UTC)", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
         ("kernel", "%s %s %s" % (u.sysname, u.release, u.machine)),
@@ -426,7 +428,7 @@ def main():
     parser.add_argument("--reps-term", type=int, default=30, help="repetitions of (a) per side")
     parser.add_argument("--reps-kill", type=int, default=10, help="repetitions of (b) per side")
     parser.add_argument("--warmup", type=int, default=1, help="unreported trials per side first")
-    parser.add_argument("--compile-runs", type=int, default=9, help="runs of (c) per file")
+    parser.add_argument("--compile-runs", type=int, default=15, help="runs of (c) per file")
     parser.add_argument("--wait-idle", type=int, default=60,
                         help="wait up to this many seconds for a quiet machine (0: do not)")
     parser.add_argument("--quiet-pct", type=int, default=NOISY_PCT,
