@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Breaks supervise.hpp on purpose, one way at a time, and checks that the tests notice.
+
+Each mutant is a small textual change to a copy of the header that removes one promised
+behaviour. The test binaries are rebuilt against the copy (g++ directly, no Bazel: faster)
+and run with a time bound; a mutant that every test survives means a test is missing.
+Run from the repository root:  tools/mutants.py   (about a minute; needs g++ and doctest-dev)
+"""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HEADER = ROOT / "include" / "supervise.hpp"
+TESTS = ["seed_test", "signal_core_test", "shutdown_test"]
+ISOLATE = (["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
+           if os.geteuid() == 0 and shutil.which("unshare") else [])
+
+# (what breaks, text to find, replacement)
+MUTANTS = [
+    ("one flag for all signals (Kamailio's sig_flag)",
+     "process_signals.pending.fetch_or(signal_bit(sig), std::memory_order_release);",
+     "process_signals.pending.store(signal_bit(sig), std::memory_order_release);"),
+    ("signals stay blocked during the wait",
+     "System::ppoll(&pfd, 1, timeout_ms < 0 ? nullptr : &limit, &wait_mask);",
+     "System::ppoll(&pfd, 1, timeout_ms < 0 ? nullptr : &limit, nullptr);"),
+    ("no self-pipe wake-up (signals taken by another thread are lost)",
+     "if (::write(fd, &byte, 1) < 0) {",
+     "if (fd < -1 && ::write(fd, &byte, 1) < 0) {"),
+    ("kill(0) instead of one kill per worker",
+     "if (System::kill(it->pid, sig) != 0 && errno != ESRCH) {",
+     "if (System::kill(0, sig) != 0 && errno != ESRCH) {"),
+    ("previous dispositions not restored",
+     "System::sigaction(it->number, &it->action, nullptr);",
+     "(void)it;"),
+    ("no parent-death signal in workers",
+     "System::set_parent_death_signal(opts_.parent_death_signal);",
+     "(void)0;"),
+    ("destroy hooks in registration order",
+     "for (auto it = hooks_.rbegin(); it != hooks_.rend(); ++it) {",
+     "for (auto it = hooks_.begin(); it != hooks_.end(); ++it) {"),
+    ("a throwing hook stops the others",
+     "            ++hooks_failed_;\n            log(\"destroy hook '\" + it->name + \"' failed: \" + e.what());",
+     "            ++hooks_failed_;\n            log(\"destroy hook '\" + it->name + \"' failed: \" + e.what());\n            break;"),
+    ("no SIGKILL after the shutdown timeout",
+     "        if (stopping_ && !killed_ && detail::monotonic_ms() >= kill_deadline_ms_) {",
+     "        if (false) {"),
+    ("a worker failure exits 0 (Kamailio's status)",
+     "result.exit_status = reason_ == stop_reason::requested ? EXIT_SUCCESS : EXIT_FAILURE;",
+     "result.exit_status = reason_ == stop_reason::startup_failed ? EXIT_FAILURE : EXIT_SUCCESS;"),
+    ("signals not checked between forks at start-up",
+     "        if (stopping_) return false;\n        if (!spawn(index)) return false;",
+     "        if (!spawn(index)) return false;"),
+    ("the master waits with a timer (wakes when idle)",
+     "        std::int64_t timeout = -1;",
+     "        std::int64_t timeout = 1000;"),
+    ("no thread check",
+     "        if (threads > 1) {",
+     "        if (threads > 1000) {"),
+    ("no destroy-hook deadline",
+     "    System::setitimer(ITIMER_REAL, &limit, &previous_timer);",
+     "    (void)limit;"),
+    ("pending kernel signals not discarded before restoring dispositions",
+     "    while (System::sigtimedwait(&handled, &now) > 0) {",
+     "    while (false && System::sigtimedwait(&handled, &now) > 0) {"),
+]
+
+
+def build(include_dir, out_dir):
+    objs = []
+    main_obj = out_dir / "test_main.o"
+    subprocess.run(["g++", "-std=c++17", "-c", str(ROOT / "tests/test_main.cpp"), "-o", str(main_obj)],
+                   check=True)
+    procs = []
+    for name in TESTS:
+        exe = out_dir / name
+        procs.append(subprocess.Popen(
+            ["g++", "-std=c++17", "-O1", "-I", str(include_dir), "-I", str(ROOT / "tests"),
+             str(ROOT / "tests" / f"{name}.cpp"), str(main_obj), "-o", str(exe), "-pthread"],
+            stderr=subprocess.PIPE))
+        objs.append(exe)
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(err.decode())
+    return objs
+
+
+def run_all(exes):
+    failed = []
+    for exe in exes:
+        try:
+            # The first failed check is enough to call a mutant caught. A PID namespace of its
+            # own (root only) makes sure a hung run leaves no process behind when it is killed.
+            rc = subprocess.run(ISOLATE + [str(exe), "--abort-after=1"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, timeout=120,
+                                start_new_session=True).returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+        if rc != 0:
+            failed.append(f"{exe.name} ({rc})")
+    return failed
+
+
+def main():
+    sys.stdout.reconfigure(line_buffering=True)
+    text = HEADER.read_text()
+    survivors = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        inc = tmp / "include"
+        inc.mkdir()
+        (inc / "supervise.hpp").write_text(text)
+        baseline = run_all(build(inc, tmp))
+        if baseline:
+            print("baseline fails, fix that first:", ", ".join(baseline))
+            return 1
+        print("baseline: all tests pass")
+        for what, old, new in MUTANTS:
+            if text.count(old) != 1:
+                print(f"STALE   {what}: the text to mutate is not found exactly once")
+                survivors += 1
+                continue
+            (inc / "supervise.hpp").write_text(text.replace(old, new))
+            failed = run_all(build(inc, tmp))
+            if failed:
+                print(f"caught  {what}: {', '.join(failed)}")
+            else:
+                print(f"SURVIVED {what}")
+                survivors += 1
+    print(f"{len(MUTANTS) - survivors} caught, {survivors} survived")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
