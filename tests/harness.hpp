@@ -314,29 +314,34 @@ inline auto reporting_worker(int report_fd) {
     };
 }
 
-// pid of worker `index` from the "up" lines.
-inline pid_t worker_pid(const reader& report, int index) {
+// Field 1 (pid) or 2 (pgid) of worker `index`'s first "up" line, or -1.
+inline pid_t up_field(const reader& report, int index, int field) {
     for (const std::string& line : report.lines_starting("up ")) {
         int i = -1;
-        long pid = 0;
-        long pgid = 0;
-        if (std::sscanf(line.c_str(), "up %d %ld %ld", &i, &pid, &pgid) == 3 && i == index) {
-            return static_cast<pid_t>(pid);
+        long ids[2] = {0, 0};
+        if (std::sscanf(line.c_str(), "up %d %ld %ld", &i, &ids[0], &ids[1]) >= 2 && i == index) {
+            return static_cast<pid_t>(ids[field - 1]);
         }
     }
     return -1;
 }
 
-inline pid_t worker_pgid(const reader& report, int index) {
-    for (const std::string& line : report.lines_starting("up ")) {
-        int i = -1;
-        long pid = 0;
-        long pgid = 0;
-        if (std::sscanf(line.c_str(), "up %d %ld %ld", &i, &pid, &pgid) == 3 && i == index) {
-            return static_cast<pid_t>(pgid);
-        }
+inline pid_t worker_pid(const reader& report, int index) { return up_field(report, index, 1); }
+inline pid_t worker_pgid(const reader& report, int index) { return up_field(report, index, 2); }
+
+// What a pool's constructor says about `opts`: the std::invalid_argument
+// message, or "accepted".
+template <class Strategy = supervise::shutdown_all>
+std::string construction_error(const supervise::options& opts) {
+    try {
+        auto pool =
+            supervise::make_pool<supervise::seed_master_signals, supervise::seed_worker_signals,
+                                 Strategy>([](supervise::worker_context&) {}, opts);
+        (void)pool;
+    } catch (const std::invalid_argument& e) {
+        return e.what();
     }
-    return -1;
+    return "accepted";
 }
 
 // Options every master under test uses: logs and statistics on pipes the
