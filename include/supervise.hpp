@@ -291,6 +291,10 @@ struct options {
     // this, as soon as its signal handling is in place. Readiness drives
     // on_ready, systemd's READY=1 and rolling_reload.
     bool wait_for_ready = false;
+    // s6's notification-fd, for workers that exec another program: each
+    // worker gets the write end of a pipe of its own as this descriptor, and
+    // is ready when a newline arrives on it. -1: off. Implies wait_for_ready.
+    int notify_fd = -1;
 
     // Workers run as this user (name or number) when the master is root:
     // supplementary groups, then the group, then the user (setgroups(2),
@@ -1279,9 +1283,10 @@ class pool {
         pid_t pid = 0;  // 0 once reaped: a reaped pid is never signalled
         worker_state state = worker_state::idle;
         std::int64_t started_ms = 0;
-        int pidfd = -1;       // -1 where the kernel has no pidfds
-        bool set_up = false;  // its signal handling is in place
-        bool ready = false;   // it serves (see options::wait_for_ready)
+        int pidfd = -1;        // -1 where the kernel has no pidfds
+        int notify_read = -1;  // read end of its notify_fd pipe, until it is ready
+        bool set_up = false;   // its signal handling is in place
+        bool ready = false;    // it serves (see options::wait_for_ready)
         unsigned generation = 0;
         unsigned restarts = 0;
         exit_info last_exit;
@@ -1332,7 +1337,7 @@ class pool {
     // the master's loop
     bool start_workers();
     bool spawn(int index);
-    [[noreturn]] void worker_main(int index);
+    [[noreturn]] void worker_main(int index, int notify_write);
     void supervise_loop();
     std::int64_t next_deadline() const noexcept;
     void enforce_kill_deadlines();
@@ -1346,6 +1351,9 @@ class pool {
     void perform(int sig, Action action, bool was_stopping);
     void wait_for_signals(std::int64_t timeout_ms);
     void read_startup_records();
+    void mark_ready(std::size_t index);
+    void read_notifications(slot& s);
+    void close_fds(slot& s) noexcept;
     void worker_ended(std::size_t index, exit_info how);
     void retiree_ended(std::size_t position, exit_info how);
     void drop_privileges(int index);
@@ -1456,6 +1464,15 @@ inline void check_options(const options& opts) {
              std::to_string(SUPERVISE_CONFIG_MAX_WORKERS) + " must hold (got " +
              std::to_string(opts.min_workers) + ", " + std::to_string(opts.workers) + ", " +
              std::to_string(opts.max_workers) + ")");
+    }
+    if (opts.notify_fd < -1 || (opts.notify_fd >= 0 && opts.notify_fd <= 2) ||
+        opts.notify_fd > 1023 ||
+        (opts.notify_fd >= 0 &&
+         (opts.notify_fd == opts.log_fd || opts.notify_fd == opts.stats_fd))) {
+        fail(
+            "notify_fd must be -1 (off) or a descriptor 3..1023 other than log_fd and stats_fd "
+            "(got " +
+            std::to_string(opts.notify_fd) + ")");
     }
     if (opts.heartbeat_timeout.count() < 0 || opts.heartbeat_timeout > day) {
         fail("heartbeat_timeout must be between 0 (off) and 24 h (got " +
@@ -1644,12 +1661,16 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
         // here. Whatever it was, no worker may outlive run() and the program
         // gets its signals back before the exception reaches it.
         kill_remaining(SIGKILL);
-        for (slot& s : slots_) {
-            if (s.pid <= 0) continue;
-            int status = 0;
-            detail::retry_on_eintr([&] { return System::waitpid(s.pid, &status, 0); });
-            s.pid = 0;
+        for (std::vector<slot>* group : {&slots_, &retirees_}) {
+            for (slot& s : *group) {
+                if (s.pid <= 0) continue;
+                int status = 0;
+                detail::retry_on_eintr([&] { return System::waitpid(s.pid, &status, 0); });
+                s.pid = 0;
+                close_fds(s);
+            }
         }
+        retirees_.clear();
         restore_signals();
         throw;
     }
@@ -1760,8 +1781,22 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
     if (heartbeats_ != nullptr) {
         heartbeats_[index].store(detail::monotonic_ms(), std::memory_order_relaxed);
     }
+    int notify[2] = {-1, -1};
+    if (opts_.notify_fd >= 0 && System::pipe2(notify, O_CLOEXEC | O_NONBLOCK) != 0) {
+        const int err = errno;
+        begin_stop(
+            announced_ready_ ? stop_reason::worker_failed : stop_reason::startup_failed, 0,
+            "cannot start worker " + std::to_string(index) + ": pipe2: " + std::strerror(err));
+        return false;
+    }
     const pid_t pid = System::fork();
+    if (pid == 0) {
+        if (notify[0] >= 0) System::close(notify[0]);
+        worker_main(index, notify[1]);
+    }
+    if (notify[1] >= 0) System::close(notify[1]);
     if (pid < 0) {
+        if (notify[0] >= 0) System::close(notify[0]);
         const int err = errno;
         // At start-up the pool never came up; later it is a failed worker.
         begin_stop(
@@ -1769,7 +1804,6 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
             "cannot start worker " + std::to_string(index) + ": fork: " + std::strerror(err));
         return false;
     }
-    if (pid == 0) worker_main(index);
     // Both sides call setpgid so the group is right whichever runs first
     // (the classic job-control race, setpgid(2)).
     if (System::setpgid(pid, pgid_) != 0 && errno != EACCES && errno != ESRCH) {
@@ -1779,6 +1813,7 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
     slot& s = slots_[static_cast<std::size_t>(index)];
     s.pid = pid;
     s.pidfd = System::pidfd_open(pid);
+    s.notify_read = notify[0];
     s.state = worker_state::running;
     s.started_ms = detail::monotonic_ms();
     s.set_up = false;
@@ -1793,7 +1828,8 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
 // (Boost.Asio issue 1069: a signal meant for the child ran the parent's
 // handler in the child).
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(int index) {
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(int index,
+                                                                               int notify_write) {
     System::setpgid(0, pgid_);
     detail::process_signals.wake_fd.store(-1, std::memory_order_relaxed);
     for (int& fd : wake_pipe_) {
@@ -1803,9 +1839,16 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
     System::close(started_pipe_[0]);
     // Siblings' pidfds are the master's business.
     for (std::vector<slot>* group : {&slots_, &retirees_}) {
-        for (slot& other : *group) {
-            if (other.pidfd >= 0) System::close(other.pidfd);
+        for (slot& other : *group) close_fds(other);
+    }
+    if (notify_write >= 0) {
+        // The start-up pipe must not sit where notify_fd goes: move it first.
+        if (started_pipe_[1] == opts_.notify_fd) {
+            started_pipe_[1] = ::fcntl(started_pipe_[1], F_DUPFD_CLOEXEC, 3);
         }
+        // dup2 clears FD_CLOEXEC on the copy: the descriptor survives exec.
+        if (::dup2(notify_write, opts_.notify_fd) < 0) ::_exit(EXIT_FAILURE);
+        if (notify_write != opts_.notify_fd) System::close(notify_write);
     }
 
     // The embedding program's dispositions come back for every signal the
@@ -1878,31 +1921,54 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::wait_for_sign
     std::int64_t timeout_ms) {
     const sigset_t wait_mask = detail::sigset_without(saved_mask_, master_handled);
     struct timespec limit = detail::to_timespec(timeout_ms);
-    struct pollfd pfds[2] = {};
-    pfds[0].fd = wake_pipe_[0];
-    pfds[0].events = POLLIN;
-    pfds[1].fd = started_pipe_[0];
-    pfds[1].events = POLLIN;
-    const int rc = System::ppoll(pfds, 2, timeout_ms < 0 ? nullptr : &limit, &wait_mask);
-    if (rc > 0 && pfds[0].revents != 0) {
+    // The self-pipe, the start-up pipe, and the notify_fd pipes of the
+    // workers that are not ready yet.
+    std::vector<struct pollfd> pfds(2);
+    pfds[0] = {wake_pipe_[0], POLLIN, 0};
+    pfds[1] = {started_pipe_[0], POLLIN, 0};
+    for (const slot& s : slots_) {
+        if (s.notify_read >= 0) pfds.push_back({s.notify_read, POLLIN, 0});
+    }
+    const int rc =
+        System::ppoll(pfds.data(), pfds.size(), timeout_ms < 0 ? nullptr : &limit, &wait_mask);
+    if (rc <= 0) return;  // EINTR is the normal wake-up: the loop re-checks everything
+    if (pfds[0].revents != 0) {
         char drain[256];
         while (System::read(wake_pipe_[0], drain, sizeof drain) > 0) {
         }
     }
-    if (rc > 0 && pfds[1].revents != 0) read_startup_records();
-    if (rc > 0) {
-        // ppoll(2) that returns ready descriptors restores the mask without
-        // delivering signals that were pending, so let them in explicitly:
-        // a SIGTERM must not wait behind a stream of start-up records.
-        const struct timespec now {};
-        System::ppoll(nullptr, 0, &now, &wait_mask);
+    if (pfds[1].revents != 0) read_startup_records();
+    for (std::size_t i = 2; i < pfds.size(); ++i) {
+        if (pfds[i].revents == 0) continue;
+        for (slot& s : slots_) {
+            if (s.notify_read == pfds[i].fd) read_notifications(s);
+        }
     }
-    // rc == -1 with EINTR is the normal wake-up (the handler ran); the loop
-    // re-checks everything, so EINTR needs no special case.
+    // ppoll(2) that returns ready descriptors restores the mask without
+    // delivering signals that were pending, so let them in explicitly: a
+    // SIGTERM must not wait behind a stream of start-up records.
+    const struct timespec now {};
+    System::ppoll(nullptr, 0, &now, &wait_mask);
 }
 
+// A newline on the worker's notify_fd means ready (s6); end of file before
+// one means it closed the descriptor without ever being ready.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_notifications(slot& s) {
+    char buf[256];
+    for (;;) {
+        const ssize_t n = System::read(s.notify_read, buf, sizeof buf);
+        if (n > 0 && std::memchr(buf, '\n', static_cast<std::size_t>(n)) == nullptr) continue;
+        if (n < 0 && errno == EAGAIN) return;
+        System::close(s.notify_read);
+        s.notify_read = -1;
+        if (n > 0) mark_ready(static_cast<std::size_t>(s.index));
+        return;
+    }
+}
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_startup_records() {
+    const bool explicit_ready = opts_.wait_for_ready || opts_.notify_fd >= 0;
     std::int32_t records[64][3];
     for (;;) {
         const ssize_t n = System::read(started_pipe_[0], records, sizeof records);
@@ -1911,29 +1977,35 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_startup_
             const auto index = static_cast<std::size_t>(records[i][0]);
             // The pid check drops a record from a worker that died meanwhile.
             if (index >= slots_.size() || slots_[index].pid != records[i][1]) continue;
-            slot& s = slots_[index];
-            if (records[i][2] == detail::record_set_up) s.set_up = true;
-            const bool ready = records[i][2] == detail::record_ready ||
-                               (!opts_.wait_for_ready && records[i][2] == detail::record_set_up);
-            if (!ready || s.ready) continue;
-            s.ready = true;
-            if (s.generation > 0) {
-                log("worker " + std::to_string(index) + " (pid " + std::to_string(s.pid) +
-                    ") is back, generation " + std::to_string(s.generation));
-            }
-            if (static_cast<int>(index) == reload_next_) {
-                for (slot& old : retirees_) {
-                    if (old.awaiting_successor && old.index == reload_next_) {
-                        request_stop(old, true);
-                    }
-                }
-                ++reload_next_;
-                step_reload();
+            if (records[i][2] == detail::record_set_up) slots_[index].set_up = true;
+            if (records[i][2] == detail::record_ready ||
+                (!explicit_ready && records[i][2] == detail::record_set_up)) {
+                mark_ready(index);
             }
         }
     }
+}
+
+// A worker is ready: a rolling reload may retire its predecessor, and once
+// every worker is ready the pool says so (log, systemd, on_ready).
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::mark_ready(std::size_t index) {
+    slot& s = slots_[index];
+    if (s.ready || s.pid <= 0) return;
+    s.ready = true;
+    if (s.generation > 0) {
+        log("worker " + std::to_string(index) + " (pid " + std::to_string(s.pid) +
+            ") is back, generation " + std::to_string(s.generation));
+    }
+    if (static_cast<int>(index) == reload_next_) {
+        for (slot& old : retirees_) {
+            if (old.awaiting_successor && old.index == reload_next_) request_stop(old, true);
+        }
+        ++reload_next_;
+        step_reload();
+    }
     if (announced_ready_ || stopping_) return;
-    if (!std::all_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.ready; })) return;
+    if (!std::all_of(slots_.begin(), slots_.end(), [](const slot& w) { return w.ready; })) return;
     announced_ready_ = true;
     log("started " + std::to_string(slots_.size()) + " workers");
     systemd_.send<System>("READY=1\nMAINPID=" + std::to_string(master_pid_) +
@@ -1941,6 +2013,13 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_startup_
     call_ready_hook();
 }
 
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::close_fds(slot& s) noexcept {
+    for (int* fd : {&s.pidfd, &s.notify_read}) {
+        if (*fd >= 0) System::close(*fd);
+        *fd = -1;
+    }
+}
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 std::string pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::status_line() const {
     const auto ready = std::count_if(slots_.begin(), slots_.end(),
@@ -2053,6 +2132,15 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::enforce_kill_
 // orphan of the process tree lands here, does it reap whatever comes.
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::reap() {
+    // Only a SIGCHLD makes a scan worth it: without this, starting N workers
+    // (which looks before every fork) would cost N^2 waitpid calls. Standard
+    // signals merge, so one bit stands for any number of exits, and a child
+    // that ends during the scan sets it again for the next pass.
+    if (!(detail::process_signals.pending.fetch_and(~detail::signal_bit(SIGCHLD),
+                                                    std::memory_order_acquire) &
+          detail::signal_bit(SIGCHLD))) {
+        return;
+    }
     auto ended = [](pid_t pid, pid_t rc, int status) {
         exit_info how = detail::decode_wait_status(status);
         if (rc != pid) how = exit_info{exit_info::kind::lost, 0, 0, false};
@@ -2102,7 +2190,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::retiree_ended
     slot& s = retirees_[position];
     log("worker " + std::to_string(s.index) + " (pid " + std::to_string(s.pid) + ", retired) " +
         how.describe());
-    if (s.pidfd >= 0) System::close(s.pidfd);
+    close_fds(s);
     retirees_.erase(retirees_.begin() + static_cast<std::ptrdiff_t>(position));
 }
 
@@ -2114,8 +2202,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_ended(
                              ") " + how.describe();
     s.last_exit = how;
     s.pid = 0;
-    if (s.pidfd >= 0) System::close(s.pidfd);
-    s.pidfd = -1;
+    close_fds(s);
     s.state = worker_state::exited;
     if (stopping_) {
         log(what);
@@ -2249,10 +2336,10 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::start_due_res
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::service() {
-    // SIGCHLD's bit is dropped with the others: reap() already ran and
-    // looked at every worker, whatever woke the loop.
+    // SIGCHLD's bit stays: reap() takes it, and a SIGCHLD arriving between
+    // reap() and here must still make the next reap() look.
     const std::uint64_t taken =
-        detail::process_signals.pending.fetch_and(~master_handled, std::memory_order_acquire) &
+        detail::process_signals.pending.fetch_and(~MasterSignals::mask, std::memory_order_acquire) &
         MasterSignals::mask;
     if (taken == 0) return;
     // Several terminate signals taken in one pass are one request, not an
@@ -2345,6 +2432,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::retire(std::s
     retirees_.push_back(s);
     request_stop(retirees_.back(), true);
     s.pid = 0;
+    s.pidfd = -1;  // the retiree owns them now
+    s.notify_read = -1;
     s.set_up = false;
     s.state = worker_state::exited;
     s.phase = stop_phase::running;
@@ -2368,7 +2457,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::step_reload()
             continue;
         }
         if (s.pid > 0) {
-            retirees_.push_back(s);
+            retirees_.push_back(s);  // owns the pidfd now; spawn() gives the slot a new one
             retirees_.back().awaiting_successor = true;
         }
         ++s.generation;
@@ -2448,7 +2537,11 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::send(slot& s,
 }
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::all_reaped() const noexcept {
-    return std::none_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.pid > 0; });
+    // Retirees count too: a reload's draining predecessor must be reaped
+    // before the destroy hooks run and run() returns.
+    const auto alive = [](const slot& s) { return s.pid > 0; };
+    return std::none_of(slots_.begin(), slots_.end(), alive) &&
+           std::none_of(retirees_.begin(), retirees_.end(), alive);
 }
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>

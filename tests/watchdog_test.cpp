@@ -87,6 +87,43 @@ TEST_CASE("with wait_for_ready, on_ready waits for every worker's ready()") {
     CHECK(reap_leftovers() == 0);
 }
 
+TEST_CASE("notify_fd: a worker that execs a program is ready when it writes a newline") {
+    pipe_pair log, report, go;
+    reader reports(report.read_fd), logs(log.read_fd);
+    child master([&] {
+        auto opts = test_options(2, log.write_fd);
+        opts.notify_fd = 50;  // clear of the test's own pipes, which dup2 would replace
+        auto pool = supervise::make_pool(
+            [go = go.read_fd](supervise::worker_context&) {
+                // Waits for the test's go, then says ready on fd 50, as an
+                // s6-style daemon does, and stays. dash takes one digit in
+                // `<&N`, hence fd 5 and /proc/self/fd/50; dup2 also drops the
+                // pipe's O_CLOEXEC.
+                ::dup2(go, 5);
+                const std::string script = "read line <&5; echo >/proc/self/fd/50; exec sleep 1000";
+                ::execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+                return 127;
+            },
+            opts);
+        pool.on_ready([fd = report.write_fd] { say(fd, "all ready"); });
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    go.close_read();
+    // Both workers run sh, neither has written its newline: not ready.
+    CHECK_FALSE(reports.wait_for("all ready", 1, 200ms));
+    say(go.write_fd, "go");
+    say(go.write_fd, "go");
+    REQUIRE(reports.wait_for("all ready"));
+    ::kill(master.pid(), SIGTERM);
+    CHECK(exited_with(master.wait(), 0));
+    logs.wait_eof();
+    INFO(logs.text());
+    CHECK(logs.occurrences("killed by signal 15 (SIGTERM)") == 2);
+    CHECK(reap_leftovers() == 0);
+}
+
 namespace {
 
 // A datagram socket playing systemd's part.
