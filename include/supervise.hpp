@@ -1257,10 +1257,11 @@ class pool {
         hooks_.push_back(hook_entry{std::move(name), std::move(hook)});
     }
 
-    // Called in the master once every worker has been forked and has its
-    // signal handling in place (each worker reports it through a pipe), so a
-    // signal sent from here on reaches a worker that acts on it. The example
-    // daemon prints its "ready" line here.
+    // Called in the master once, when every worker is ready: it has its
+    // signal handling in place (each worker reports it through a pipe, so a
+    // signal sent from here on reaches a worker that acts on it), and, with
+    // options::wait_for_ready or notify_fd, it said so itself. The example
+    // daemon prints its "ready" line here; systemd gets READY=1 just before.
     void on_ready(std::function<void()> hook) { ready_hook_ = std::move(hook); }
 
     // Supervises until the pool stops; returns why. Throws std::logic_error
@@ -1411,6 +1412,12 @@ class pool {
     std::string why_;
     int hooks_failed_ = 0;
 };
+
+// `supervise::pool pool{worker, opts};` takes the seed's maps and strategy.
+template <class Worker>
+pool(Worker) -> pool<Worker>;
+template <class Worker>
+pool(Worker, options) -> pool<Worker>;
 
 template <class MasterSignals, class WorkerSignals, class Strategy, class System, class Worker>
 pool<Worker, MasterSignals, WorkerSignals, Strategy, System> make_pool(Worker worker,
