@@ -1796,6 +1796,14 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int ind
             "cannot start worker " + std::to_string(index) + ": pipe2: " + std::strerror(err));
         return false;
     }
+    // The pool's group lives while one of its workers does (a zombie
+    // counts); once every worker is reaped it is gone, and the next worker
+    // leads a new one instead of failing to join it (EPERM).
+    const auto alive = [](const slot& s) { return s.pid > 0; };
+    if (std::none_of(slots_.begin(), slots_.end(), alive) &&
+        std::none_of(retirees_.begin(), retirees_.end(), alive)) {
+        pgid_ = 0;
+    }
     const pid_t pid = System::fork();
     if (pid == 0) {
         if (notify[0] >= 0) System::close(notify[0]);
@@ -2392,6 +2400,16 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::perform(int s
         step_reload();
     } else if constexpr (std::is_same_v<Action, scale_up>) {
         if (stopping_) return;
+        const auto parked = std::find_if(slots_.begin(), slots_.end(), [](const slot& s) {
+            return s.state == worker_state::parked;
+        });
+        if (parked != slots_.end()) {
+            log(received + "; bringing back worker " + std::to_string(parked->index));
+            ++parked->generation;
+            std::fflush(nullptr);
+            spawn(parked->index);
+            return;
+        }
         if (static_cast<int>(slots_.size()) >= opts_.max_workers) {
             log(received + "; already at max_workers (" + std::to_string(opts_.max_workers) + ")");
             return;
@@ -2434,6 +2452,9 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::perform(int s
 // slot is then free for a successor.
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::retire(std::size_t index) {
+    for (slot& old : retirees_) {
+        if (old.awaiting_successor && old.index == static_cast<int>(index)) request_stop(old, true);
+    }
     slot& s = slots_[index];
     if (s.pid <= 0) return;
     retirees_.push_back(s);
