@@ -233,6 +233,17 @@ inline bool no_child_left() {
     return ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
 }
 
+// True in a user namespace that denies setgroups(2), as Bazel's linux-sandbox
+// does: there a privilege drop (options::user) can only fail.
+inline bool setgroups_denied() {
+    char policy[8] = "";
+    if (FILE* f = std::fopen("/proc/self/setgroups", "r")) {
+        if (std::fscanf(f, "%7s", policy) != 1) policy[0] = '\0';
+        std::fclose(f);
+    }
+    return std::strcmp(policy, "deny") == 0;
+}
+
 // Reaps every remaining descendant that ended up as our child (orphans come
 // to us: we are a subreaper). Returns how many were still running and had to
 // be killed; 0 means nothing was left behind.

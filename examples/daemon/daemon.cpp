@@ -5,8 +5,10 @@
 // them. A worker answers one request per connection:
 //
 //   GET /        200 "worker <index> pid <pid>"
-//   GET /crash   (--chaos only) the worker calls abort(): the pool shuts down
-//   GET /hang    (--chaos only) the worker ignores SIGTERM and stops serving
+//   GET /crash   (--chaos only) the worker calls abort(); --strategy decides
+//                whether the pool shuts down or restarts it
+//   GET /hang    (--chaos only) the worker ignores SIGTERM, stops serving and
+//                sends no more heartbeats
 //
 // Try it:
 //   bazel run //examples/daemon -- --listen 127.0.0.1:8080
@@ -14,15 +16,21 @@
 //   kill -USR1 <master pid>   # statistics table on stderr
 //   kill -TERM <master pid>   # clean stop, exit status 0
 //
+//   bazel run //examples/daemon -- --preset nginx --strategy one_for_one
+//   kill -HUP <master pid>    # new workers replace the old ones, one at a time
+//
 // The signals, the worker processes and the shutdown belong to the library;
 // this file only parses flags, opens the socket and speaks HTTP.
 
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -52,14 +60,38 @@ Options (also accepted as --option=value):
                          IPv4 address, a host name such as localhost, or [IPv6];
                          PORT 0 picks a free port (the log says which)
   --shutdown-timeout MS  time workers get between SIGTERM and SIGKILL (default 5000)
-  --no-fork              serve with one worker inside the master process (debugging)
+  --preset seed|nginx    which signals do what (default seed; see below)
+  --strategy NAME        what a worker's death does (default shutdown_all):
+                           shutdown_all  stop the whole server, exit status 1
+                           one_for_one   restart that worker
+                           one_for_all   restart every worker
+                           rest_for_one  restart it and every worker after it
+  --max-restarts N       a restarting strategy gives up (exit status 1) after more
+                         than N restarts within --restart-period, 0 to 1000000
+                         (default 5)
+  --restart-period MS    1 to 3600000 (default 10000)
+  --heartbeat-timeout MS a worker that shows no sign of life for MS gets SIGABRT,
+                         then --strategy decides; 0 to 3600000 (default 0: off)
+  --user NAME            workers run as this user (name or uid); needs root. The
+                         socket is bound first, so ports below 1024 work
+  --no-fork              serve with one worker inside the master process
+                         (debugging; not with --user, --heartbeat-timeout or a
+                         restarting strategy)
   --chaos                enable GET /crash (the worker aborts) and GET /hang (the
-                         worker ignores SIGTERM and stops serving); tests only
+                         worker ignores SIGTERM, stops serving and sends no more
+                         heartbeats); tests only
   --help                 print this help and exit
 
-Signals to the master: SIGTERM or SIGINT stop the server (exit status 0),
-SIGUSR1 prints a statistics table on stderr. If a worker dies, the whole server
-stops with exit status 1.
+Signals to the master with --preset seed: SIGTERM or SIGINT stop the server
+(exit status 0), SIGUSR1 prints a statistics table on stderr.
+
+With --preset nginx: SIGTERM or SIGINT stop the server at once, SIGQUIT
+gracefully (each worker answers the request it holds first), SIGHUP replaces
+the workers one at a time (a new one starts before an old one stops), SIGUSR1
+makes every worker reopen its logs, SIGTTIN adds a worker and SIGTTOU removes
+one (between 1 and 4 times --workers, at most 4096), SIGWINCH stops every
+worker while the master stays (SIGHUP brings them back), SIGUSR2 prints the
+statistics table.
 )";
 
 // A request head larger than this gets 431 (Request Header Fields Too Large).
@@ -87,15 +119,38 @@ struct config_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+enum class preset_kind { seed, nginx };
+enum class strategy_kind { shutdown_all, one_for_one, one_for_all, rest_for_one };
+
+// The words --preset and --strategy accept, in the order --help lists them.
+template <class Kind>
+using choice = std::pair<std::string_view, Kind>;
+constexpr choice<preset_kind> presets[] = {{"seed", preset_kind::seed},
+                                           {"nginx", preset_kind::nginx}};
+constexpr choice<strategy_kind> strategies[] = {{"shutdown_all", strategy_kind::shutdown_all},
+                                                {"one_for_one", strategy_kind::one_for_one},
+                                                {"one_for_all", strategy_kind::one_for_all},
+                                                {"rest_for_one", strategy_kind::rest_for_one}};
+
 struct config {
     std::string host = "127.0.0.1";
     int port = 8080;
     std::optional<int> workers;  // unset: the library default
     std::chrono::milliseconds shutdown_timeout{SUPERVISE_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS};
+    preset_kind preset = preset_kind::seed;
+    strategy_kind strategy = strategy_kind::shutdown_all;
+    std::optional<int> max_restarts;  // unset: the library defaults
+    std::optional<std::chrono::milliseconds> restart_period;
+    std::chrono::milliseconds heartbeat_timeout{0};
+    std::string user;
     bool no_fork = false;
     bool chaos = false;
     bool help = false;
 };
+
+// An hour bounds every duration flag: plenty, and far from overflowing the
+// library's deadline arithmetic.
+constexpr long long max_duration_ms = 3600000;
 
 // The whole text must be a decimal number in [min, max]: "4x", "" and " 4" are
 // refused rather than read as 4 or 0, as atoi() would.
@@ -111,6 +166,23 @@ long long parse_number(std::string_view flag, std::string_view text, long long m
                            std::to_string(max) + " (got " + std::string(text) + ")");
     }
     return value;
+}
+
+std::chrono::milliseconds parse_duration(std::string_view flag, std::string_view text,
+                                         long long min) {
+    return std::chrono::milliseconds(parse_number(flag, text, min, max_duration_ms));
+}
+
+// One of the words of `choices`, spelled exactly.
+template <class Kind, std::size_t N>
+Kind parse_choice(std::string_view flag, std::string_view text, const choice<Kind> (&choices)[N]) {
+    std::string words;
+    for (const auto& [word, kind] : choices) {
+        if (word == text) return kind;
+        words += (words.empty() ? "" : ", ") + std::string(word);
+    }
+    throw config_error(std::string(flag) + " must be one of " + words + " (got '" +
+                       std::string(text) + "')");
 }
 
 // "127.0.0.1:8080", "localhost:0", "[::1]:8080". The port is split off at the
@@ -162,10 +234,20 @@ config parse_command_line(int argc, char** argv) {
         } else if (flag == "--listen") {
             parse_listen(value(), cfg);
         } else if (flag == "--shutdown-timeout") {
-            // An hour is plenty, and keeps the library's deadline arithmetic
-            // far from overflowing.
-            cfg.shutdown_timeout =
-                std::chrono::milliseconds(parse_number(flag, value(), 1, 3600000));
+            cfg.shutdown_timeout = parse_duration(flag, value(), 1);
+        } else if (flag == "--preset") {
+            cfg.preset = parse_choice(flag, value(), presets);
+        } else if (flag == "--strategy") {
+            cfg.strategy = parse_choice(flag, value(), strategies);
+        } else if (flag == "--max-restarts") {
+            cfg.max_restarts = static_cast<int>(parse_number(flag, value(), 0, 1000000));
+        } else if (flag == "--restart-period") {
+            cfg.restart_period = parse_duration(flag, value(), 1);
+        } else if (flag == "--heartbeat-timeout") {
+            cfg.heartbeat_timeout = parse_duration(flag, value(), 0);
+        } else if (flag == "--user") {
+            cfg.user = std::string(value());
+            if (cfg.user.empty()) throw config_error("--user needs a user name or number");
         } else if (flag == "--no-fork") {
             no_value();
             cfg.no_fork = true;
@@ -179,11 +261,24 @@ config parse_command_line(int argc, char** argv) {
             throw config_error("unknown option '" + std::string(arg) + "'");
         }
     }
+    const bool restarting = cfg.strategy != strategy_kind::shutdown_all;
+    if (!restarting && (cfg.max_restarts || cfg.restart_period)) {
+        throw config_error(
+            "--max-restarts and --restart-period apply to a restarting --strategy "
+            "(one_for_one, one_for_all or rest_for_one)");
+    }
     if (cfg.no_fork) {
+        // The one worker is the master itself: nothing could restart it,
+        // watch it or drop its privileges.
         if (cfg.workers && *cfg.workers != 1) {
             throw config_error(
                 "--no-fork runs exactly one worker; it cannot be combined with --workers " +
                 std::to_string(*cfg.workers));
+        }
+        if (restarting || cfg.heartbeat_timeout.count() > 0 || !cfg.user.empty()) {
+            throw config_error(
+                "--no-fork runs the worker in the master: it cannot be combined with a "
+                "restarting --strategy, --heartbeat-timeout or --user");
         }
         cfg.workers = 1;
     }
@@ -294,11 +389,59 @@ void send_response(int fd, int status, const std::string& body, const char* extr
 
 enum class head_status { complete, too_large, timed_out, closed, stop_requested };
 
+// "worker <index> pid <pid>": how the worker names itself in replies and logs.
+std::string worker_name(const supervise::worker_context& ctx) {
+    return "worker " + std::to_string(ctx.index()) + " pid " + std::to_string(::getpid());
+}
+
+// Signals the worker map hands to the worker code (--preset nginx: SIGUSR1,
+// nginx's "reopen the log files"). This server writes no log file of its own,
+// so reopening is one line on stderr.
+void take_delivered_signals(supervise::worker_context& ctx) {
+    if (ctx.take_signal(SIGUSR1)) log("worker " + std::to_string(ctx.index()) + " reopened logs");
+}
+
+// Waits until the client's socket is readable. A fast stop (SIGTERM) ends the
+// wait; a graceful one (--preset nginx: SIGQUIT, SIGHUP's rolling reload,
+// SIGTTOU, SIGWINCH) does not: the request this worker has accepted is answered
+// first, or it would be lost. wait_readable() returns at once once any stop is
+// requested, so after a graceful stop this waits with ppoll(2) itself: every
+// signal is blocked while the stop is looked at and unblocked only inside
+// ppoll, so a fast stop cannot slip in between the look and the wait. The
+// worker says once per request that it is finishing it (`finishing`).
+supervise::wait_status wait_for_client(supervise::worker_context& ctx, int fd,
+                                       std::chrono::milliseconds timeout, bool& finishing) {
+    const supervise::wait_status status = ctx.wait_readable(fd, timeout);
+    if (status != supervise::wait_status::stop_requested || !ctx.stop_is_graceful()) {
+        return status;
+    }
+    if (!finishing) log(worker_name(ctx) + ": stopping after the request in hand");
+    finishing = true;
+    sigset_t all;
+    sigset_t old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = -1;
+    if (ctx.stop_is_graceful()) {
+        pollfd client{fd, POLLIN, 0};
+        const timespec limit{static_cast<time_t>(timeout / 1s),
+                             static_cast<long>((timeout % 1s) / 1ns)};
+        rc = ::ppoll(&client, 1, &limit, &old);
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (rc == 0) return supervise::wait_status::timed_out;
+    // A signal (rc < 0, EINTR) counts as ready: the caller's recv() finds
+    // nothing, and the next call sees whether the stop became a fast one.
+    return rc > 0 || ctx.stop_is_graceful() ? supervise::wait_status::ready
+                                            : supervise::wait_status::stop_requested;
+}
+
 // Reads until the blank line that ends the request head. Waiting goes through
-// ctx.wait_readable, so a stop request interrupts a slow client, and the whole
-// head must arrive within request_timeout.
+// wait_for_client, so a fast stop interrupts a slow client, and the whole head
+// must arrive within request_timeout.
 head_status read_request_head(supervise::worker_context& ctx, int fd, std::string& head) {
     const auto deadline = std::chrono::steady_clock::now() + request_timeout;
+    bool finishing = false;
     for (;;) {
         if (const std::size_t end = head.find("\r\n\r\n"); end != std::string::npos) {
             return end + 4 <= max_request_head ? head_status::complete : head_status::too_large;
@@ -307,12 +450,13 @@ head_status read_request_head(supervise::worker_context& ctx, int fd, std::strin
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
         if (left <= 0ms) return head_status::timed_out;
-        switch (ctx.wait_readable(fd, left)) {
+        switch (wait_for_client(ctx, fd, left, finishing)) {
             case supervise::wait_status::stop_requested:
                 return head_status::stop_requested;
             case supervise::wait_status::timed_out:
                 return head_status::timed_out;
-            case supervise::wait_status::signalled:  // a delivered signal: nothing to do here
+            case supervise::wait_status::signalled:
+                take_delivered_signals(ctx);
                 continue;
             case supervise::wait_status::ready:
                 break;
@@ -330,10 +474,10 @@ head_status read_request_head(supervise::worker_context& ctx, int fd, std::strin
 
 // GET /hang with --chaos: simulates a worker stuck in a loop that also lost
 // its SIGTERM handler. Only the master's SIGKILL after --shutdown-timeout (or
-// PR_SET_PDEATHSIG, if the master dies) can end it.
+// PR_SET_PDEATHSIG, if the master dies) can end it, or the watchdog's SIGABRT:
+// pause() is no service point of the worker context, so no heartbeat is sent.
 [[noreturn]] void hang(supervise::worker_context& ctx, int fd) {
-    const std::string who =
-        "worker " + std::to_string(ctx.index()) + " pid " + std::to_string(::getpid());
+    const std::string who = worker_name(ctx);
     // SIGTERM is ignored before the reply is sent: a client that got the
     // reply knows a SIGTERM can no longer stop this worker.
     std::signal(SIGTERM, SIG_IGN);
@@ -381,23 +525,27 @@ void serve_connection(supervise::worker_context& ctx, int fd, bool chaos) {
 
     const std::string_view path = target.substr(0, target.find('?'));
     if (path == "/") {
-        return send_response(
-            fd, 200,
-            "worker " + std::to_string(ctx.index()) + " pid " + std::to_string(::getpid()) + "\n");
+        return send_response(fd, 200, worker_name(ctx) + "\n");
     }
     if (chaos && path == "/crash") {
-        log("worker " + std::to_string(ctx.index()) + " pid " + std::to_string(::getpid()) +
-            ": GET /crash: calling abort()");
-        std::abort();  // the master sees SIGABRT and, as the seed says, stops everything
+        log(worker_name(ctx) + ": GET /crash: calling abort()");
+        std::abort();  // the master sees SIGABRT; --strategy decides what follows
     }
     if (chaos && path == "/hang") hang(ctx, fd);
     send_response(fd, 404, "not found\n");
 }
 
 // The worker: wait for a connection, take it, answer it, repeat until the
-// master asks to stop.
+// master asks to stop. A stop is looked at between connections only, so the
+// connection in hand is answered after a graceful stop (see wait_for_client).
 void serve(supervise::worker_context& ctx, int listen_fd, bool chaos) {
-    while (ctx.wait_readable(listen_fd) != supervise::wait_status::stop_requested) {
+    for (;;) {
+        const supervise::wait_status status = ctx.wait_readable(listen_fd);
+        if (status == supervise::wait_status::stop_requested) return;
+        if (status == supervise::wait_status::signalled) {
+            take_delivered_signals(ctx);
+            continue;
+        }
         const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd >= 0) {
             serve_connection(ctx, fd, chaos);
@@ -428,37 +576,41 @@ int usage_failure(const std::string& message) {
     return 2;
 }
 
-}  // namespace
+// ============================================================================
+// The pool
+// ============================================================================
 
-int main(int argc, char** argv) {
-    config cfg;
-    int listen_fd = -1;
-    try {
-        cfg = parse_command_line(argc, argv);
-        if (cfg.help) {
-            std::fputs(usage, stdout);
-            return 0;
-        }
-        listen_fd = open_listener(cfg);
-    } catch (const config_error& e) {
-        return usage_failure(e.what());
-    }
-    const std::string address = local_address(listen_fd);
-
+supervise::options pool_options(const config& cfg) {
     supervise::options opts;
     opts.name = "daemon";  // the library's lines read "daemon[pid]: ..."
     if (cfg.workers) opts.workers = *cfg.workers;
     opts.no_fork = cfg.no_fork;
     opts.shutdown_timeout = cfg.shutdown_timeout;
+    if (cfg.max_restarts) opts.max_restarts = *cfg.max_restarts;
+    if (cfg.restart_period) opts.restart_period = *cfg.restart_period;
+    opts.heartbeat_timeout = cfg.heartbeat_timeout;
+    opts.user = cfg.user;
+    // SIGTTIN / SIGTTOU (--preset nginx) scale between 1 and 4 times the
+    // starting size, within the library's cap.
+    opts.min_workers = 1;
+    opts.max_workers = std::min(4 * opts.workers, SUPERVISE_CONFIG_MAX_WORKERS);
+    return opts;
+}
 
+// Runs the server on a pool with these signal maps and this strategy; returns
+// the exit status.
+template <class MasterSignals, class WorkerSignals, class Strategy>
+int run_with(const config& cfg, int listen_fd) {
+    const std::string address = local_address(listen_fd);
     // The worker is a lambda, so the pool's type is spelled through it. The
-    // constructor checks the options (RLIMIT_NPROC, ...) and starts nothing.
+    // constructor checks the options (RLIMIT_NPROC, the user, ...) and starts
+    // nothing.
     auto worker = [listen_fd, chaos = cfg.chaos](supervise::worker_context& ctx) {
         serve(ctx, listen_fd, chaos);
     };
-    std::optional<supervise::pool<decltype(worker)>> pool;
+    std::optional<supervise::pool<decltype(worker), MasterSignals, WorkerSignals, Strategy>> pool;
     try {
-        pool.emplace(worker, opts);
+        pool.emplace(worker, pool_options(cfg));
     } catch (const std::invalid_argument& e) {
         return usage_failure(e.what());
     }
@@ -477,10 +629,60 @@ int main(int argc, char** argv) {
     pool->on_destroy("close listening socket", [listen_fd] { ::close(listen_fd); });
 
     try {
-        // 0 after SIGTERM or SIGINT, 1 after a worker failure.
+        // 0 after a requested stop, 1 after a worker failure (or too many).
         return pool->run().exit_status;
     } catch (const std::exception& e) {
         log(e.what());
         return 1;
     }
+}
+
+// The signal maps and the strategy are template arguments of the pool, fixed
+// at compile time: each --preset and --strategy pair is its own instantiation
+// of run_with (2 x 4), picked here from the flags.
+template <class MasterSignals, class WorkerSignals>
+int run_preset(const config& cfg, int listen_fd) {
+    switch (cfg.strategy) {
+        case strategy_kind::shutdown_all:
+            return run_with<MasterSignals, WorkerSignals, supervise::shutdown_all>(cfg, listen_fd);
+        case strategy_kind::one_for_one:
+            return run_with<MasterSignals, WorkerSignals, supervise::one_for_one>(cfg, listen_fd);
+        case strategy_kind::one_for_all:
+            return run_with<MasterSignals, WorkerSignals, supervise::one_for_all>(cfg, listen_fd);
+        case strategy_kind::rest_for_one:
+            return run_with<MasterSignals, WorkerSignals, supervise::rest_for_one>(cfg, listen_fd);
+    }
+    return 1;  // not reached: every strategy_kind is a case
+}
+
+int run(const config& cfg, int listen_fd) {
+    switch (cfg.preset) {
+        case preset_kind::seed:
+            return run_preset<supervise::seed_master_signals, supervise::seed_worker_signals>(
+                cfg, listen_fd);
+        case preset_kind::nginx:
+            return run_preset<supervise::nginx_master_signals, supervise::nginx_worker_signals>(
+                cfg, listen_fd);
+    }
+    return 1;  // not reached: every preset_kind is a case
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    config cfg;
+    int listen_fd = -1;
+    try {
+        cfg = parse_command_line(argc, argv);
+        if (cfg.help) {
+            std::fputs(usage, stdout);
+            return 0;
+        }
+        // Bound before the pool exists, by the master (root with --user), so
+        // the workers inherit it whatever user they run as.
+        listen_fd = open_listener(cfg);
+    } catch (const config_error& e) {
+        return usage_failure(e.what());
+    }
+    return run(cfg, listen_fd);
 }
