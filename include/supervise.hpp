@@ -314,6 +314,12 @@ struct options {
 
 // ---- What a worker sees. ----
 
+// What ends a worker_context::wait_readable() early.
+enum class wake_on {
+    any_stop,   // any stop request (the usual wait for new work)
+    fast_stop,  // only a fast one: for finishing the work in hand after a graceful stop
+};
+
 enum class wait_status {
     ready,           // the descriptor is readable (or in error: the next call says which)
     stop_requested,  // a terminate or graceful_stop signal arrived
@@ -910,9 +916,13 @@ class worker_context {
     // Waits until fd is readable, a stop is requested or the timeout passes
     // (negative: no timeout). Race-free: signals are blocked while the flag is
     // checked and unblocked atomically by ppoll(2), so a signal arriving just
-    // before the wait cannot be lost (the seed's pause() race).
+    // before the wait cannot be lost (the seed's pause() race). With
+    // wake_on::fast_stop a graceful stop does not end the wait, so a worker
+    // can finish reading the request it holds (still beating its heartbeat,
+    // still woken by a fast stop).
     wait_status wait_readable(int fd,
-                              std::chrono::milliseconds timeout = std::chrono::milliseconds(-1));
+                              std::chrono::milliseconds timeout = std::chrono::milliseconds(-1),
+                              wake_on wake = wake_on::any_stop);
 
     // Tells the master this worker serves (with options::wait_for_ready).
     void ready() noexcept;
@@ -1045,7 +1055,8 @@ inline void worker_context::write_statistics_line() noexcept {
     detail::write_all<posix_system>(stats_fd_, line, n);
 }
 
-inline wait_status worker_context::wait_readable(int fd, std::chrono::milliseconds timeout) {
+inline wait_status worker_context::wait_readable(int fd, std::chrono::milliseconds timeout,
+                                                 wake_on wake) {
     const std::int64_t deadline =
         timeout.count() < 0 ? -1 : detail::monotonic_ms() + timeout.count();
     const sigset_t handled = detail::sigset_of(plan_.handled);
@@ -1054,7 +1065,7 @@ inline wait_status worker_context::wait_readable(int fd, std::chrono::millisecon
     const sigset_t wait_mask = detail::sigset_without(old_mask, plan_.handled);
     wait_status result = wait_status::timed_out;
     for (;;) {
-        if (stop_requested()) {
+        if (stop_requested() && (wake == wake_on::any_stop || fast_stop_)) {
             result = wait_status::stop_requested;
             break;
         }
@@ -1436,6 +1447,12 @@ inline void check_options(const options& opts) {
     if (opts.workers < 1 || opts.workers > SUPERVISE_CONFIG_MAX_WORKERS) {
         fail("workers must be between 1 and " + std::to_string(SUPERVISE_CONFIG_MAX_WORKERS) +
              " (got " + std::to_string(opts.workers) + ")");
+    }
+    if (opts.no_fork && (!opts.user.empty() || opts.heartbeat_timeout.count() > 0 ||
+                         opts.notify_fd >= 0 || opts.subreaper)) {
+        fail(
+            "no_fork runs the worker in the master itself: user, heartbeat_timeout, notify_fd "
+            "and subreaper need forked workers");
     }
     if (opts.no_fork && opts.workers != 1) {
         fail("no_fork runs exactly one worker inline (got workers = " +

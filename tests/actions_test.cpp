@@ -64,18 +64,12 @@ enum class on_graceful {
     hold_until_killed,  // keep working through the fast stop too: only SIGKILL ends it
 };
 
-// Blocks, without a lost wake-up, until the stop under way is no longer
-// graceful. wait_readable() cannot wait for that: once a stop is requested it
-// returns at once. The stop signals are blocked while the flag is checked and
-// unblocked only inside sigsuspend(2).
+// Blocks until the stop under way is no longer graceful: what
+// wake_on::fast_stop is for (a worker finishing the work in hand).
 void wait_until_hurried(supervise::worker_context& ctx) {
-    sigset_t stops, old;
-    sigemptyset(&stops);
-    sigaddset(&stops, SIGTERM);
-    sigaddset(&stops, SIGINT);
-    ::sigprocmask(SIG_BLOCK, &stops, &old);
-    while (ctx.stop_is_graceful()) ::sigsuspend(&old);
-    ::sigprocmask(SIG_SETMASK, &old, nullptr);
+    while (ctx.wait_readable(-1, milliseconds(-1), supervise::wake_on::fast_stop) !=
+           supervise::wait_status::stop_requested) {
+    }
 }
 
 // Reports, one line per event:

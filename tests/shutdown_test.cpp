@@ -117,6 +117,14 @@ TEST_CASE("invalid options are refused before anything starts") {
          "log_fd 987 is not an open"},
         {"closed stats fd", [](supervise::options& o) { o.stats_fd = 988; },
          "stats_fd 988 is not an open"},
+        {"no_fork with a user to become",
+         [](supervise::options& o) {
+             o.no_fork = true;
+             o.workers = 1;
+             o.user = "nobody";
+         },
+         "no_fork runs the worker in the master itself: user, heartbeat_timeout, notify_fd and "
+         "subreaper need forked workers"},
         {"bad death signal", [](supervise::options& o) { o.parent_death_signal = 99; },
          "parent_death_signal must be 0 (off) or a signal number (got 99)"},
     };
