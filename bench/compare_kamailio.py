@@ -1,23 +1,31 @@
 #!/usr/bin/env python3
-"""Compare supervise's master with Debian's Kamailio on this machine.
+"""Benchmark supervise's master against Debian's Kamailio and a bare floor.
 
 Builds the bench programs with -O2 straight from the header, writes a minimal
-Kamailio configuration into a temporary directory, then runs, in one session:
+Kamailio configuration into a temporary directory, then runs, in one session,
+the parts chosen with --only (default: all of them, in this order):
 
-  (a) SIGTERM to the master -> master exited and its whole tree reaped
-  (b) SIGKILL to one worker -> master exited and its whole tree reaped
-  (c) cost of `-fsyntax-only` on a file that includes supervise.hpp, next to
-      one that includes only the headers supervise.hpp itself includes
+  term     (a) SIGTERM to the master -> master exited and its whole tree reaped
+  kill     (b) SIGKILL to one worker -> master exited and its whole tree reaped
+  compile  (c) cost of `-fsyntax-only` on a file that includes supervise.hpp,
+               next to one that includes only the headers supervise.hpp
+               itself includes
+  respawn  (d) SIGKILL to one worker of a restarting master -> its replacement
+               ready, for 4 and 64 workers (--respawn-workers); supervise
+               (one_for_one) and the floor only, peers to come
 
-(a) and (b) are measured by bench/shutdown_bench (one driver for every side),
-with the sides interleaved: supervise, Kamailio, floor, supervise, ...
+(a), (b) and (d) are measured by bench/shutdown_bench (one driver for every
+side), with the sides interleaved: supervise, Kamailio, floor, supervise, ...
 The floor is bench/floor_pool.cpp: a bare master with no library, which shows
-what ending that many processes costs on this machine at all.
+what ending (or forking) that many processes costs on this machine at all.
 
 Prints a Markdown report on stdout (and writes it with --output). Needs root
-only to install Kamailio when it is missing (apt-get). Standard library only.
+only to install Kamailio when it is missing (apt-get), and Kamailio only for
+(a) and (b). Standard library only.
 
-  bench/compare_kamailio.py --output bench/results/kamailio-$(date +%F).md
+  bench/compare_kamailio.py --only term,kill,compile \
+      --output bench/results/kamailio-$(date +%F).md
+  bench/compare_kamailio.py --only respawn --output bench/results/respawn-$(date +%F).md
 """
 
 import argparse
@@ -44,6 +52,14 @@ CXXFLAGS = ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
 # UDP receivers per UDP listen address, plus "slow timer", "timer" and the
 # "secondary timer" (wtimer). TCP, SCTP and control modules are off.
 KAMAILIO_EXTRA_PROCS = 3
+
+# The parts, in the order they run.
+PARTS = ("term", "kill", "compile", "respawn")
+
+# (d): the string supervise's master logs once a restarted worker is ready
+# ("worker I (pid P) is back, generation G"); every respawn trial starts a
+# fresh pool, so the replacement is always generation 1.
+SUPERVISE_BACK_LINE = "is back, generation 1"
 
 # A trial whose machine was at least this busy (percent of all CPUs) during the
 # settle time before t0, while the measured tree sat idle, had company.
@@ -167,7 +183,7 @@ def loadavg():
 
 
 # ---------------------------------------------------------------------------
-# (a) and (b)
+# (a), (b) and (d): the sides and the driver
 # ---------------------------------------------------------------------------
 
 def sides(binaries, tmp, workers, port):
@@ -190,18 +206,54 @@ def sides(binaries, tmp, workers, port):
     ]
 
 
-def measure_shutdown(binaries, tmp, workers, port, scenario, reps, warmup, quiet_pct,
-                     quiet_wait_ms, nice):
+def respawn_sides(binaries, tmp, workers):
+    """The sides of (d) for one pool size: a master with `workers` workers that
+    replaces a worker that dies, and tells the driver when the replacement is
+    ready.
+
+    The peers of a later issue (nginx, runsv, s6, supervisord) go here, one
+    entry each: a foreground command with `workers` children and a replacement
+    signal the driver understands (--respawn-byte: one byte on the --ready-fd
+    pipe from the new worker; --respawn-line TEXT: a line on the --log-pipe-fd
+    pipe, which may be 2 for a master that logs to stderr). respawn_table()
+    compares every side with the floor of the same size."""
+    procs = str(workers + 1)
+    n = str(workers)
+    pool = [binaries["idle_pool"], "--workers", n, "--ready-fd", "3", "--strategy", "one_for_one"]
+    return [
+        # Log silenced, as in (a) and (b): the mechanism alone.
+        ("supervise-%d" % workers,
+         ["--procs", procs, "--ready-fd", "3", "--respawn-byte",
+          "--log", os.path.join(tmp, "supervise-%d.log" % workers),
+          "--cmd"] + pool + ["--end"]),
+        # Logging to a pipe with a reader, as to journald: also times the
+        # master's own "is back" line.
+        ("supervise-log-%d" % workers,
+         ["--procs", procs, "--ready-fd", "3", "--respawn-byte",
+          "--log-pipe-fd", "4", "--respawn-line", SUPERVISE_BACK_LINE,
+          "--log", os.path.join(tmp, "supervise-log-%d.log" % workers),
+          "--cmd"] + pool + ["--log-fd", "4", "--end"]),
+        ("floor-%d" % workers,
+         ["--procs", procs, "--ready-fd", "3", "--respawn-byte",
+          "--log", os.path.join(tmp, "floor-%d.log" % workers),
+          "--cmd", binaries["floor_pool"], "--workers", n, "--ready-fd", "3", "--respawn",
+          "--end"]),
+    ]
+
+
+def run_driver(binaries, tmp, scenario, side_list, reps, args, extra=()):
+    """Runs bench/shutdown_bench once for `scenario` with the sides interleaved;
+    returns its command and its rows (dicts keyed by its TSV header)."""
     cmd = [binaries["shutdown_bench"], "--scenario", scenario, "--reps", str(reps),
-           "--warmup", str(warmup), "--nice", str(nice)]
-    if quiet_pct >= 0:
-        cmd += ["--quiet-pct", str(quiet_pct), "--quiet-wait-ms", str(quiet_wait_ms)]
-    for name, args in sides(binaries, tmp, workers, port):
-        cmd += ["--side", name] + args
+           "--warmup", str(args.warmup), "--nice", str(args.nice)] + list(extra)
+    if args.quiet_pct >= 0:
+        cmd += ["--quiet-pct", str(args.quiet_pct), "--quiet-wait-ms", str(args.quiet_wait_ms)]
+    for name, side_args in side_list:
+        cmd += ["--side", name] + side_args
     log("running scenario %s, %d repetitions per side (interleaved)" % (scenario, reps))
     # Bounded from outside too: the driver bounds every wait itself, this is
     # the last line of defence.
-    limit = 60 + (reps + warmup) * 3 * (30 + quiet_wait_ms // 1000)
+    limit = 60 + (reps + args.warmup) * len(side_list) * (30 + args.quiet_wait_ms // 1000)
     driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         stdout, _ = driver.communicate(timeout=limit)
@@ -221,14 +273,14 @@ def measure_shutdown(binaries, tmp, workers, port, scenario, reps, warmup, quiet
     for line in lines[1:]:
         rows.append(dict(zip(header, line.split("\t"))))
     if driver.returncode != 0:
-        for name in ("kamailio.log", "supervise.log", "floor.log"):
-            path = os.path.join(tmp, name)
-            if os.path.exists(path):
-                with open(path, errors="replace") as f:
-                    tail = f.readlines()[-15:]
-                log("last lines of %s:\n%s" % (name, "".join(tail)))
+        for name in sorted(os.listdir(tmp)):
+            if not name.endswith(".log"):
+                continue
+            with open(os.path.join(tmp, name), errors="replace") as f:
+                tail = f.readlines()[-15:]
+            log("last lines of %s:\n%s" % (name, "".join(tail)))
         sys.exit("compare_kamailio: shutdown_bench failed (exit status %d)" % driver.returncode)
-    return cmd, rows
+    return cmd, header, rows
 
 
 # ---------------------------------------------------------------------------
@@ -353,15 +405,90 @@ def shutdown_table(rows, workers):
     return "\n".join(out)
 
 
-def paired_ratio(rows, a, b):
+def paired_ratio(rows, a, b, key="tree_gone_us", key_a=None):
+    """Median of a/b over the repetitions where both ran; a's value is read
+    from key_a when given (another column of the same trial)."""
     by_rep = {}
     for r in rows:
-        by_rep.setdefault(r["rep"], {})[r["side"]] = float(r["tree_gone_us"])
+        if r[key] != "-":
+            by_rep.setdefault(r["rep"], {})[r["side"]] = float(r[key])
+        if key_a and r["side"] == a and r[key_a] != "-":
+            by_rep.setdefault(r["rep"], {})[a] = float(r[key_a])
     ratios = [v[a] / v[b] for v in by_rep.values() if a in v and b in v and v[b] > 0]
     if not ratios:
         return "-"
     return "%.2f (%d pairs, middle half %.2f – %.2f)" % (
         statistics.median(ratios), len(ratios), *quartiles(ratios))
+
+
+RESPAWN_LABELS = {
+    "supervise": "supervise (idle_pool, one_for_one, log off)",
+    "supervise-log": "supervise, logging to a pipe",
+    "floor": "floor (floor_pool --respawn)",
+}
+
+
+def respawn_table(rows, sizes):
+    """(d): one row per side and size, then each supervise side / floor."""
+    def spread(values):
+        if not values:
+            return "-", "-"
+        return ms(statistics.median(values)), "%s – %s" % (
+            ms(min(values)).replace(" ms", ""), ms(max(values)))
+
+    def column(mine, key):
+        return [float(r[key]) / 1000 for r in mine if r[key] != "-"]
+
+    out = ["| workers | side | runs | replacement ready (its byte): median | min – max "
+           "| master logged \"is back\": median | min – max | killed: fork-order position "
+           "| master exit status at the end | machine busy before t0: median (runs ≥ %d %%) |"
+           % NOISY_PCT,
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    medians = {}
+    waits = 0
+    for workers in sizes:
+        for kind in RESPAWN_LABELS:
+            name = "%s-%d" % (kind, workers)
+            mine = [r for r in rows if r["side"] == name]
+            byte = column(mine, "respawn_byte_us")
+            line = column(mine, "respawn_line_us")
+            busy = [float(r["busy_before_pct"]) for r in mine]
+            waits += sum(int(r["quiet_waits"]) for r in mine)
+            exits = {}
+            for r in mine:
+                key = ("signal %s" % r["signal"]) if r["signal"] != "0" else r["exit_code"]
+                exits[key] = exits.get(key, 0) + 1
+            victims = sorted({r["victim"] for r in mine})
+            medians[name] = statistics.median(byte) if byte else float("nan")
+            medians[name + "/line"] = statistics.median(line) if line else float("nan")
+            out.append("| %d | %s | %d | %s | %s | %s | %s | %s of %d | %s | %.0f %% (%d) |" % (
+                workers, RESPAWN_LABELS[kind], len(mine), *spread(byte), *spread(line),
+                "/".join(victims), workers,
+                ", ".join("%s (%d/%d)" % (k, v, len(mine)) for k, v in sorted(exits.items())),
+                statistics.median(busy) if busy else float("nan"),
+                sum(1 for b in busy if b >= NOISY_PCT)))
+    out.append("")
+    if waits:
+        out.append("Waiting for a quiet machine took %d extra settle period(s) in all." % waits)
+        out.append("")
+    out += ["| workers | ratio to the floor's replacement ready | ratio of medians "
+            "| median of the per-repetition ratios (middle half) |",
+            "|---|---|---|---|"]
+    for workers in sizes:
+        floor = "floor-%d" % workers
+        rows_of_size = (
+            # (label, side, its time column if not the byte, bold)
+            ("supervise (log off), its byte", "supervise-%d" % workers, None, True),
+            ("supervise logging, its byte", "supervise-log-%d" % workers, None, False),
+            ("supervise logging, the \"is back\" line", "supervise-log-%d" % workers,
+             "respawn_line_us", False),
+        )
+        for label, name, key_a, bold in rows_of_size:
+            ratio = "%.2f" % (medians[name + ("/line" if key_a else "")] / medians[floor])
+            out.append("| %d | %s | %s | %s |" % (
+                workers, label, "**%s**" % ratio if bold else ratio,
+                paired_ratio(rows, name, floor, "respawn_byte_us", key_a)))
+    return "\n".join(out)
 
 
 def quartiles(values):
@@ -389,7 +516,7 @@ def compile_table(count, results):
     return "\n".join(out)
 
 
-def machine_info():
+def machine_info(with_kamailio):
     lscpu = output_of(["lscpu"])
     def field(name):
         m = re.search(r"^%s:\s*(.+)$" % re.escape(name), lscpu, re.M)
@@ -404,7 +531,7 @@ def machine_info():
     # Only what is measured or measures: the header and the bench programs.
     dirty = output_of(["git", "-C", ROOT, "status", "--porcelain", "--", "include",
                        "bench/*.cpp", "bench/*.py"])
-    return [
+    rows = [
         ("date (UTC)", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
         ("kernel", "%s %s %s" % (u.sysname, u.release, u.machine)),
         ("CPU", "%s; %s CPUs, %s thread(s) per core%s" % (
@@ -413,22 +540,32 @@ def machine_info():
             "; hypervisor " + field("Hypervisor vendor"))),
         ("g++", output_of(["g++", "--version"]).splitlines()[0]),
         ("clang++", (output_of(["clang++", "--version"]).splitlines() or ["-"])[0]),
-        ("kamailio", "%s (Debian package %s)" % (
-            output_of(["kamailio", "-v"]).splitlines()[0].replace("version: ", ""),
-            output_of(["dpkg-query", "-W", "-f", "${Version}", "kamailio"]) or "?")),
-        ("supervise", "%s, commit %s%s" % (version, commit,
-                                          " + local changes" if dirty else "")),
     ]
+    if with_kamailio:
+        rows.append(("kamailio", "%s (Debian package %s)" % (
+            output_of(["kamailio", "-v"]).splitlines()[0].replace("version: ", ""),
+            output_of(["dpkg-query", "-W", "-f", "${Version}", "kamailio"]) or "?")))
+    rows.append(("supervise", "%s, commit %s%s" % (version, commit,
+                                                  " + local changes" if dirty else "")))
+    return rows
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help="comma-separated parts to run, of: %s (default: all)"
+                             % ", ".join(PARTS))
     parser.add_argument("--workers", type=int, default=14,
-                        help="worker processes per side (Kamailio: children = workers - 3)")
+                        help="worker processes per side in (a) and (b) "
+                             "(Kamailio: children = workers - 3)")
     parser.add_argument("--reps-term", type=int, default=30, help="repetitions of (a) per side")
     parser.add_argument("--reps-kill", type=int, default=10, help="repetitions of (b) per side")
-    parser.add_argument("--warmup", type=int, default=1, help="unreported trials per side first")
     parser.add_argument("--compile-runs", type=int, default=15, help="runs of (c) per file")
+    parser.add_argument("--reps-respawn", type=int, default=30,
+                        help="repetitions of (d) per side and size")
+    parser.add_argument("--respawn-workers", default="4,64",
+                        help="comma-separated pool sizes for (d)")
+    parser.add_argument("--warmup", type=int, default=1, help="unreported trials per side first")
     parser.add_argument("--wait-idle", type=int, default=60,
                         help="wait up to this many seconds for a quiet machine (0: do not)")
     parser.add_argument("--quiet-pct", type=int, default=NOISY_PCT,
@@ -441,40 +578,65 @@ def main():
                              "(negative values need root; on the first machine -20 did not make "
                              "the results less noisy under other load)")
     parser.add_argument("--output", help="also write the Markdown report here")
-    parser.add_argument("--raw", help="write every trial as TSV here")
+    parser.add_argument("--raw", help="write every trial of (a), (b) and (d) as TSV here")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the build/log directory")
     args = parser.parse_args()
-    if args.workers <= KAMAILIO_EXTRA_PROCS:
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        parser.error("--only takes parts from: %s" % ", ".join(PARTS))
+    parts = [p for p in PARTS if p in parts]  # always in the same order
+    try:
+        sizes = [int(w) for w in args.respawn_workers.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 2:
+        parser.error("--respawn-workers takes pool sizes of 2 or more, e.g. 4,64")
+    with_kamailio = "term" in parts or "kill" in parts
+    if with_kamailio and args.workers <= KAMAILIO_EXTRA_PROCS:
         parser.error("--workers must be above %d (Kamailio's timer processes)"
                      % KAMAILIO_EXTRA_PROCS)
 
-    ensure_kamailio()
+    if with_kamailio:
+        ensure_kamailio()
     tmp = tempfile.mkdtemp(prefix="supervise-bench-")
+    results = {}
+    headers = []
     try:
         binaries = build(tmp)
         port = free_udp_port()
-        with open(os.path.join(tmp, "kamailio.cfg"), "w") as f:
-            f.write(KAMAILIO_CFG.format(children=args.workers - KAMAILIO_EXTRA_PROCS, port=port,
-                                        mpath=kamailio_module_dir()))
-        info = machine_info()
+        if with_kamailio:
+            with open(os.path.join(tmp, "kamailio.cfg"), "w") as f:
+                f.write(KAMAILIO_CFG.format(children=args.workers - KAMAILIO_EXTRA_PROCS,
+                                            port=port, mpath=kamailio_module_dir()))
+        info = machine_info(with_kamailio)
 
         def settle():
             if args.wait_idle > 0:
                 return wait_until_idle(args.wait_idle)
             return cpu_busy_fraction(1.0)
 
-        busy = [settle()]
+        busy = []
         load_before = loadavg()
         started = time.monotonic()
-        _, term_rows = measure_shutdown(binaries, tmp, args.workers, port, "term",
-                                        args.reps_term, args.warmup, args.quiet_pct,
-                                        args.quiet_wait_ms, args.nice)
-        busy.append(settle())
-        _, kill_rows = measure_shutdown(binaries, tmp, args.workers, port, "kill",
-                                        args.reps_kill, args.warmup, args.quiet_pct,
-                                        args.quiet_wait_ms, args.nice)
-        busy.append(settle())
-        count, compile_results = measure_compile(tmp, args.compile_runs)
+        for part in parts:
+            busy.append(settle())
+            if part in ("term", "kill"):
+                reps = args.reps_term if part == "term" else args.reps_kill
+                _, header, rows = run_driver(binaries, tmp, part,
+                                             sides(binaries, tmp, args.workers, port), reps,
+                                             args)
+            elif part == "respawn":
+                side_list = []
+                for workers in sizes:
+                    side_list += respawn_sides(binaries, tmp, workers)
+                _, header, rows = run_driver(binaries, tmp, "respawn", side_list,
+                                             args.reps_respawn, args, ["--victim", "middle"])
+            else:
+                header, rows = None, measure_compile(tmp, args.compile_runs)
+            if header:
+                headers += [h for h in header if h not in headers]
+            results[part] = rows
         took = time.monotonic() - started
         load_after = loadavg()
     finally:
@@ -484,16 +646,61 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
 
     invoked = "bench/compare_kamailio.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    lines = ["# supervise vs Kamailio: shutdown time and compile cost", ""]
+    titles = {"term": "shutdown time", "kill": "fail-fast time", "compile": "compile cost",
+              "respawn": "respawn time"}
+    peers = "Kamailio" if with_kamailio else "a bare floor"
+    lines = ["# supervise vs %s: %s" % (peers, ", ".join(titles[p] for p in parts)), ""]
     lines += ["| | |", "|---|---|"]
     lines += ["| %s | %s |" % (k, v) for k, v in info]
     lines += ["| command | `%s` |" % invoked.strip(),
-              "| load | CPUs %s busy just before (a), (b), (c); load average %s before, %s "
-              "after (%.0f s of measuring) |" % (" / ".join("%.0f %%" % (b * 100) for b in busy),
-                                                 load_before, load_after, took),
+              "| load | CPUs %s busy just before %s; load average %s before, %s "
+              "after (%.0f s of measuring) |" % (
+                  " / ".join("%.0f %%" % (b * 100) for b in busy),
+                  ", ".join(LETTERS[p] for p in parts), load_before, load_after, took),
               ""]
+    if with_kamailio:
+        lines += kamailio_sections(args, results)
+    if "compile" in parts:
+        count, compile_results = results["compile"]
+        lines += [
+            "## (c) Compile cost: `-std=c++17 -fsyntax-only`, median of %d runs (min – max)"
+            % args.compile_runs,
+            "",
+            "CPU time (user + system of the compiler and its subprocesses) is the measure; wall "
+            "time, which other programs on the machine inflate, is shown below it.",
+            "",
+            "The baseline file holds the #include lines extracted from supervise.hpp by the "
+            "script, so it follows the header.",
+            "",
+            compile_table(count, compile_results),
+            "",
+        ]
+    if "respawn" in parts:
+        lines += respawn_sections(args, sizes, results["respawn"])
+    report = "\n".join(lines)
+    print(report)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(report)
+        log("wrote " + args.output)
+    if args.raw:
+        with open(args.raw, "w") as f:
+            f.write("\t".join(headers) + "\n")
+            for part in parts:
+                if part == "compile":
+                    continue
+                for r in results[part]:
+                    f.write("\t".join(r.get(k, "-") for k in headers) + "\n")
+        log("wrote " + args.raw)
+
+
+LETTERS = {"term": "(a)", "kill": "(b)", "compile": "(c)", "respawn": "(d)"}
+
+
+def kamailio_sections(args, results):
+    """(a) and (b): the trees, then one table per scenario that ran."""
     kam_children = args.workers - KAMAILIO_EXTRA_PROCS
-    lines += [
+    lines = [
         "## Process trees",
         "",
         "Every side has %d processes: a master and %d children." % (args.workers + 1,
@@ -518,47 +725,73 @@ def main():
         "`waitpid(-1)`: the master and every process of its tree are reaped. "
         "Sides run interleaved (supervise, Kamailio, floor, supervise, ...), "
         "after %d unreported warm-up run(s) each%s." % (
-            args.workers + 1,
-            "" if args.quiet_pct < 0 else
-            ", repeated (for up to %d s) until the machine was at most %d %% busy during it"
-            % (args.quiet_wait_ms // 1000, args.quiet_pct),
-            args.warmup,
-            "" if args.nice == 0 else "; the driver and every side ran at nice %d" % args.nice),
-        "",
-        "## (a) SIGTERM to the master → tree gone",
-        "",
-        shutdown_table(term_rows, args.workers),
-        "",
-        "## (b) SIGKILL to one worker (the master's first-forked child) → tree gone",
-        "",
-        shutdown_table(kill_rows, args.workers),
-        "",
-        "## (c) Compile cost: `-std=c++17 -fsyntax-only`, median of %d runs (min – max)"
-        % args.compile_runs,
-        "",
-        "CPU time (user + system of the compiler and its subprocesses) is the measure; wall "
-        "time, which other programs on the machine inflate, is shown below it.",
-        "",
-        "The baseline file holds the #include lines extracted from supervise.hpp by the script, "
-        "so it follows the header.",
-        "",
-        compile_table(count, compile_results),
+            args.workers + 1, quiet_clause(args), args.warmup, nice_clause(args)),
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(report)
-        log("wrote " + args.output)
-    if args.raw:
-        with open(args.raw, "w") as f:
-            keys = ["scenario", "side", "rep", "procs", "master_exit_us", "tree_gone_us",
-                    "exit_code", "signal", "orphans_reaped", "busy_before_pct", "quiet_waits"]
-            f.write("\t".join(keys) + "\n")
-            for r in term_rows + kill_rows:
-                f.write("\t".join(r[k] for k in keys) + "\n")
-        log("wrote " + args.raw)
+    if "term" in results:
+        lines += ["## (a) SIGTERM to the master → tree gone", "",
+                  shutdown_table(results["term"], args.workers), ""]
+    if "kill" in results:
+        lines += ["## (b) SIGKILL to one worker (the master's first-forked child) → tree gone", "",
+                  shutdown_table(results["kill"], args.workers), ""]
+    return lines
+
+
+def respawn_sections(args, sizes, rows):
+    """(d): how it was measured, then the table."""
+    return [
+        "## (d) SIGKILL to one worker → its replacement ready",
+        "",
+        "Sides, for each pool size N (%s): a master and N workers, N + 1 processes." % (
+            " and ".join(str(n) for n in sizes)),
+        "",
+        "- **supervise**: `idle_pool --workers N --strategy one_for_one`: the one_for_one "
+        "strategy, `restart_delay` 100 ms and `max_restarts` 5 set explicitly (a slot's first "
+        "restart is immediate; every trial starts a fresh pool, so every kill is a first "
+        "restart); workers wait in `worker_context::wait_readable(-1)`; log silenced "
+        "(`log_fd = -1`), as in (a) and (b).",
+        "- **supervise, logging to a pipe**: the same with `--log-fd 4`: the master logs to a "
+        "pipe the driver reads, as to journald or a container runtime. On the way it writes two "
+        "lines: \"worker N/2 (pid P) killed by signal 9 (SIGKILL); restarting worker N/2\" "
+        "(before the fork) and \"worker N/2 (pid P') is back, generation 1\".",
+        "- **floor**: `floor_pool --workers N --respawn`: no library; on SIGCHLD the master "
+        "reaps and forks the replacement at once; children sleep in `sigsuspend`.",
+        "",
+        "t0 = the driver's SIGKILL to the middle worker in fork order (position N/2: supervise's "
+        "worker N/2), the same slot in every trial. **Replacement ready** = the driver read one "
+        "byte that the new worker wrote to the readiness pipe as the first thing its code did "
+        "(supervise: first statement of the worker function when `generation() > 0`, i.e. "
+        "after the library restored and installed its signal handling and sent its start-up "
+        "record to the master; floor: first statement after `fork()`). Same signal on every "
+        "side. For supervise logging, the driver also times the master's own log line "
+        "\"worker N/2 (pid P) is back, generation 1\" (written when the master has read that "
+        "start-up record): when the supervisor itself knows. After both, untimed: the tree "
+        "must have N + 1 processes again, all sleeping, the killed one gone and exactly one new "
+        "child of the master; then SIGTERM to the master and a bounded wait until its tree is "
+        "gone before the next trial.",
+        "",
+        "Before t0: the initial ready byte (supervise: `pool::on_ready`), the tree complete and "
+        "sleeping, 100 ms of settling%s. Sides run interleaved (%s, ...), after %d unreported "
+        "warm-up run(s) each%s." % (
+            quiet_clause(args),
+            ", ".join("%s-%d" % (kind, n) for n in sizes for kind in RESPAWN_LABELS),
+            args.warmup,
+            nice_clause(args)),
+        "",
+        respawn_table(rows, sizes),
+        "",
+    ]
+
+
+def quiet_clause(args):
+    if args.quiet_pct < 0:
+        return ""
+    return (", repeated (for up to %d s) until the machine was at most %d %% busy during it"
+            % (args.quiet_wait_ms // 1000, args.quiet_pct))
+
+
+def nice_clause(args):
+    return "" if args.nice == 0 else "; the driver and every side ran at nice %d" % args.nice
 
 
 def on_terminate(signum, _frame):

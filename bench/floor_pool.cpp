@@ -1,4 +1,4 @@
-// floor_pool: the floor of the shutdown benchmarks, with no library at all.
+// floor_pool: the floor of the benchmarks, with no library at all.
 //
 // The least a master can do and still behave like the seed: fork N children
 // that sleep in sigsuspend(); on SIGTERM/SIGINT, or when a child dies, send
@@ -8,7 +8,12 @@
 // much of a measured shutdown is the kernel's work of ending processes on
 // this machine, so the other sides can be read against it.
 //
-//   floor_pool --workers 14 --ready-fd 3
+// --respawn (the respawn benchmark): a child that dies is replaced at once by
+// a new fork instead, and the new child writes one byte to the --ready-fd
+// descriptor before it goes to sleep, as supervise's restarted workers do in
+// bench/idle_pool.cpp. The master keeps that descriptor open for them.
+//
+//   floor_pool --workers 14 --ready-fd 3 [--respawn]
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,15 +25,40 @@
 #include <cstring>
 #include <vector>
 
+namespace {
+
+// The child's whole life: default dispositions, so SIGTERM ends it inside
+// the kernel.
+[[noreturn]] void child(int ready_fd, bool replacement) {
+    if (replacement) {
+        const char byte = 'B';
+        if (write(ready_fd, &byte, 1) != 1) _exit(1);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    for (;;) sigsuspend(&none);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     int workers = 0;
     int ready_fd = -1;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (std::strcmp(argv[i], "--workers") == 0) workers = std::atoi(argv[i + 1]);
-        if (std::strcmp(argv[i], "--ready-fd") == 0) ready_fd = std::atoi(argv[i + 1]);
+    bool respawn = false;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
+            workers = std::atoi(argv[++i]);
+        } else if (std::strcmp(argv[i], "--ready-fd") == 0 && i + 1 < argc) {
+            ready_fd = std::atoi(argv[++i]);
+        } else if (std::strcmp(argv[i], "--respawn") == 0) {
+            respawn = true;
+        } else {
+            workers = 0;
+            break;
+        }
     }
-    if (workers < 1) {
-        std::fprintf(stderr, "usage: floor_pool --workers N [--ready-fd FD]\n");
+    if (workers < 1 || (respawn && ready_fd < 0)) {
+        std::fprintf(stderr, "usage: floor_pool --workers N [--ready-fd FD [--respawn]]\n");
         return 2;
     }
 
@@ -46,18 +76,13 @@ int main(int argc, char** argv) {
             std::perror("floor_pool: fork");
             break;
         }
-        if (pid == 0) {
-            // Default dispositions: SIGTERM ends the child inside the kernel.
-            sigset_t none;
-            sigemptyset(&none);
-            for (;;) sigsuspend(&none);
-        }
+        if (pid == 0) child(ready_fd, false);
         children.push_back(pid);
     }
     if (ready_fd >= 0) {
         const char byte = 'R';
         if (write(ready_fd, &byte, 1) != 1) std::perror("floor_pool: write");
-        close(ready_fd);
+        if (!respawn) close(ready_fd);
     }
 
     int status = 0;
@@ -65,11 +90,23 @@ int main(int argc, char** argv) {
     for (;;) {
         if (sigwaitinfo(&stop, &info) < 0) continue;
         if (info.si_signo != SIGCHLD) break;
-        const pid_t dead = waitpid(-1, nullptr, WNOHANG);
-        if (dead > 0) {
+        bool died = false;
+        for (pid_t dead; (dead = waitpid(-1, nullptr, WNOHANG)) > 0;) {
             for (pid_t& pid : children) {
-                if (pid == dead) pid = 0;
+                if (pid != dead) continue;
+                pid = 0;
+                died = true;
+                if (!respawn) continue;
+                pid = fork();
+                if (pid == 0) child(ready_fd, true);
+                if (pid < 0) {
+                    std::perror("floor_pool: fork");
+                    pid = 0;
+                    respawn = false;  // cannot replace it: stop as the seed does
+                }
             }
+        }
+        if (died && !respawn) {
             status = 1;
             break;
         }

@@ -1,4 +1,5 @@
-// shutdown_bench: times how fast a supervisor's whole process tree goes away.
+// shutdown_bench: times how fast a supervisor's whole process tree goes away,
+// and how fast it replaces a worker that died.
 //
 // One driver for every peer: each "side" is a command that starts a master
 // with its workers. For each repetition and each side in turn (interleaved:
@@ -6,11 +7,19 @@
 //   1. forks and execs the side's command in a new process group,
 //   2. waits until the tree is ready (see below), then lets it settle,
 //   3. at t0 either sends SIGTERM to the master (--scenario term) or SIGKILL
-//      to one worker (--scenario kill: the master's first-forked child),
-//   4. records when the master exited (its pidfd became readable) and when
-//      the whole tree was gone: the driver is a child subreaper
-//      (PR_SET_CHILD_SUBREAPER), so any process the master leaves behind is
-//      re-parented to it; it reaps everything until waitpid() says ECHILD.
+//      to one worker (--scenario kill and respawn; --victim says which: the
+//      master's first-forked child, or the middle one in fork order),
+//   4. term and kill: records when the master exited (its pidfd became
+//      readable) and when the whole tree was gone: the driver is a child
+//      subreaper (PR_SET_CHILD_SUBREAPER), so any process the master leaves
+//      behind is re-parented to it; it reaps everything until waitpid() says
+//      ECHILD.
+//      respawn: records when the replacement said it is ready (see below),
+//      checks that the tree is whole again (the victim gone, exactly one new
+//      child of the master, every process sleeping), then sends SIGTERM to
+//      the master and waits, bounded, until the tree is gone before the next
+//      trial. Every trial starts a fresh tree, so every kill is the slot's
+//      first death (no back-off, no restart intensity carried over).
 //
 // Ready means, in this order and all within --ready-timeout-ms:
 //   - if --ready-fd N: the side wrote a byte to its descriptor N (a pipe);
@@ -19,9 +28,18 @@
 //   - the tree (master included) has exactly --procs processes and every one
 //     of them is sleeping (state S in /proc/PID/stat), i.e. idle.
 //
-// Output: one tab-separated line per measured trial on stdout (header first),
-// a short summary on stderr. Each line also says how busy the whole machine
-// was (busy_before_pct) during the settle time before t0, while the tree was
+// The replacement is ready (respawn), within --stop-timeout-ms of t0, when
+// every signal the side offers has arrived:
+//   - --respawn-byte: one more byte on its --ready-fd pipe (written by the new
+//     worker itself);
+//   - --respawn-line TEXT: a line containing TEXT on its --log-pipe-fd pipe
+//     (written by the master, e.g. supervise's "is back, generation 1").
+// Each is timed separately (respawn_byte_us, respawn_line_us).
+//
+// Output: one tab-separated line per measured trial on stdout (header first;
+// "-" where a column does not apply to the scenario), a short summary on
+// stderr. Each line also says how busy the whole machine was
+// (busy_before_pct) during the settle time before t0, while the tree was
 // idle: a high value means another program was competing for the CPUs. With
 // --quiet-pct P the driver keeps settling until a settle period finds the
 // machine at most P % busy (bounded by --quiet-wait-ms); quiet_waits counts
@@ -36,7 +54,13 @@
 //   shutdown_bench --scenario term --reps 30
 //       --side ours --procs 15 --ready-fd 3 --cmd ./idle_pool --workers 14 --ready-fd 3 --end
 //       --side kamailio --procs 15 --probe-sip-udp 127.0.0.1:5099 --cmd kamailio -DD -E ... --end
-// (one command line; bench/compare_kamailio.py builds the real one).
+//   shutdown_bench --scenario respawn --victim middle --reps 30
+//       --side ours --procs 5 --ready-fd 3 --respawn-byte --log-pipe-fd 4
+//            --respawn-line "is back, generation 1"
+//            --cmd ./idle_pool --workers 4 --ready-fd 3 --strategy one_for_one --log-fd 4 --end
+//       --side floor --procs 5 --ready-fd 3 --respawn-byte
+//            --cmd ./floor_pool --workers 4 --ready-fd 3 --respawn --end
+// (one command line each; bench/compare_kamailio.py builds the real ones).
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -71,7 +95,7 @@ namespace {
 // Configuration
 // ---------------------------------------------------------------------------
 
-enum class scenario { term, kill };
+enum class scenario { term, kill, respawn };
 
 struct side {
     std::string name;
@@ -79,11 +103,15 @@ struct side {
     int ready_fd = -1;              // descriptor number the side writes its ready byte to
     std::string probe;              // HOST:PORT for a SIP OPTIONS probe over UDP
     std::string log = "/dev/null";  // stdout and stderr of the whole tree
+    int log_pipe_fd = -1;           // descriptor number that is a pipe the driver reads
+    bool respawn_byte = false;      // respawn: the replacement writes a byte to ready_fd
+    std::string respawn_line;       // respawn: the master logs a line with this on log_pipe_fd
     std::vector<std::string> argv;
 };
 
 struct config {
     scenario what = scenario::term;
+    bool victim_middle = false;  // kill/respawn: the middle child in fork order, not the first
     int reps = 10;
     int warmup = 1;
     int settle_ms = 100;
@@ -101,11 +129,13 @@ struct config {
     std::fprintf(
         stderr,
         "shutdown_bench: %s\n"
-        "usage: shutdown_bench --scenario term|kill --reps N [--warmup N] [--settle-ms N]\n"
+        "usage: shutdown_bench --scenario term|kill|respawn --reps N [--warmup N]\n"
+        "           [--victim first|middle] [--settle-ms N]\n"
         "           [--ready-timeout-ms N] [--stop-timeout-ms N] [--max-failures N]\n"
         "           [--quiet-pct P [--quiet-wait-ms N]] [--nice N]\n"
         "           --side NAME --procs N [--ready-fd N] [--probe-sip-udp HOST:PORT]\n"
-        "                [--log FILE] --cmd PROGRAM [ARG...] --end\n"
+        "                [--log FILE] [--log-pipe-fd N] [--respawn-byte]\n"
+        "                [--respawn-line TEXT] --cmd PROGRAM [ARG...] --end\n"
         "           [--side ...]\n",
         why.c_str());
     std::exit(2);
@@ -136,9 +166,15 @@ config parse_args(int argc, char** argv) {
                 cfg.what = scenario::term;
             } else if (v == "kill") {
                 cfg.what = scenario::kill;
+            } else if (v == "respawn") {
+                cfg.what = scenario::respawn;
             } else {
-                usage("--scenario is term or kill");
+                usage("--scenario is term, kill or respawn");
             }
+        } else if (arg == "--victim") {
+            const std::string v = next("--victim");
+            if (v != "first" && v != "middle") usage("--victim is first or middle");
+            cfg.victim_middle = v == "middle";
         } else if (arg == "--reps") {
             cfg.reps = parse_int(next("--reps"), 1, 100000, "--reps");
         } else if (arg == "--warmup") {
@@ -171,6 +207,12 @@ config parse_args(int argc, char** argv) {
                     s.probe = next("--probe-sip-udp");
                 } else if (opt == "--log") {
                     s.log = next("--log");
+                } else if (opt == "--log-pipe-fd") {
+                    s.log_pipe_fd = parse_int(next("--log-pipe-fd"), 1, 1000, "--log-pipe-fd");
+                } else if (opt == "--respawn-byte") {
+                    s.respawn_byte = true;
+                } else if (opt == "--respawn-line") {
+                    s.respawn_line = next("--respawn-line");
                 } else if (opt == "--cmd") {
                     for (++i; i < argc && std::string(argv[i]) != "--end"; ++i) {
                         s.argv.push_back(argv[i]);
@@ -183,12 +225,29 @@ config parse_args(int argc, char** argv) {
             }
             if (s.procs == 0) usage("side " + s.name + " needs --procs");
             if (s.argv.empty()) usage("side " + s.name + " needs --cmd PROGRAM ... --end");
+            if (s.log_pipe_fd >= 0 && s.log_pipe_fd == s.ready_fd) {
+                usage("side " + s.name + ": --log-pipe-fd and --ready-fd must differ");
+            }
+            if (s.respawn_byte && s.ready_fd < 0) {
+                usage("side " + s.name + ": --respawn-byte needs --ready-fd");
+            }
+            if (!s.respawn_line.empty() && s.log_pipe_fd < 0) {
+                usage("side " + s.name + ": --respawn-line needs --log-pipe-fd");
+            }
             cfg.sides.push_back(std::move(s));
         } else {
             usage("unknown argument " + arg);
         }
     }
     if (cfg.sides.empty()) usage("at least one --side is needed");
+    if (cfg.what == scenario::respawn) {
+        for (const side& s : cfg.sides) {
+            if (!s.respawn_byte && s.respawn_line.empty()) {
+                usage("side " + s.name + ": --scenario respawn needs --respawn-byte and/or "
+                      "--respawn-line");
+            }
+        }
+    }
     return cfg;
 }
 
@@ -456,7 +515,9 @@ bool sip_options_probe(const std::string& target, unsigned attempt, std::string&
 struct tree_snapshot {
     int procs = 0;  // master included
     bool all_sleeping = false;
-    pid_t first_child = 0;  // the master's first-forked child
+    // The master's children in fork order: start time (clock ticks, coarse),
+    // then pid (increasing, unless pid numbers wrapped around in between).
+    std::vector<pid_t> children;
 };
 
 tree_snapshot snapshot_tree(pid_t master) {
@@ -468,18 +529,48 @@ tree_snapshot snapshot_tree(pid_t master) {
     for (const proc_entry& e : table) {
         if (e.pid == master && e.state != 'S') snap.all_sleeping = false;
     }
-    const proc_entry* first = nullptr;
+    std::vector<const proc_entry*> kids;
     for (const proc_entry& e : below) {
         if (e.state != 'S') snap.all_sleeping = false;
-        if (e.ppid != master) continue;
-        if (first == nullptr || e.start < first->start ||
-            (e.start == first->start && e.pid < first->pid)) {
-            first = &e;
-        }
+        if (e.ppid == master) kids.push_back(&e);
     }
-    if (first != nullptr) snap.first_child = first->pid;
+    std::sort(kids.begin(), kids.end(), [](const proc_entry* a, const proc_entry* b) {
+        return a->start != b->start ? a->start < b->start : a->pid < b->pid;
+    });
+    for (const proc_entry* e : kids) snap.children.push_back(e->pid);
     return snap;
 }
+
+// The side's log pipe (--log-pipe-fd), read without blocking. The driver keeps
+// it drained so a chatty side never blocks on a full pipe.
+struct log_reader {
+    int fd = -1;
+    bool eof = false;      // every writer has closed it
+    std::string partial;  // an unfinished last line
+
+    // Reads everything available; true if a complete line containing
+    // `wanted` arrived (never, for an empty `wanted`: the data is discarded).
+    bool drain(const std::string& wanted) {
+        if (fd < 0) return false;
+        bool found = false;
+        char buf[4096];
+        for (;;) {
+            const ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n > 0) {
+                if (wanted.empty()) continue;
+                partial.append(buf, static_cast<std::size_t>(n));
+                for (std::size_t nl; (nl = partial.find('\n')) != std::string::npos;) {
+                    if (partial.substr(0, nl).find(wanted) != std::string::npos) found = true;
+                    partial.erase(0, nl + 1);
+                }
+                continue;
+            }
+            if (n == 0) eof = true;
+            if (n < 0 && errno == EINTR) continue;
+            return found;
+        }
+    }
+};
 
 // ---------------------------------------------------------------------------
 // One trial
@@ -498,9 +589,16 @@ struct trial {
     // anything well above 0 is another program competing for the CPUs.
     double busy_before_pct = 0;
     int quiet_waits = 0;  // extra settle periods spent waiting for a quiet machine
+    int victim = -1;      // kill/respawn: fork-order position of the killed child
+    std::int64_t respawn_byte_ns = -1;  // respawn: the replacement's byte, from t0
+    std::int64_t respawn_line_ns = -1;  // respawn: the master's line, from t0
 };
 
-[[noreturn]] void exec_side(const side& s, int ready_write) {
+// Moves a descriptor out of the way of every target number (1..1000); -1 if
+// that fails (RLIMIT_NOFILE below 1002).
+int move_high(int fd) { return fd < 0 ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 1001); }
+
+[[noreturn]] void exec_side(const side& s, int ready_write, int log_write) {
     ::setpgid(0, 0);
     // Should the driver die, take the master with it.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -512,19 +610,20 @@ struct trial {
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // First out of the way, so no dup2 below lands on a pipe not yet moved.
+    if ((ready_write >= 0 && (ready_write = move_high(ready_write)) < 0) ||
+        (log_write >= 0 && (log_write = move_high(log_write)) < 0)) {
+        ::_exit(126);
+    }
     const int in = ::open("/dev/null", O_RDONLY);
     const int out = ::open(s.log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (in < 0 || out < 0) ::_exit(126);
     ::dup2(in, STDIN_FILENO);
     ::dup2(out, STDOUT_FILENO);
     ::dup2(out, STDERR_FILENO);
-    if (ready_write >= 0) {
-        if (ready_write == s.ready_fd) {
-            ::fcntl(ready_write, F_SETFD, 0);
-        } else {
-            ::dup2(ready_write, s.ready_fd);
-        }
-    }
+    // dup2 leaves FD_CLOEXEC off on the copies: they survive exec.
+    if (ready_write >= 0 && ::dup2(ready_write, s.ready_fd) < 0) ::_exit(126);
+    if (log_write >= 0 && ::dup2(log_write, s.log_pipe_fd) < 0) ::_exit(126);
     std::vector<char*> args;
     for (const std::string& a : s.argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -532,31 +631,209 @@ struct trial {
     ::_exit(127);
 }
 
+// After t0 of term and kill, and after the SIGTERM that ends a respawn trial:
+// waits until the master exited and every process of its tree is reaped.
+// Records both times from `since`, the master's status and the orphans.
+bool wait_tree_gone(const config& cfg, pid_t master, int pidfd, std::int64_t since,
+                    log_reader& logs, trial& t, std::string& error) {
+    const std::int64_t deadline = since + ms_to_ns(cfg.stop_timeout_ms);
+    struct pollfd p[3]{};
+    p[0].fd = pidfd;
+    p[0].events = POLLIN;
+    p[1].fd = g_sigfd;
+    p[1].events = POLLIN;
+    p[2].fd = logs.fd;
+    p[2].events = POLLIN;
+    for (;;) {
+        const std::int64_t left = deadline - now_ns();
+        if (left <= 0) {
+            error = "tree still alive " + std::to_string(cfg.stop_timeout_ms) +
+                    " ms after the signal";
+            return false;
+        }
+        if (logs.eof) p[2].fd = -1;
+        const int n = ::poll(p, 3, static_cast<int>(left / 1000000) + 1);
+        const std::int64_t woke = now_ns();
+        if (n < 0 && errno != EINTR) {
+            error = std::string("poll: ") + std::strerror(errno);
+            return false;
+        }
+        if (p[0].revents != 0 && t.master_exit_ns == 0) {
+            t.master_exit_ns = woke - since;
+            p[0].fd = -1;  // stays readable: stop watching it
+        }
+        if (p[1].revents != 0) drain_signals();
+        if (p[2].revents != 0) logs.drain(std::string());
+        if (g_interrupted) {
+            error = "interrupted";
+            return false;
+        }
+        for (;;) {
+            int status = 0;
+            const pid_t r = ::waitpid(-1, &status, WNOHANG);
+            if (r > 0) {
+                if (r == master) {
+                    if (t.master_exit_ns == 0) t.master_exit_ns = woke - since;
+                    if (WIFEXITED(status)) t.exit_code = WEXITSTATUS(status);
+                    if (WIFSIGNALED(status)) t.term_signal = WTERMSIG(status);
+                } else {
+                    ++t.orphans;
+                }
+                continue;
+            }
+            if (r < 0 && errno == ECHILD) {
+                t.tree_gone_ns = now_ns() - since;
+                return true;
+            }
+            break;
+        }
+    }
+}
+
+// After t0 of respawn: waits for every signal the side gives that the
+// replacement is ready, and times each from t0.
+bool wait_replacement(const config& cfg, const side& s, int ready_read, int pidfd, std::int64_t t0,
+                      log_reader& logs, trial& t, std::string& error) {
+    const std::int64_t deadline = t0 + ms_to_ns(cfg.stop_timeout_ms);
+    bool need_byte = s.respawn_byte;
+    bool need_line = !s.respawn_line.empty();
+    while (need_byte || need_line) {
+        struct pollfd p[4]{};
+        p[0].fd = need_byte ? ready_read : -1;
+        p[0].events = POLLIN;
+        p[1].fd = logs.eof ? -1 : logs.fd;
+        p[1].events = POLLIN;
+        p[2].fd = pidfd;
+        p[2].events = POLLIN;
+        p[3].fd = g_sigfd;
+        p[3].events = POLLIN;
+        const std::int64_t left = deadline - now_ns();
+        if (left <= 0) {
+            error = std::string("no ") + (need_byte ? "byte from the replacement" : "") +
+                    (need_byte && need_line ? " and no " : "") +
+                    (need_line ? "line \"" + s.respawn_line + "\"" : "") + " within " +
+                    std::to_string(cfg.stop_timeout_ms) + " ms of the kill";
+            return false;
+        }
+        const int n = ::poll(p, 4, static_cast<int>(left / 1000000) + 1);
+        const std::int64_t woke = now_ns();
+        if (n < 0 && errno != EINTR) {
+            error = std::string("poll: ") + std::strerror(errno);
+            return false;
+        }
+        if (p[3].revents != 0) drain_signals();
+        if (g_interrupted) {
+            error = "interrupted";
+            return false;
+        }
+        if (p[0].revents != 0) {
+            char byte = 0;
+            const ssize_t r = ::read(ready_read, &byte, 1);
+            if (r == 1) {
+                t.respawn_byte_ns = woke - t0;
+                need_byte = false;
+            } else if (r == 0) {
+                error = "the ready descriptor was closed before the replacement wrote its byte";
+                return false;
+            }
+        }
+        if (p[1].revents != 0 && logs.drain(need_line ? s.respawn_line : std::string())) {
+            t.respawn_line_ns = woke - t0;
+            need_line = false;
+        }
+        if (need_line && logs.eof) {
+            error = "the log pipe was closed before the line \"" + s.respawn_line + "\"";
+            return false;
+        }
+        if (p[2].revents != 0) {
+            error = "the master exited after the kill instead of replacing the worker";
+            return false;
+        }
+    }
+    return true;
+}
+
+// After the replacement said it is ready: the tree must be whole again (not
+// timed): as many processes as before, all sleeping, the victim gone, and
+// exactly one child of the master that was not there before.
+bool wait_tree_whole(const config& cfg, const side& s, pid_t master, int pidfd,
+                     const tree_snapshot& before, pid_t victim, std::string& error) {
+    const std::int64_t deadline = now_ns() + ms_to_ns(cfg.ready_timeout_ms);
+    for (;;) {
+        drain_signals();
+        if (g_interrupted) {
+            error = "interrupted";
+            return false;
+        }
+        if (has_exited(pidfd)) {
+            error = "the master exited after the replacement was ready";
+            return false;
+        }
+        const tree_snapshot now = snapshot_tree(master);
+        int fresh = 0;
+        bool victim_there = false;
+        for (const pid_t pid : now.children) {
+            if (pid == victim) {
+                victim_there = true;
+            } else if (std::find(before.children.begin(), before.children.end(), pid) ==
+                       before.children.end()) {
+                ++fresh;
+            }
+        }
+        if (now.procs == s.procs && now.all_sleeping && !victim_there && fresh == 1) return true;
+        if (now_ns() >= deadline) {
+            error = "after the respawn the tree has " + std::to_string(now.procs) +
+                    " processes (expected " + std::to_string(s.procs) + "), " +
+                    std::to_string(fresh) + " new child(ren) of the master (expected 1)" +
+                    (victim_there ? ", the killed worker not reaped" : "") +
+                    (now.all_sleeping ? "" : ", not all of them sleeping");
+            return false;
+        }
+        sleep_ns(ms_to_ns(2));
+    }
+}
+
 trial run_trial(const config& cfg, const side& s) {
     trial t;
     int ready[2] = {-1, -1};
-    if (s.ready_fd >= 0 && ::pipe2(ready, O_CLOEXEC) != 0) {
+    int logp[2] = {-1, -1};
+    auto close_pipes = [&] {
+        for (int* fds : {ready, logp}) {
+            for (int i = 0; i < 2; ++i) {
+                if (fds[i] >= 0) ::close(fds[i]);
+                fds[i] = -1;
+            }
+        }
+    };
+    if ((s.ready_fd >= 0 && ::pipe2(ready, O_CLOEXEC) != 0) ||
+        (s.log_pipe_fd >= 0 && ::pipe2(logp, O_CLOEXEC) != 0)) {
         t.error = std::string("pipe2: ") + std::strerror(errno);
+        close_pipes();
         return t;
     }
+    // Only the driver's end is non-blocking: the side writes as to any pipe.
+    if (logp[0] >= 0) ::fcntl(logp[0], F_SETFL, O_NONBLOCK);
     const pid_t master = ::fork();
     if (master < 0) {
         t.error = std::string("fork: ") + std::strerror(errno);
-        for (int fd : ready) {
-            if (fd >= 0) ::close(fd);
-        }
+        close_pipes();
         return t;
     }
-    if (master == 0) exec_side(s, ready[1]);
+    if (master == 0) exec_side(s, ready[1], logp[1]);
     ::setpgid(master, master);  // both sides call it: no race with exec
-    if (ready[1] >= 0) ::close(ready[1]);
+    for (int* fd : {&ready[1], &logp[1]}) {
+        if (*fd >= 0) ::close(*fd);
+        *fd = -1;
+    }
     const int pidfd = pidfd_open(master);
+    log_reader logs;
+    logs.fd = logp[0];
 
     auto fail = [&](const std::string& why) {
         t.ok = false;
         t.error = why;
         kill_everything();
-        if (ready[0] >= 0) ::close(ready[0]);
+        close_pipes();
         if (pidfd >= 0) ::close(pidfd);
         return t;
     };
@@ -571,6 +848,7 @@ trial run_trial(const config& cfg, const side& s) {
     if (!s.probe.empty()) {
         for (unsigned attempt = 0;; ++attempt) {
             drain_signals();
+            logs.drain(std::string());
             if (g_interrupted) return fail("interrupted");
             if (has_exited(pidfd)) return fail("the master exited before it answered the probe");
             if (sip_options_probe(s.probe, attempt, error)) break;
@@ -581,6 +859,7 @@ trial run_trial(const config& cfg, const side& s) {
     tree_snapshot snap;
     for (;;) {
         drain_signals();
+        logs.drain(std::string());
         if (g_interrupted) return fail("interrupted");
         if (has_exited(pidfd)) return fail("the master exited before it was ready");
         snap = snapshot_tree(master);
@@ -593,7 +872,12 @@ trial run_trial(const config& cfg, const side& s) {
         sleep_ns(ms_to_ns(2));
     }
     t.procs = snap.procs;
-    if (cfg.what == scenario::kill && snap.first_child <= 0) return fail("no worker to kill");
+    pid_t victim = 0;
+    if (cfg.what != scenario::term) {
+        if (snap.children.empty()) return fail("no worker to kill");
+        t.victim = cfg.victim_middle ? static_cast<int>(snap.children.size() / 2) : 0;
+        victim = snap.children[static_cast<std::size_t>(t.victim)];
+    }
 
     // Settle; with --quiet-pct, settle again until a settle period finds the
     // machine quiet (bounded by --quiet-wait-ms, after which the trial runs
@@ -609,6 +893,7 @@ trial run_trial(const config& cfg, const side& s) {
                                 static_cast<double>(after_settle.total - before_settle.total);
         }
         drain_signals();
+        logs.drain(std::string());
         if (g_interrupted || cfg.quiet_pct < 0 || t.busy_before_pct <= cfg.quiet_pct ||
             now_ns() >= quiet_deadline) {
             break;
@@ -618,58 +903,35 @@ trial run_trial(const config& cfg, const side& s) {
     if (g_interrupted) return fail("interrupted");
     // The tree must still be what was checked: nobody died while settling.
     const tree_snapshot again = snapshot_tree(master);
-    if (again.procs != s.procs) return fail("the tree changed while settling");
+    if (again.procs != s.procs || again.children != snap.children) {
+        return fail("the tree changed while settling");
+    }
+    // Whatever the side logged so far is not about the kill to come.
+    logs.drain(std::string());
+    logs.partial.clear();
 
     // ---- t0 ----
     const std::int64_t t0 = now_ns();
-    const int rc =
-        cfg.what == scenario::term ? ::kill(master, SIGTERM) : ::kill(snap.first_child, SIGKILL);
+    const int rc = cfg.what == scenario::term ? ::kill(master, SIGTERM) : ::kill(victim, SIGKILL);
     if (rc != 0) return fail(std::string("kill: ") + std::strerror(errno));
 
-    const std::int64_t stop_deadline = t0 + ms_to_ns(cfg.stop_timeout_ms);
-    struct pollfd p[2]{};
-    p[0].fd = pidfd;
-    p[0].events = POLLIN;
-    p[1].fd = g_sigfd;
-    p[1].events = POLLIN;
-    for (;;) {
-        const std::int64_t left = stop_deadline - now_ns();
-        if (left <= 0) {
-            return fail("tree still alive " + std::to_string(cfg.stop_timeout_ms) +
-                        " ms after the signal");
+    if (cfg.what == scenario::respawn) {
+        if (!wait_replacement(cfg, s, ready[0], pidfd, t0, logs, t, error)) return fail(error);
+        // ---- not timed: the tree is whole again, then it goes ----
+        if (!wait_tree_whole(cfg, s, master, pidfd, snap, victim, error)) return fail(error);
+        if (::kill(master, SIGTERM) != 0) {
+            return fail(std::string("kill (end of trial): ") + std::strerror(errno));
         }
-        const int n = ::poll(p, 2, static_cast<int>(left / 1000000) + 1);
-        const std::int64_t woke = now_ns();
-        if (n < 0 && errno != EINTR) return fail(std::string("poll: ") + std::strerror(errno));
-        if (p[0].revents != 0 && t.master_exit_ns == 0) {
-            t.master_exit_ns = woke - t0;
-            p[0].fd = -1;  // stays readable: stop watching it
+        if (!wait_tree_gone(cfg, master, pidfd, now_ns(), logs, t, error)) {
+            return fail("end of trial: " + error);
         }
-        if (p[1].revents != 0) drain_signals();
-        if (g_interrupted) return fail("interrupted");
-        for (;;) {
-            int status = 0;
-            const pid_t r = ::waitpid(-1, &status, WNOHANG);
-            if (r > 0) {
-                if (r == master) {
-                    if (t.master_exit_ns == 0) t.master_exit_ns = woke - t0;
-                    if (WIFEXITED(status)) t.exit_code = WEXITSTATUS(status);
-                    if (WIFSIGNALED(status)) t.term_signal = WTERMSIG(status);
-                } else {
-                    ++t.orphans;
-                }
-                continue;
-            }
-            if (r < 0 && errno == ECHILD) {
-                t.tree_gone_ns = now_ns() - t0;
-                t.ok = true;
-                if (ready[0] >= 0) ::close(ready[0]);
-                ::close(pidfd);
-                return t;
-            }
-            break;
-        }
+    } else if (!wait_tree_gone(cfg, master, pidfd, t0, logs, t, error)) {
+        return fail(error);
     }
+    t.ok = true;
+    close_pipes();
+    ::close(pidfd);
+    return t;
 }
 
 // ---------------------------------------------------------------------------
@@ -684,6 +946,14 @@ double median_ms(std::vector<std::int64_t> v) {
                            ? static_cast<double>(v[m])
                            : (static_cast<double>(v[m - 1]) + static_cast<double>(v[m])) / 2;
     return mid / 1e6;
+}
+
+// Microseconds with one decimal, or "-" for a time that was not measured.
+std::string micros(std::int64_t ns, bool measured = true) {
+    if (!measured || ns < 0) return "-";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(ns) / 1e3);
+    return buf;
 }
 
 }  // namespace
@@ -705,12 +975,18 @@ int main(int argc, char** argv) {
         return 1;
     }
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    const char* what = cfg.what == scenario::term ? "term" : "kill";
+    const bool respawn = cfg.what == scenario::respawn;
+    const char* what = cfg.what == scenario::term ? "term" : respawn ? "respawn" : "kill";
+    // In respawn, the tree's end is the clean-up after the measurement: its
+    // times are not reported, its exit status is (0: the master was still in
+    // charge and stopped on request).
     std::printf(
         "scenario\tside\trep\tprocs\tmaster_exit_us\ttree_gone_us\texit_code\tsignal\t"
-        "orphans_reaped\tbusy_before_pct\tquiet_waits\n");
+        "orphans_reaped\tbusy_before_pct\tquiet_waits\tvictim\trespawn_byte_us\t"
+        "respawn_line_us\n");
 
     std::vector<std::vector<std::int64_t>> tree(cfg.sides.size());
+    std::vector<std::vector<std::int64_t>> line(cfg.sides.size());
     int failures = 0;
     for (int rep = 1 - cfg.warmup; rep <= cfg.reps && !g_interrupted; ++rep) {
         for (std::size_t k = 0; k < cfg.sides.size() && !g_interrupted; ++k) {
@@ -724,11 +1000,14 @@ int main(int argc, char** argv) {
                 continue;
             }
             if (rep < 1) continue;  // warm-up: not reported
-            tree[k].push_back(t.tree_gone_ns);
-            std::printf("%s\t%s\t%d\t%d\t%.1f\t%.1f\t%d\t%d\t%d\t%.0f\t%d\n", what, s.name.c_str(),
-                        rep, t.procs, static_cast<double>(t.master_exit_ns) / 1e3,
-                        static_cast<double>(t.tree_gone_ns) / 1e3, t.exit_code, t.term_signal,
-                        t.orphans, t.busy_before_pct, t.quiet_waits);
+            tree[k].push_back(respawn ? t.respawn_byte_ns : t.tree_gone_ns);
+            line[k].push_back(t.respawn_line_ns);
+            std::printf("%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%.0f\t%d\t%s\t%s\t%s\n", what,
+                        s.name.c_str(), rep, t.procs, micros(t.master_exit_ns, !respawn).c_str(),
+                        micros(t.tree_gone_ns, !respawn).c_str(), t.exit_code, t.term_signal,
+                        t.orphans, t.busy_before_pct, t.quiet_waits,
+                        t.victim < 0 ? "-" : std::to_string(t.victim).c_str(),
+                        micros(t.respawn_byte_ns).c_str(), micros(t.respawn_line_ns).c_str());
         }
         if (failures >= cfg.max_failures) {
             std::fprintf(stderr, "shutdown_bench: %d failures, giving up\n", failures);
@@ -737,8 +1016,16 @@ int main(int argc, char** argv) {
     }
     kill_everything();
     for (std::size_t k = 0; k < cfg.sides.size(); ++k) {
-        std::fprintf(stderr, "shutdown_bench: %s %-10s n=%zu median tree gone %.3f ms\n", what,
-                     cfg.sides[k].name.c_str(), tree[k].size(), median_ms(tree[k]));
+        std::string extra;
+        if (respawn && !line[k].empty() && line[k].front() >= 0) {
+            char buf[64];
+            std::snprintf(buf, sizeof buf, ", master's line %.3f ms", median_ms(line[k]));
+            extra = buf;
+        }
+        std::fprintf(stderr, "shutdown_bench: %s %-12s n=%zu median %s %.3f ms%s\n", what,
+                     cfg.sides[k].name.c_str(), tree[k].size(),
+                     respawn ? "replacement's byte" : "tree gone", median_ms(tree[k]),
+                     extra.c_str());
     }
     if (g_interrupted) return 130;
     return failures == 0 ? 0 : 1;
