@@ -1869,9 +1869,15 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
         fd = -1;
     }
     System::close(started_pipe_[0]);
-    // Siblings' pidfds are the master's business.
-    for (std::vector<slot>* group : {&slots_, &retirees_}) {
-        for (slot& other : *group) close_fds(other);
+    // Siblings' pidfds are the master's business. Read-only: writing -1 into
+    // the slots would copy every page of the table (copy-on-write after
+    // fork) on the respawn path, for memory this process never uses again.
+    for (const std::vector<slot>* group : {&slots_, &retirees_}) {
+        for (const slot& other : *group) {
+            for (const int fd : {other.pidfd, other.notify_read}) {
+                if (fd >= 0) System::close(fd);
+            }
+        }
     }
     if (notify_write >= 0) {
         // The start-up pipe must not sit where notify_fd goes: move it first.
