@@ -687,6 +687,18 @@ void write_all(int fd, const char* data, std::size_t size) noexcept {
     if (fd < 0) return;
     while (size > 0) {
         const ssize_t n = retry_on_eintr([&] { return System::write(fd, data, size); });
+        if (n < 0 && errno == EPIPE) {
+            // Our own write raised a SIGPIPE at this thread (pipe(7)). Where
+            // SIGPIPE is blocked (the master) it would wait and then read as
+            // an operator's stop request: take it now. A log nobody reads is
+            // dropped, it never stops the pool.
+            sigset_t pipe_only;
+            sigemptyset(&pipe_only);
+            sigaddset(&pipe_only, SIGPIPE);
+            const struct timespec now {};
+            ::sigtimedwait(&pipe_only, nullptr, &now);
+            return;
+        }
         if (n <= 0) return;  // a log that cannot be written is dropped, never fatal
         data += n;
         size -= static_cast<std::size_t>(n);
@@ -1791,8 +1803,8 @@ bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::start_workers
         // A signal during start-up (SIGTERM, a worker already dead) is
         // honoured before the next fork, not after all of them.
         wait_for_signals(0);
-        reap();
         service();
+        reap();
         if (stopping_) return false;
         if (!spawn(index)) return false;
     }
@@ -2098,8 +2110,11 @@ template <class Worker, class MasterSignals, class WorkerSignals, class Strategy
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::supervise_loop() {
     while (!(stopping_ && all_reaped())) {
         wait_for_signals(next_deadline());
-        reap();
+        // Signals first: when a stop signal reaches the master and its
+        // workers together (pkill, systemd's KillMode=control-group), the
+        // workers' exits then belong to the requested stop, not a failure.
         service();
+        reap();
         check_heartbeats();
         enforce_kill_deadlines();
         keep_systemd_alive();
@@ -2406,9 +2421,13 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::perform(int s
                     request_stop(*it, false);
                 }
             }
-        } else if (!graceful) {
+        } else if (!graceful && reason_ == stop_reason::requested) {
             log(received + " again; sending SIGKILL");
             kill_remaining(SIGKILL);
+        } else if (!graceful) {
+            // The pool was already stopping on its own (a worker failed): this
+            // is the operator's first stop signal, not an escalation.
+            log(received + "; already stopping (" + why_ + ")");
         }
     } else if constexpr (std::is_same_v<Action, print_stats>) {
         print_statistics();
@@ -2737,7 +2756,6 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_destroy_h
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::finish() {
     run_destroy_hooks();
-    restore_signals();
     outcome result;
     result.reason = reason_;
     // "completed" succeeds only if every worker's last exit was a clean one.
@@ -2751,7 +2769,10 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::finish() {
     result.signal = stop_signal_;
     result.detail = why_;
     result.hooks_failed = hooks_failed_;
+    // Logged while SIGPIPE is still the pool's: with the program's default
+    // disposition back, a log pipe without a reader would kill it here.
     log("stopped (" + why_ + "); exit status " + std::to_string(result.exit_status));
+    restore_signals();
     return result;
 }
 

@@ -455,3 +455,69 @@ TEST_CASE("seed: destroy hooks together are bounded by destroy_timeout") {
     CHECK(logs.occurrences("destroy hooks exceeded destroy_timeout") == 1);
     CHECK(reap_leftovers() == 0);
 }
+
+TEST_CASE("seed row: SIGPIPE - the master's own writes to a log nobody reads never stop it") {
+    pipe_pair log, report;
+    log.close_read();  // nobody will ever read the log or the statistics
+    reader reports(report.read_fd);
+    child master([&] {
+        auto pool = supervise::make_pool(reporting_worker(report.write_fd),
+                                         test_options(2, log.write_fd, log.write_fd));
+        pool.on_destroy("report", [fd = report.write_fd] { say(fd, "hook ran"); });
+        const auto result = pool.run();
+        say(report.write_fd, "stopped by " + supervise::signal_name(result.signal));
+        return result.exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    REQUIRE(reports.wait_for("up ", 2));
+    // Each of these makes the master write to the dead pipe.
+    REQUIRE(::kill(master.pid(), SIGUSR1) == 0);
+    REQUIRE(::kill(master.pid(), SIGHUP) == 0);
+    REQUIRE(::kill(master.pid(), SIGTERM) == 0);
+    const auto status = master.wait();
+    reports.wait_eof();
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    CHECK(reports.occurrences("stopped by SIGTERM") == 1);
+    CHECK(reports.occurrences("hook ran") == 1);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE(
+    "seed: a stop signal that reaches the master with its workers' exits is a requested stop") {
+    pipe_pair log, report;
+    reader logs(log.read_fd), reports(report.read_fd);
+    child master([&] {
+        auto pool =
+            supervise::make_pool(reporting_worker(report.write_fd), test_options(2, log.write_fd));
+        return pool.run().exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    REQUIRE(reports.wait_for("up ", 2));
+    // As pkill or systemd's KillMode=control-group do, deterministically: the
+    // master is held while its workers end on SIGTERM, so their SIGCHLD and
+    // the master's own SIGTERM are pending together when it resumes.
+    REQUIRE(::kill(master.pid(), SIGSTOP) == 0);
+    for (int i = 0; i < 2; ++i) {
+        const pid_t worker = worker_pid(reports, i);
+        REQUIRE(::kill(worker, SIGTERM) == 0);
+        // Not our child: wait for its end through a pidfd.
+        const int fd = pidfd_open(worker);
+        REQUIRE(fd >= 0);
+        struct pollfd pfd {
+            fd, POLLIN, 0
+        };
+        REQUIRE(::poll(&pfd, 1, static_cast<int>(patience.count())) == 1);
+        ::close(fd);
+    }
+    REQUIRE(::kill(master.pid(), SIGTERM) == 0);
+    REQUIRE(::kill(master.pid(), SIGCONT) == 0);
+    const auto status = master.wait();
+    logs.wait_eof();
+    INFO(logs.text());
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    CHECK(logs.occurrences("stopping: SIGTERM received") == 1);
+    CHECK(logs.occurrences("SIGKILL") == 0);
+    CHECK(reap_leftovers() == 0);
+}
