@@ -156,17 +156,28 @@ TEST_CASE("rest_for_one restarts the worker that died and those started after it
     CHECK(reap_leftovers() == 0);
 }
 
-TEST_CASE("a worker that crashes at once forever trips the restart intensity limit") {
-    pool_under_test pool;
+namespace {
+
+// Worker 0 crashes at once in every generation, under one_for_one with a
+// restart period too long to reset anything; returns the master's status.
+std::optional<int> run_crash_loop(pool_under_test& pool, int workers, int max_restarts) {
     auto opts = quick_options();
-    opts.max_restarts = 3;
+    opts.max_restarts = max_restarts;
     opts.restart_period = std::chrono::hours(1);
     scripted_worker worker{pool.report.write_fd};
     worker.crash_index = 0;
     worker.crash_until_generation = 1000;
-    pool.start<supervise::one_for_one>(2, worker, opts);
+    pool.start<supervise::one_for_one>(workers, worker, opts);
     const auto status = pool.master->wait();
     pool.logs.wait_eof();
+    return status;
+}
+
+}  // namespace
+
+TEST_CASE("a worker that crashes at once forever trips the restart intensity limit") {
+    pool_under_test pool;
+    const auto status = run_crash_loop(pool, 2, 3);
     INFO(pool.logs.text());
     CHECK_MESSAGE(exited_with(status, 1), describe_status(status));
     CHECK(pool.logs.occurrences("; restarting worker 0") == 3);
@@ -180,15 +191,7 @@ TEST_CASE("a worker that crashes at once forever trips the restart intensity lim
 
 TEST_CASE("back-off doubles up to restart_delay_max") {
     pool_under_test pool;
-    auto opts = quick_options();
-    opts.max_restarts = 6;
-    opts.restart_period = std::chrono::hours(1);
-    scripted_worker worker{pool.report.write_fd};
-    worker.crash_index = 0;
-    worker.crash_until_generation = 1000;
-    pool.start<supervise::one_for_one>(1, worker, opts);
-    const auto status = pool.master->wait();
-    pool.logs.wait_eof();
+    const auto status = run_crash_loop(pool, 1, 6);
     INFO(pool.logs.text());
     CHECK_MESSAGE(exited_with(status, 1), describe_status(status));
     CHECK(pool.logs.occurrences("restarting worker 0 in 10 ms") == 1);
