@@ -32,7 +32,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -45,6 +44,8 @@
 #include <string_view>
 #include <supervise.hpp>
 #include <system_error>
+
+#include "examples/common/pool_choice.hpp"
 
 namespace {
 
@@ -114,76 +115,20 @@ void log(const std::string& message) {
 // ============================================================================
 
 // A bad flag, value or address: one line on stderr, exit status 2, and
-// nothing started.
-struct config_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-enum class preset_kind { seed, nginx };
-enum class strategy_kind { shutdown_all, one_for_one, one_for_all, rest_for_one };
-
-// The words --preset and --strategy accept, in the order --help lists them.
-template <class Kind>
-using choice = std::pair<std::string_view, Kind>;
-constexpr choice<preset_kind> presets[] = {{"seed", preset_kind::seed},
-                                           {"nginx", preset_kind::nginx}};
-constexpr choice<strategy_kind> strategies[] = {{"shutdown_all", strategy_kind::shutdown_all},
-                                                {"one_for_one", strategy_kind::one_for_one},
-                                                {"one_for_all", strategy_kind::one_for_all},
-                                                {"rest_for_one", strategy_kind::rest_for_one}};
+// nothing started. The flags every pool has, the words of --preset and
+// --strategy and the parsing of numbers are shared with supervise-exec
+// (examples/common/pool_choice.hpp).
+using config_error = pool_choice::usage_error;
 
 struct config {
     std::string host = "127.0.0.1";
     int port = 8080;
-    std::optional<int> workers;  // unset: the library default
-    std::chrono::milliseconds shutdown_timeout{SUPERVISE_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS};
-    preset_kind preset = preset_kind::seed;
-    strategy_kind strategy = strategy_kind::shutdown_all;
-    std::optional<int> max_restarts;  // unset: the library defaults
-    std::optional<std::chrono::milliseconds> restart_period;
+    pool_choice::pool_flags pool;  // --workers, --preset, --strategy, --user, ...
     std::chrono::milliseconds heartbeat_timeout{0};
-    std::string user;
     bool no_fork = false;
     bool chaos = false;
     bool help = false;
 };
-
-// An hour bounds every duration flag: plenty, and far from overflowing the
-// library's deadline arithmetic.
-constexpr long long max_duration_ms = 3600000;
-
-// The whole text must be a decimal number in [min, max]: "4x", "" and " 4" are
-// refused rather than read as 4 or 0, as atoi() would.
-long long parse_number(std::string_view flag, std::string_view text, long long min, long long max) {
-    long long value = 0;
-    const char* end = text.data() + text.size();
-    const auto [stop, error] = std::from_chars(text.data(), end, value);
-    if (text.empty() || error == std::errc::invalid_argument || stop != end) {
-        throw config_error(std::string(flag) + ": '" + std::string(text) + "' is not a number");
-    }
-    if (error == std::errc::result_out_of_range || value < min || value > max) {
-        throw config_error(std::string(flag) + " must be between " + std::to_string(min) + " and " +
-                           std::to_string(max) + " (got " + std::string(text) + ")");
-    }
-    return value;
-}
-
-std::chrono::milliseconds parse_duration(std::string_view flag, std::string_view text,
-                                         long long min) {
-    return std::chrono::milliseconds(parse_number(flag, text, min, max_duration_ms));
-}
-
-// One of the words of `choices`, spelled exactly.
-template <class Kind, std::size_t N>
-Kind parse_choice(std::string_view flag, std::string_view text, const choice<Kind> (&choices)[N]) {
-    std::string words;
-    for (const auto& [word, kind] : choices) {
-        if (word == text) return kind;
-        words += (words.empty() ? "" : ", ") + std::string(word);
-    }
-    throw config_error(std::string(flag) + " must be one of " + words + " (got '" +
-                       std::string(text) + "')");
-}
 
 // "127.0.0.1:8080", "localhost:0", "[::1]:8080". The port is split off at the
 // last colon; brackets keep the colons of an IPv6 address out of the way.
@@ -206,81 +151,47 @@ void parse_listen(std::string_view text, config& cfg) {
     port = text.substr(colon + 1);
     if (host.empty()) throw config_error("--listen: missing host in '" + std::string(text) + "'");
     cfg.host = std::string(host);
-    cfg.port = static_cast<int>(parse_number("--listen: port", port, 0, 65535));
+    cfg.port = static_cast<int>(pool_choice::parse_number("--listen: port", port, 0, 65535));
 }
 
 config parse_command_line(int argc, char** argv) {
     config cfg;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        std::string_view flag = arg;
-        std::optional<std::string_view> inline_value;  // the "value" of --flag=value
-        if (const std::size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != arg.npos) {
-            flag = arg.substr(0, eq);
-            inline_value = arg.substr(eq + 1);
-        }
-        const auto value = [&]() -> std::string_view {
-            if (inline_value) return *inline_value;
-            if (i + 1 == argc) throw config_error(std::string(flag) + " needs a value");
-            return argv[++i];
-        };
-        const auto no_value = [&] {
-            if (inline_value) throw config_error(std::string(flag) + " takes no value");
-        };
-
-        if (flag == "--workers") {
-            cfg.workers =
-                static_cast<int>(parse_number(flag, value(), 1, SUPERVISE_CONFIG_MAX_WORKERS));
-        } else if (flag == "--listen") {
-            parse_listen(value(), cfg);
-        } else if (flag == "--shutdown-timeout") {
-            cfg.shutdown_timeout = parse_duration(flag, value(), 1);
-        } else if (flag == "--preset") {
-            cfg.preset = parse_choice(flag, value(), presets);
-        } else if (flag == "--strategy") {
-            cfg.strategy = parse_choice(flag, value(), strategies);
-        } else if (flag == "--max-restarts") {
-            cfg.max_restarts = static_cast<int>(parse_number(flag, value(), 0, 1000000));
-        } else if (flag == "--restart-period") {
-            cfg.restart_period = parse_duration(flag, value(), 1);
+    pool_choice::arguments args(argc, argv);
+    while (args.next()) {
+        const std::string_view flag = args.flag();
+        if (pool_choice::take_pool_flag(args, cfg.pool)) continue;
+        if (flag == "--listen") {
+            parse_listen(args.value(), cfg);
         } else if (flag == "--heartbeat-timeout") {
-            cfg.heartbeat_timeout = parse_duration(flag, value(), 0);
-        } else if (flag == "--user") {
-            cfg.user = std::string(value());
-            if (cfg.user.empty()) throw config_error("--user needs a user name or number");
+            cfg.heartbeat_timeout = pool_choice::parse_duration(flag, args.value(), 0);
         } else if (flag == "--no-fork") {
-            no_value();
+            args.no_value();
             cfg.no_fork = true;
         } else if (flag == "--chaos") {
-            no_value();
+            args.no_value();
             cfg.chaos = true;
         } else if (flag == "--help") {
-            no_value();
+            args.no_value();
             cfg.help = true;
         } else {
-            throw config_error("unknown option '" + std::string(arg) + "'");
+            args.unknown();
         }
     }
-    const bool restarting = cfg.strategy != strategy_kind::shutdown_all;
-    if (!restarting && (cfg.max_restarts || cfg.restart_period)) {
-        throw config_error(
-            "--max-restarts and --restart-period apply to a restarting --strategy "
-            "(one_for_one, one_for_all or rest_for_one)");
-    }
+    pool_choice::check_pool_flags(cfg.pool);
     if (cfg.no_fork) {
         // The one worker is the master itself: nothing could restart it,
         // watch it or drop its privileges.
-        if (cfg.workers && *cfg.workers != 1) {
+        if (cfg.pool.workers && *cfg.pool.workers != 1) {
             throw config_error(
                 "--no-fork runs exactly one worker; it cannot be combined with --workers " +
-                std::to_string(*cfg.workers));
+                std::to_string(*cfg.pool.workers));
         }
-        if (restarting || cfg.heartbeat_timeout.count() > 0 || !cfg.user.empty()) {
+        if (cfg.pool.restarting() || cfg.heartbeat_timeout.count() > 0 || !cfg.pool.user.empty()) {
             throw config_error(
                 "--no-fork runs the worker in the master: it cannot be combined with a "
                 "restarting --strategy, --heartbeat-timeout or --user");
         }
-        cfg.workers = 1;
+        cfg.pool.workers = 1;
     }
     return cfg;
 }
@@ -583,23 +494,15 @@ int usage_failure(const std::string& message) {
 supervise::options pool_options(const config& cfg) {
     supervise::options opts;
     opts.name = "daemon";  // the library's lines read "daemon[pid]: ..."
-    if (cfg.workers) opts.workers = *cfg.workers;
+    pool_choice::apply(cfg.pool, opts);
     opts.no_fork = cfg.no_fork;
-    opts.shutdown_timeout = cfg.shutdown_timeout;
-    if (cfg.max_restarts) opts.max_restarts = *cfg.max_restarts;
-    if (cfg.restart_period) opts.restart_period = *cfg.restart_period;
     opts.heartbeat_timeout = cfg.heartbeat_timeout;
-    opts.user = cfg.user;
-    // SIGTTIN / SIGTTOU (--preset nginx) scale between 1 and 4 times the
-    // starting size, within the library's cap.
-    opts.min_workers = 1;
-    opts.max_workers = std::min(4 * opts.workers, SUPERVISE_CONFIG_MAX_WORKERS);
     return opts;
 }
 
-// Runs the server on a pool with these signal maps and this strategy; returns
-// the exit status.
-template <class MasterSignals, class WorkerSignals, class Strategy>
+// Runs the server on a pool with the signal maps and the strategy of `Types`
+// (a pool_choice::pool_types); returns the exit status.
+template <class Types>
 int run_with(const config& cfg, int listen_fd) {
     const std::string address = local_address(listen_fd);
     // The worker is a lambda, so the pool's type is spelled through it. The
@@ -608,7 +511,7 @@ int run_with(const config& cfg, int listen_fd) {
     auto worker = [listen_fd, chaos = cfg.chaos](supervise::worker_context& ctx) {
         serve(ctx, listen_fd, chaos);
     };
-    std::optional<supervise::pool<decltype(worker), MasterSignals, WorkerSignals, Strategy>> pool;
+    std::optional<typename Types::template pool<decltype(worker)>> pool;
     try {
         pool.emplace(worker, pool_options(cfg));
     } catch (const std::invalid_argument& e) {
@@ -637,36 +540,6 @@ int run_with(const config& cfg, int listen_fd) {
     }
 }
 
-// The signal maps and the strategy are template arguments of the pool, fixed
-// at compile time: each --preset and --strategy pair is its own instantiation
-// of run_with (2 x 4), picked here from the flags.
-template <class MasterSignals, class WorkerSignals>
-int run_preset(const config& cfg, int listen_fd) {
-    switch (cfg.strategy) {
-        case strategy_kind::shutdown_all:
-            return run_with<MasterSignals, WorkerSignals, supervise::shutdown_all>(cfg, listen_fd);
-        case strategy_kind::one_for_one:
-            return run_with<MasterSignals, WorkerSignals, supervise::one_for_one>(cfg, listen_fd);
-        case strategy_kind::one_for_all:
-            return run_with<MasterSignals, WorkerSignals, supervise::one_for_all>(cfg, listen_fd);
-        case strategy_kind::rest_for_one:
-            return run_with<MasterSignals, WorkerSignals, supervise::rest_for_one>(cfg, listen_fd);
-    }
-    return 1;  // not reached: every strategy_kind is a case
-}
-
-int run(const config& cfg, int listen_fd) {
-    switch (cfg.preset) {
-        case preset_kind::seed:
-            return run_preset<supervise::seed_master_signals, supervise::seed_worker_signals>(
-                cfg, listen_fd);
-        case preset_kind::nginx:
-            return run_preset<supervise::nginx_master_signals, supervise::nginx_worker_signals>(
-                cfg, listen_fd);
-    }
-    return 1;  // not reached: every preset_kind is a case
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -684,5 +557,9 @@ int main(int argc, char** argv) {
     } catch (const config_error& e) {
         return usage_failure(e.what());
     }
-    return run(cfg, listen_fd);
+    // The signal maps and the strategy are template arguments of the pool,
+    // fixed at compile time: each --preset and --strategy pair is its own
+    // instantiation of run_with (2 x 4), picked here from the flags.
+    return pool_choice::dispatch(
+        cfg.pool, [&](auto types) { return run_with<decltype(types)>(cfg, listen_fd); });
 }

@@ -1,0 +1,902 @@
+// Integration tests of supervise-exec (//examples/exec), from outside: the real
+// binary supervising real commands (sh, sleep, grep, ls, id), real signals.
+//
+// supervise-exec runs in a harness::child (a process group of its own) with
+// stdout and stderr on pipes; it dies with this test process
+// (PR_SET_PDEATHSIG) and is SIGKILLed and reaped when its test ends. The
+// commands it starts die with it, and this binary being a child subreaper
+// (test_main.cpp), whatever is orphaned comes back here, so every test can
+// prove that nothing was left running. Commands report on their stdout, the
+// master's log is on stderr; every wait is bounded.
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "harness.hpp"
+
+using namespace harness;
+
+namespace {
+
+std::string exec_binary() {
+    // Under `bazel test` the binary is a data dependency in the runfiles tree.
+    const char* srcdir = std::getenv("TEST_SRCDIR");
+    const char* workspace = std::getenv("TEST_WORKSPACE");
+    if (srcdir != nullptr) {
+        return std::string(srcdir) + "/" + (workspace != nullptr ? workspace : "supervise") +
+               "/examples/exec/supervise-exec";
+    }
+    // Outside Bazel: SUPERVISE_EXEC=/path/to/supervise-exec ./exec_test
+    const char* path = std::getenv("SUPERVISE_EXEC");
+    return path != nullptr ? path : "examples/exec/supervise-exec";
+}
+
+// A directory of this test's own for files.
+std::string scratch_directory() {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    return tmp != nullptr ? tmp : "/tmp";
+}
+
+// The line of /proc/PID/status that starts with `field` ("SigIgn"), without
+// the field name, or "".
+std::string status_field(pid_t pid, const std::string& field) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(file, line);) {
+        if (line.rfind(field + ":", 0) == 0) return line.substr(field.size() + 2);
+    }
+    return "";
+}
+
+// True if bit `sig` is set in a /proc signal mask ("0000000000000001" is SIGHUP).
+bool has_signal(const std::string& mask, int sig) {
+    return !mask.empty() && ((std::stoull(mask, nullptr, 16) >> (sig - 1)) & 1) != 0;
+}
+
+// Parent pid from /proc/PID/stat, after the last ')' (comm may hold anything), or 0.
+pid_t parent_of(pid_t pid) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(file, stat);
+    const std::size_t paren = stat.rfind(')');
+    if (paren == std::string::npos) return 0;
+    std::istringstream rest(stat.substr(paren + 1));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    return ppid;
+}
+
+// The children of `pid` (its main thread's), from /proc.
+std::vector<pid_t> children_of(pid_t pid) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
+                       "/children");
+    std::vector<pid_t> found;
+    for (long child; file >> child;) found.push_back(static_cast<pid_t>(child));
+    return found;
+}
+
+// What the test hands to supervise-exec besides its arguments.
+struct launch {
+    // Words before supervise-exec's own path (unshare ...), or none.
+    std::vector<std::string> prefix;
+    // Runs in the forked child just before exec (signal state, descriptors,
+    // environment to hand down).
+    std::function<void()> before_exec;
+};
+
+// supervise-exec run in a harness::child: stdin from /dev/null, stdout and
+// stderr on pipes.
+class exec_process {
+  public:
+    explicit exec_process(const std::vector<std::string>& args, const launch& how = {}) {
+        std::vector<std::string> words = how.prefix;
+        words.push_back(exec_binary());
+        words.insert(words.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (std::string& word : words) argv.push_back(word.data());
+        argv.push_back(nullptr);
+
+        const pid_t test_pid = ::getpid();
+        process_.emplace([&] {
+            // Dies with this test process even though it leads a group of its
+            // own (a runner killing the test's group on a timeout misses it).
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != test_pid) return 127;
+            const int nothing = ::open("/dev/null", O_RDONLY);
+            ::dup2(nothing, STDIN_FILENO);
+            ::dup2(out_pipe_.write_fd, STDOUT_FILENO);
+            ::dup2(err_pipe_.write_fd, STDERR_FILENO);
+            // Commands that crash on purpose leave no core file behind.
+            const struct rlimit no_core {};
+            ::setrlimit(RLIMIT_CORE, &no_core);
+            sigset_t none;
+            sigemptyset(&none);
+            ::sigprocmask(SIG_SETMASK, &none, nullptr);
+            if (how.before_exec) how.before_exec();
+            ::execvp(argv[0], argv.data());
+            return 127;
+        });
+        out_pipe_.close_write();
+        err_pipe_.close_write();
+    }
+
+    ~exec_process() {
+        process_.reset();  // SIGKILLs supervise-exec's group and reaps it
+        reap_leftovers();  // its commands, in a group of their own, came back to us
+    }
+
+    exec_process(const exec_process&) = delete;
+    exec_process& operator=(const exec_process&) = delete;
+
+    pid_t pid() const { return process_->pid(); }
+
+    void signal(int sig) {
+        REQUIRE(pid() > 0);
+        REQUIRE(::kill(pid(), sig) == 0);
+    }
+
+    // Waits for the pool's "started N workers" line.
+    void wait_started(int workers) {
+        const std::string line = "started " + std::to_string(workers) + " workers";
+        REQUIRE_MESSAGE(err.wait_for(line), "no '" << line << "'; stderr:\n" << err.text());
+    }
+
+    // The wait status once supervise-exec has exited, or nothing after `timeout`.
+    std::optional<int> wait_exit(milliseconds timeout = patience) {
+        if (!status_) status_ = process_->wait(timeout);
+        return status_;
+    }
+
+    // Waits for the exit and for both pipes to be closed by everyone.
+    std::optional<int> finish() {
+        const std::optional<int> status = wait_exit();
+        err.wait_eof();
+        out.wait_eof();
+        return status;
+    }
+
+  private:
+    pipe_pair out_pipe_;
+    pipe_pair err_pipe_;
+    std::optional<child> process_;
+    std::optional<int> status_;
+
+  public:
+    reader out{out_pipe_.read_fd};
+    reader err{err_pipe_.read_fd};
+};
+
+// A command that reports "up INDEX GENERATION PID" on stdout, then sleeps
+// until it is signalled; `before` runs first in the same shell.
+std::vector<std::string> reporting_command(const std::string& before = "") {
+    return {"sh", "-c",
+            before +
+                "echo \"up $SUPERVISE_WORKER_INDEX $SUPERVISE_WORKER_GENERATION $$\"; "
+                "exec sleep 1000"};
+}
+
+struct up_line {
+    int index = -1;
+    unsigned generation = 0;
+    pid_t pid = 0;
+};
+
+std::vector<up_line> up_lines(const reader& out) {
+    std::vector<up_line> found;
+    for (const std::string& line : out.lines_starting("up ")) {
+        up_line up;
+        long pid = 0;
+        if (std::sscanf(line.c_str(), "up %d %u %ld", &up.index, &up.generation, &pid) == 3) {
+            up.pid = static_cast<pid_t>(pid);
+            found.push_back(up);
+        }
+    }
+    return found;
+}
+
+// Waits until a copy of slot `index` in `generation` reported; returns it.
+up_line wait_up(exec_process& exec, int index, unsigned generation) {
+    const auto find = [&]() -> std::optional<up_line> {
+        for (const up_line& up : up_lines(exec.out)) {
+            if (up.index == index && up.generation == generation) return up;
+        }
+        return std::nullopt;
+    };
+    exec.out.wait_until([&] { return find().has_value(); });
+    const std::optional<up_line> up = find();
+    REQUIRE_MESSAGE(up, "no copy " << index << " generation " << generation << "; stdout:\n"
+                                   << exec.out.text() << "stderr:\n"
+                                   << exec.err.text());
+    return *up;
+}
+
+int count_up(const reader& out, int index) {
+    const std::vector<up_line> ups = up_lines(out);
+    return static_cast<int>(std::count_if(ups.begin(), ups.end(),
+                                          [&](const up_line& up) { return up.index == index; }));
+}
+
+std::vector<std::string> concat(std::vector<std::string> first,
+                                const std::vector<std::string>& second) {
+    first.insert(first.end(), second.begin(), second.end());
+    return first;
+}
+
+// Named pipes, one per slot, that hold each copy back until the test opens
+// its gate: a copy runs `read line <"$0/go-$SUPERVISE_WORKER_INDEX"` (with
+// the directory as $0). The test holds each pipe open for reading and
+// writing, so its "go" never blocks and waits in the pipe until the copy
+// reads it; the shell reads a byte at a time, so each copy takes one line.
+class gates {
+  public:
+    explicit gates(int count) {
+        static int made = 0;
+        directory_ = scratch_directory() + "/gates-" + std::to_string(::getpid()) + "-" +
+                     std::to_string(++made);
+        REQUIRE(::mkdir(directory_.c_str(), 0755) == 0);
+        for (int i = 0; i < count; ++i) {
+            const std::string path = directory_ + "/go-" + std::to_string(i);
+            REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+            fds_.push_back(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+            REQUIRE(fds_.back() >= 0);
+        }
+    }
+    ~gates() {
+        for (const int fd : fds_) ::close(fd);
+    }
+    gates(const gates&) = delete;
+    gates& operator=(const gates&) = delete;
+
+    // The shell's words for waiting at the gate; pass directory() as $0.
+    static std::string wait() { return "read line <\"$0/go-$SUPERVISE_WORKER_INDEX\"; "; }
+    const std::string& directory() const { return directory_; }
+    void open(int index) { say(fds_[static_cast<std::size_t>(index)], "go"); }
+
+  private:
+    std::string directory_;
+    std::vector<int> fds_;
+};
+
+}  // namespace
+
+// ---- the command line ----
+
+TEST_CASE("--help prints every option on stdout and exits 0") {
+    exec_process exec({"--help"});
+    const std::optional<int> status = exec.finish();
+    CHECK(exited_with(status, 0));
+    CHECK(exec.out.text().rfind("Usage: supervise-exec [OPTIONS] -- COMMAND [ARGS...]", 0) == 0);
+    for (const char* word : {"--workers", "--preset", "--strategy", "--shutdown-timeout",
+                             "--max-restarts", "--restart-period", "--backoff-max", "--ready-fd",
+                             "--pid1", "--user", "--help", "SUPERVISE_WORKER_INDEX", "one_for_one",
+                             "shutdown_all", "Exit status", "128+N", "127", "NOTIFY_SOCKET"}) {
+        CAPTURE(word);
+        CHECK(exec.out.text().find(word) != std::string::npos);
+    }
+    CHECK(exec.err.text().empty());
+}
+
+TEST_CASE("bad input: one line, exit status 2, and nothing started") {
+    const std::string not_executable = scratch_directory() + "/not-executable";
+    std::ofstream(not_executable) << "#!/bin/sh\necho started\n";
+    REQUIRE(::chmod(not_executable.c_str(), 0644) == 0);
+    // A command that would show on stdout had it been started.
+    const std::vector<std::string> command = {"--", "sh", "-c", "echo started"};
+    const auto with_command = [&](std::vector<std::string> args) { return concat(args, command); };
+    const std::vector<std::vector<std::string>> bad = {
+        {},
+        {"--"},
+        {"--workers", "2"},
+        {"--workers", "2", "--"},
+        {"--workers"},
+        with_command({"--frobnicate"}),
+        with_command({"-w", "2"}),
+        with_command({"--workers", "0"}),
+        with_command({"--workers", "many"}),
+        with_command({"--workers=4097"}),
+        with_command({"--workers="}),
+        with_command({"--strategy", "one_for_none"}),
+        with_command({"--preset", "apache"}),
+        with_command({"--shutdown-timeout", "0"}),
+        with_command({"--shutdown-timeout", "5s"}),
+        with_command({"--max-restarts", "-1"}),
+        with_command({"--restart-period", "3600001"}),
+        with_command({"--backoff-max", "-5"}),
+        // Restart settings without a strategy that restarts.
+        with_command({"--strategy", "shutdown_all", "--max-restarts", "3"}),
+        with_command({"--strategy=shutdown_all", "--backoff-max", "100"}),
+        // 0, 1, 2 are the command's; the library takes 3 to 1023.
+        with_command({"--ready-fd", "2"}),
+        with_command({"--ready-fd", "1024"}),
+        with_command({"--pid1=yes"}),
+        with_command({"--help=please"}),
+        with_command({"--user="}),
+        with_command({"--user", "no-such-user-here"}),
+        // Commands that cannot be executed.
+        {"--", "no-such-command-here"},
+        {"no-such-command-here", "--workers", "2"},
+        {"--", "/no/such/file"},
+        {"--", "/"},
+        {"--", not_executable},
+        {"--", ""},
+    };
+    for (const std::vector<std::string>& args : bad) {
+        std::string command_line;
+        for (const std::string& arg : args) command_line += " '" + arg + "'";
+        CAPTURE(command_line);
+        exec_process exec(args);
+        const std::optional<int> status = exec.finish();
+        CAPTURE(exec.err.text());
+        CHECK(exited_with(status, 2));
+        CHECK(exec.err.text().rfind("supervise-exec: ", 0) == 0);
+        CHECK(std::count(exec.err.text().begin(), exec.err.text().end(), '\n') == 1);
+        CHECK(exec.err.text().find("see 'supervise-exec --help'") != std::string::npos);
+        CHECK(exec.out.text().empty());
+        // Not a single worker was forked (it would be our child by now).
+        CHECK(no_child_left());
+    }
+}
+
+TEST_CASE("bad input names the problem") {
+    const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+        {{"--workers", "2"}, "no command given"},
+        {{"--frobnicate", "--", "true"}, "unknown option '--frobnicate'"},
+        {{"--", "no-such-command-here"}, "'no-such-command-here' is not an executable file in"},
+        {{"--", "/no/such/file"}, "cannot execute '/no/such/file': No such file or directory"},
+        {{"--", "/"}, "cannot execute '/': a directory"},
+        {{"--", "/dev/null"}, "cannot execute '/dev/null': not a regular file"},
+        {{"--workers", "0", "--", "true"}, "--workers must be between 1 and 4096 (got 0)"},
+        {{"--user", "no-such-user-here", "--", "true"}, "unknown user 'no-such-user-here'"},
+        {{"--strategy", "shutdown_all", "--backoff-max", "1", "--", "true"},
+         "--backoff-max applies to a restarting --strategy"},
+    };
+    for (const auto& [args, message] : cases) {
+        CAPTURE(message);
+        exec_process exec(args);
+        CHECK(exited_with(exec.finish(), 2));
+        CHECK_MESSAGE(exec.err.text().find(message) != std::string::npos, exec.err.text());
+    }
+    CHECK(no_child_left());
+}
+
+// ---- workers and what each copy starts with ----
+
+TEST_CASE(
+    "--workers N: N copies, each with its SUPERVISE_WORKER_INDEX; SIGTERM stops all, exit 0") {
+    // The command is found through PATH, and "--" may be left out.
+    exec_process exec(concat({"--workers=3"}, reporting_command()));
+    exec.wait_started(3);
+    std::set<int> indexes;
+    std::set<pid_t> pids;
+    for (int index = 0; index < 3; ++index) {
+        const up_line up = wait_up(exec, index, 0);
+        indexes.insert(up.index);
+        pids.insert(up.pid);
+        // The copy is the pool's worker process itself: no shell or wrapper between.
+        CHECK(parent_of(up.pid) == exec.pid());
+    }
+    CHECK(indexes == std::set<int>{0, 1, 2});
+    CHECK(pids.size() == 3);
+    exec.signal(SIGTERM);
+    CHECK(exited_with(exec.finish(), 0));
+    INFO(exec.err.text());
+    CHECK(exec.err.occurrences("killed by signal 15 (SIGTERM)") == 3);
+    CHECK(exec.err.line_with("stopped (SIGTERM received); exit status 0"));
+    CHECK(up_lines(exec.out).size() == 3);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("a copy starts with default dispositions and an empty signal mask") {
+    // Whoever starts supervise-exec may hand down ignored and blocked
+    // signals, and the pool's worker maps ignore some (SIGHUP, SIGUSR2, SIGPIPE,
+    // SIGWINCH): none of it reaches the command.
+    const launch how{{}, [] {
+                         for (const int sig : {SIGHUP, SIGQUIT, SIGTERM, SIGXFSZ}) {
+                             std::signal(sig, SIG_IGN);
+                         }
+                         sigset_t blocked;
+                         sigemptyset(&blocked);
+                         sigaddset(&blocked, SIGUSR2);
+                         sigaddset(&blocked, SIGPROF);
+                         ::sigprocmask(SIG_SETMASK, &blocked, nullptr);
+                     }};
+    for (const char* preset : {"seed", "nginx"}) {
+        CAPTURE(preset);
+        // grep is the copy itself (no shell between) and reads its own
+        // status; it exits and is started again, which keeps the master up.
+        exec_process exec({"--preset", preset, "--max-restarts", "1000", "--", "grep", "-E",
+                           "^Sig(Blk|Ign):", "/proc/self/status"},
+                          how);
+        REQUIRE(exec.out.wait_for("SigIgn:"));
+        // The twin: the master did receive that state (SIGXFSZ and SIGPROF
+        // are in no signal map, so the pool leaves them as they came).
+        CHECK(has_signal(status_field(exec.pid(), "SigIgn"), SIGXFSZ));
+        CHECK(has_signal(status_field(exec.pid(), "SigBlk"), SIGPROF));
+        exec.signal(SIGTERM);
+        CHECK(exited_with(exec.finish(), 0));
+        INFO("stdout:\n" << exec.out.text() << "stderr:\n" << exec.err.text());
+        CHECK(exec.out.occurrences("SigBlk:\t0000000000000000\n") ==
+              exec.out.occurrences("SigBlk:"));
+        CHECK(exec.out.occurrences("SigIgn:\t0000000000000000\n") ==
+              exec.out.occurrences("SigIgn:"));
+    }
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("a copy has only descriptors 0, 1, 2 and the --ready-fd open") {
+    // supervise-exec inherits a descriptor without O_CLOEXEC; the pool has
+    // pipes and pidfds of its own, more with every copy.
+    pipe_pair leak;
+    const launch how{{}, [&] { ::dup2(leak.read_fd, 7); }};
+    for (const bool ready_fd : {false, true}) {
+        CAPTURE(ready_fd);
+        // ls is the copy itself and lists its own descriptors, in one write;
+        // it exits and is started again, which keeps the master up.
+        std::vector<std::string> args = {"--workers", "3", "--max-restarts", "1000"};
+        if (ready_fd) args.insert(args.end(), {"--ready-fd", "9"});
+        exec_process exec(concat(args, {"--", "ls", "-l", "/proc/self/fd"}), how);
+        REQUIRE(exec.out.wait_for("total ", 3));
+        // The twin: the master does hold descriptor 7.
+        CHECK(::access(("/proc/" + std::to_string(exec.pid()) + "/fd/7").c_str(), F_OK) == 0);
+        exec.signal(SIGTERM);
+        CHECK(exited_with(exec.finish(), 0));
+        INFO(exec.out.text());
+        // "lr-x------ 1 root root 64 Nov 24 06:10 9 -> pipe:[1259879]", one
+        // line per descriptor after each "total" line; the descriptor ls
+        // reads the directory through points at /proc/PID/fd: not the copy's.
+        std::vector<std::string> listings;
+        std::istringstream lines(exec.out.text());
+        for (std::string line; std::getline(lines, line);) {
+            if (line.rfind("total ", 0) == 0) {
+                listings.emplace_back();
+                continue;
+            }
+            const std::size_t arrow = line.find(" -> ");
+            if (listings.empty() || arrow == std::string::npos) continue;
+            const std::string target = line.substr(arrow + 4);
+            if (target.rfind("/proc/", 0) == 0 && target.size() > 3 &&
+                target.compare(target.size() - 3, 3, "/fd") == 0) {
+                continue;
+            }
+            const std::size_t name = line.rfind(' ', arrow - 1) + 1;
+            listings.back() +=
+                (listings.back().empty() ? "" : " ") + line.substr(name, arrow - name);
+        }
+        REQUIRE(listings.size() >= 3);
+        for (const std::string& listed : listings) {
+            CHECK(listed == (ready_fd ? "0 1 2 9" : "0 1 2"));
+        }
+    }
+    CHECK(reap_leftovers() == 0);
+}
+
+// ---- readiness ----
+
+TEST_CASE("--ready-fd: a copy is ready once it writes a newline there, not when it starts") {
+    // Each copy says it is up, waits at its gate, says on stderr that it is
+    // about to be ready, and writes its newline to descriptor 9.
+    gates gate(2);
+    exec_process exec({"--workers", "2", "--ready-fd=9", "--", "sh", "-c",
+                       "echo \"up $SUPERVISE_WORKER_INDEX 0 $$\"; " + gates::wait() +
+                           "echo \"copy $SUPERVISE_WORKER_INDEX writes its newline\" >&2; "
+                           "echo >&9; exec sleep 1000",
+                       gate.directory()});
+    wait_up(exec, 0, 0);
+    wait_up(exec, 1, 0);
+    // Both run the command, neither is ready: a statistics table (SIGUSR1)
+    // comes out, with no "started" line before it.
+    exec.signal(SIGUSR1);
+    REQUIRE(exec.err.wait_for("statistics: master pid"));
+    CHECK_FALSE(exec.err.line_with("started 2 workers"));
+    gate.open(1);
+    REQUIRE(exec.err.wait_for("copy 1 writes its newline"));
+    gate.open(0);
+    exec.wait_started(2);
+    // The master's line comes after both copies wrote theirs (one pipe: the
+    // order in it is the order of the writes).
+    const std::string& log = exec.err.text();
+    const std::size_t started = log.find("started 2 workers");
+    CHECK(log.find("copy 0 writes its newline") < started);
+    CHECK(log.find("copy 1 writes its newline") < started);
+    exec.signal(SIGTERM);
+    CHECK(exited_with(exec.finish(), 0));
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("--ready-fd reaches the command when the pool's pipe already has that number") {
+    // With exactly one inherited descriptor above 2 (here 3), the pool's
+    // third pipe gets descriptors 8 and 9: the write end is already 9,
+    // dup2(9, 9) does nothing, and FD_CLOEXEC would close it at exec.
+    const launch how{{}, [] {
+                         ::syscall(SYS_close_range, 3U, ~0U, 0U);
+                         ::open("/dev/null", O_RDONLY);  // descriptor 3
+                     }};
+    exec_process exec(concat({"--ready-fd", "9", "--"}, reporting_command("echo >&9; ")), how);
+    // Ready only if the newline came through descriptor 9.
+    exec.wait_started(1);
+    exec.signal(SIGTERM);
+    CHECK(exited_with(exec.finish(), 0));
+    INFO(exec.err.text());
+    CHECK_FALSE(exec.err.line_with("Bad file descriptor"));
+    CHECK(reap_leftovers() == 0);
+}
+
+namespace {
+
+// An abstract unix datagram socket playing systemd's part: $NOTIFY_SOCKET
+// names it "@...".
+class notify_socket {
+  public:
+    notify_socket() {
+        fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        REQUIRE(fd_ >= 0);
+        name_ = "supervise-exec-test-" + std::to_string(::getpid());
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::memcpy(address.sun_path + 1, name_.data(), name_.size());
+        const auto size =
+            static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name_.size());
+        REQUIRE(::bind(fd_, reinterpret_cast<const sockaddr*>(&address), size) == 0);
+    }
+    ~notify_socket() { ::close(fd_); }
+    notify_socket(const notify_socket&) = delete;
+    notify_socket& operator=(const notify_socket&) = delete;
+
+    std::string variable() const { return "@" + name_; }
+
+    // The next datagram, or nothing after `timeout`.
+    std::optional<std::string> receive(milliseconds timeout = patience) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return std::nullopt;
+        char buf[1024];
+        const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        if (n < 0) return std::nullopt;
+        return std::string(buf, static_cast<std::size_t>(n));
+    }
+
+  private:
+    int fd_ = -1;
+    std::string name_;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "under systemd the master reports readiness for every copy; the copies see no NOTIFY_SOCKET") {
+    notify_socket systemd;
+    const std::string socket_name = systemd.variable();
+    const launch how{{}, [&] {
+                         ::setenv("NOTIFY_SOCKET", socket_name.c_str(), 1);
+                         ::setenv("WATCHDOG_USEC", "60000000", 1);
+                         ::setenv("WATCHDOG_PID", "1", 1);  // not supervise-exec's
+                     }};
+    gates gate(2);
+    exec_process exec({"--workers", "2", "--ready-fd", "9", "--", "sh", "-c",
+                       "echo \"env ${NOTIFY_SOCKET-unset} ${WATCHDOG_USEC-unset} "
+                       "${WATCHDOG_PID-unset}\"; " +
+                           gates::wait() + "echo >&9; exec sleep 1000",
+                       gate.directory()},
+                      how);
+    REQUIRE(exec.out.wait_for("env ", 2));
+    CHECK(exec.out.occurrences("env unset unset unset") == 2);
+    // Nothing is ready yet, so systemd has heard nothing.
+    CHECK_FALSE(systemd.receive(0ms));
+    gate.open(0);
+    gate.open(1);
+    const std::optional<std::string> ready = systemd.receive();
+    REQUIRE(ready);
+    CHECK(*ready ==
+          "READY=1\nMAINPID=" + std::to_string(exec.pid()) + "\nSTATUS=2 of 2 workers ready");
+    exec.signal(SIGTERM);
+    const std::optional<std::string> stopping = systemd.receive();
+    REQUIRE(stopping);
+    CHECK(stopping->rfind("STOPPING=1\n", 0) == 0);
+    CHECK(exited_with(exec.finish(), 0));
+    CHECK(reap_leftovers() == 0);
+}
+
+// ---- stopping ----
+
+TEST_CASE("--shutdown-timeout: a command that ignores SIGTERM gets SIGKILL, exit status still 0") {
+    exec_process exec(
+        concat({"--shutdown-timeout", "300", "--"}, reporting_command("trap '' TERM; ")));
+    exec.wait_started(1);
+    const up_line up = wait_up(exec, 0, 0);
+    // The copy (sleep, exec'd by the shell) kept SIGTERM ignored.
+    CHECK(has_signal(status_field(up.pid, "SigIgn"), SIGTERM));
+    const std::int64_t asked = now_ms();
+    exec.signal(SIGTERM);
+    const std::optional<int> status = exec.finish();
+    INFO(exec.err.text());
+    CHECK(exited_with(status, 0));
+    // The timeout is the behaviour under test: it was waited for.
+    CHECK(now_ms() - asked >= 300);
+    CHECK(exec.err.line_with("workers still running after 300 ms; sending SIGKILL"));
+    CHECK(exec.err.line_with("worker 0 (pid " + std::to_string(up.pid) +
+                             ") killed by signal 9 (SIGKILL)"));
+    CHECK(reap_leftovers() == 0);
+}
+
+// ---- failures, restarts and the exit status ----
+
+TEST_CASE("--max-restarts: a command that fails on every start stops with its own exit status") {
+    exec_process exec({"--max-restarts", "2", "--restart-period=60000", "--backoff-max", "0", "--",
+                       "sh", "-c", "echo start; exit 3"});
+    const std::optional<int> status = exec.finish();
+    INFO(exec.err.text());
+    CHECK(exited_with(status, 3));
+    // Started once, restarted twice, then the limit.
+    CHECK(exec.out.occurrences("start") == 3);
+    CHECK(exec.err.line_with(
+        "exited with status 3; more than 2 restarts within 60000 ms, giving up"));
+    CHECK(exec.err.line_with("exit status 3 (worker 0 exited with status 3)"));
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("--backoff-max caps the doubling delay between restarts of a failing copy") {
+    exec_process exec({"--max-restarts", "4", "--backoff-max", "150", "--", "sh", "-c", "exit 4"});
+    const std::optional<int> status = exec.finish();
+    INFO(exec.err.text());
+    CHECK(exited_with(status, 4));
+    // At once, then 100 ms, then 200 ms capped to 150 twice; the fifth exit gives up.
+    CHECK(exec.err.occurrences("; restarting worker 0\n") == 1);
+    CHECK(exec.err.occurrences("; restarting worker 0 in 100 ms") == 1);
+    CHECK(exec.err.occurrences("; restarting worker 0 in 150 ms") == 2);
+    CHECK(exec.err.occurrences(" in 200 ms") == 0);
+    CHECK(exec.err.line_with("more than 4 restarts"));
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("exit status: the failed copy's own status, 128+N for signal N, 1 for a clean exit") {
+    struct expectation {
+        std::vector<std::string> args;
+        int status;
+        std::string log;
+    };
+    const std::vector<expectation> cases = {
+        // A crash: the shell kills itself with SIGSEGV.
+        {{"--strategy", "shutdown_all", "--", "sh", "-c", "kill -SEGV $$"},
+         128 + SIGSEGV,
+         "worker 0 killed by signal 11 (SIGSEGV)"},
+        {{"--max-restarts", "1", "--backoff-max", "0", "--", "sh", "-c", "kill -SEGV $$"},
+         128 + SIGSEGV,
+         "more than 1 restarts"},
+        {{"--strategy", "shutdown_all", "--", "sh", "-c", "exit 7"}, 7, "exited with status 7"},
+        // A service that ends by itself has failed, even with status 0.
+        {{"--strategy", "shutdown_all", "--", "true"}, 1, "worker 0 (pid"},
+        {{"--max-restarts", "0", "--", "true"}, 1, "more than 0 restarts"},
+        // 125 (s6's permanent failure) is not restarted.
+        {{"--", "sh", "-c", "echo start; exit 125"}, 125, "(fatal: not restarted)"},
+    };
+    for (const expectation& e : cases) {
+        CAPTURE(e.log);
+        exec_process exec(e.args);
+        const std::optional<int> status = exec.finish();
+        INFO(exec.err.text());
+        CHECK_MESSAGE(exited_with(status, e.status), describe_status(status));
+        CHECK(exec.err.line_with(e.log));
+        CHECK(exec.out.occurrences("start") <= 1);
+    }
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE(
+    "a command that cannot be executed at run time exits 127, and the restart limit ends it") {
+    // An executable file whose interpreter does not exist passes the check
+    // before start-up; execve(2) then fails in every copy.
+    const std::string script = scratch_directory() + "/no-interpreter";
+    std::ofstream(script) << "#!/no/such/interpreter\n";
+    REQUIRE(::chmod(script.c_str(), 0755) == 0);
+    exec_process exec({"--workers", "2", "--max-restarts", "1", "--", script});
+    const std::optional<int> status = exec.finish();
+    INFO(exec.err.text());
+    CHECK(exited_with(status, 127));
+    CHECK(exec.err.line_with("cannot execute " + script + ": No such file or directory"));
+    CHECK(exec.err.line_with("more than 1 restarts"));
+    CHECK(reap_leftovers() == 0);
+}
+
+// ---- strategies and presets ----
+
+TEST_CASE("--strategy: which copies a crash restarts") {
+    struct expectation {
+        const char* strategy;
+        std::set<int> restarted;
+    };
+    for (const expectation& e :
+         {expectation{"one_for_one", {1}}, expectation{"one_for_all", {0, 1, 2}},
+          expectation{"rest_for_one", {1, 2}}}) {
+        CAPTURE(e.strategy);
+        exec_process exec(
+            concat({"--workers", "3", "--strategy", e.strategy, "--"}, reporting_command()));
+        exec.wait_started(3);
+        // Every copy runs the command before one is killed.
+        for (int index = 0; index < 3; ++index) wait_up(exec, index, 0);
+        REQUIRE(::kill(wait_up(exec, 1, 0).pid, SIGKILL) == 0);
+        for (const int index : e.restarted) wait_up(exec, index, 1);
+        exec.signal(SIGTERM);
+        CHECK(exited_with(exec.finish(), 0));
+        INFO(exec.out.text() << exec.err.text());
+        for (int index = 0; index < 3; ++index) {
+            CAPTURE(index);
+            CHECK(count_up(exec.out, index) == (e.restarted.count(index) != 0 ? 2 : 1));
+        }
+    }
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("--preset nginx: SIGHUP replaces the copies one at a time, each new one ready first") {
+    gates gate(2);
+    exec_process exec({"--workers", "2", "--preset", "nginx", "--ready-fd", "9", "--", "sh", "-c",
+                       "echo \"up $SUPERVISE_WORKER_INDEX $SUPERVISE_WORKER_GENERATION $$\"; " +
+                           gates::wait() + "echo >&9; exec sleep 1000",
+                       gate.directory()});
+    gate.open(0);
+    gate.open(1);
+    exec.wait_started(2);
+    const pid_t old0 = wait_up(exec, 0, 0).pid;
+    const pid_t old1 = wait_up(exec, 1, 0).pid;
+    exec.signal(SIGHUP);
+    wait_up(exec, 0, 1);
+    // The successor runs but is not ready: its predecessor is not asked to
+    // stop yet (SIGUSR2 prints the table, with no "retired" line before it).
+    exec.signal(SIGUSR2);
+    REQUIRE(exec.err.wait_for("statistics: master pid"));
+    CHECK_FALSE(exec.err.line_with("retired"));
+    CHECK(::kill(old0, 0) == 0);
+    gate.open(0);
+    wait_up(exec, 1, 1);
+    gate.open(1);
+    REQUIRE(exec.err.wait_for("rolling reload done"));
+    // Each predecessor got the preset's graceful stop signal, SIGQUIT, which
+    // ends sleep.
+    for (const pid_t old : {old0, old1}) {
+        CHECK(exec.err.wait_for_line("(pid " + std::to_string(old) +
+                                     ", retired) killed by signal 3 (SIGQUIT)"));
+    }
+    exec.signal(SIGTERM);
+    CHECK(exited_with(exec.finish(), 0));
+    INFO(exec.err.text());
+    CHECK(up_lines(exec.out).size() == 4);
+    CHECK(reap_leftovers() == 0);
+}
+
+// ---- PID 1 and orphans ----
+
+namespace {
+
+// A copy whose subshells leave orphans behind: one that exits at once and
+// one that runs on. Reports "orphan PID" for each, then "up ...".
+std::vector<std::string> orphaning_command() {
+    return reporting_command(
+        "(sleep 0 & echo \"orphan $!\"); (exec sleep 1000 & echo \"orphan $!\"); ");
+}
+
+std::vector<pid_t> orphans(const reader& out) {
+    std::vector<pid_t> found;
+    for (const std::string& line : out.lines_starting("orphan ")) {
+        found.push_back(static_cast<pid_t>(std::atol(line.c_str() + 7)));
+    }
+    return found;
+}
+
+}  // namespace
+
+TEST_CASE("--pid1 as PID 1 of a new PID namespace reaps orphaned grandchildren") {
+    // The container entry point: unshare makes a PID namespace whose first
+    // process (PID 1 there) is supervise-exec.
+    exec_process exec(concat({"--pid1", "--"}, orphaning_command()),
+                      launch{{"unshare", "--pid", "--fork", "--mount-proc"}, {}});
+    exec.wait_started(1);
+    INFO(exec.err.text());
+    // Its lines carry its pid inside the namespace.
+    CHECK(exec.err.line_with("supervise-exec[1]: started 1 workers"));
+    REQUIRE(exec.out.wait_for("orphan ", 2));
+    const std::vector<pid_t> orphan = orphans(exec.out);
+    REQUIRE(orphan.size() == 2);
+    CHECK(exec.err.wait_for_line("reaped orphan pid " + std::to_string(orphan[0]) +
+                                 ", exited with status 0"));
+    // unshare waits for supervise-exec; the SIGTERM goes to supervise-exec itself.
+    const std::vector<pid_t> inside = children_of(exec.pid());
+    REQUIRE(inside.size() == 1);
+    REQUIRE(::kill(inside[0], SIGTERM) == 0);
+    CHECK(exited_with(exec.finish(), 0));
+    // The orphan still running died with the namespace.
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("--pid1 without being PID 1: supervise-exec adopts orphans as a subreaper") {
+    for (const bool pid1 : {true, false}) {
+        CAPTURE(pid1);
+        exec_process exec(
+            concat(pid1 ? std::vector<std::string>{"--pid1", "--"} : std::vector<std::string>{"--"},
+                   orphaning_command()));
+        exec.wait_started(1);
+        wait_up(exec, 0, 0);
+        REQUIRE(exec.out.wait_for("orphan ", 2));
+        const std::vector<pid_t> orphan = orphans(exec.out);
+        REQUIRE(orphan.size() == 2);
+        INFO(exec.err.text());
+        if (pid1) {
+            CHECK(exec.err.wait_for_line("reaped orphan pid " + std::to_string(orphan[0]) +
+                                         ", exited with status 0"));
+            // The orphan that runs on is supervise-exec's child now.
+            CHECK(parent_of(orphan[1]) == exec.pid());
+        } else {
+            // Without --pid1 orphans go past supervise-exec to the next
+            // subreaper up: this test process.
+            CHECK(exited_with(wait_exit(orphan[0]), 0));
+            CHECK(parent_of(orphan[1]) == ::getpid());
+            CHECK_FALSE(exec.err.line_with("reaped orphan"));
+        }
+        exec.signal(SIGTERM);
+        CHECK(exited_with(exec.wait_exit(), 0));
+        // The orphan that runs on is no copy: supervise-exec does not stop
+        // it, and it comes back to this process (it still holds the pipes).
+        CHECK(parent_of(orphan[1]) == ::getpid());
+        REQUIRE(::kill(orphan[1], SIGKILL) == 0);
+        CHECK(killed_by(wait_exit(orphan[1]), SIGKILL));
+        exec.finish();
+        CHECK(reap_leftovers() == 0);
+    }
+}
+
+// ---- privileges ----
+
+TEST_CASE("--user nobody: copies run as nobody, and still die with supervise-exec") {
+    const passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    REQUIRE(::geteuid() == 0);
+    exec_process exec(concat({"--user", "nobody", "--"},
+                             reporting_command("echo \"ids $(id -u) $(id -g) $(id -G)\"; ")));
+    if (setgroups_denied()) {
+        // linux-sandbox's user namespace: the drop fails and stops everything
+        // with the fatal status, never running the command as root.
+        const std::optional<int> status = exec.finish();
+        INFO(exec.err.text());
+        CHECK(exited_with(status, 125));
+        CHECK(exec.err.line_with("cannot drop privileges to 'nobody': setgroups"));
+        CHECK(exec.out.text().empty());
+        return;
+    }
+    const up_line up = wait_up(exec, 0, 0);
+    const std::string uid = std::to_string(nobody->pw_uid);
+    const std::string gid = std::to_string(nobody->pw_gid);
+    CHECK(exec.out.line_with("ids " + uid + " " + gid + " "));
+    CHECK(status_field(up.pid, "Uid") == uid + "\t" + uid + "\t" + uid + "\t" + uid);
+    CHECK(status_field(exec.pid(), "Uid") == "0\t0\t0\t0");  // the master stays root
+    // Changing the user clears the parent-death signal; the copy must still
+    // die with the master.
+    exec.signal(SIGKILL);
+    CHECK(killed_by(exec.wait_exit(), SIGKILL));
+    // The copy was orphaned to this subreaper: it dies (SIGKILL from the
+    // parent-death signal) without anyone else's help.
+    CHECK(killed_by(wait_exit(up.pid), SIGKILL));
+    CHECK(reap_leftovers() == 0);
+}
