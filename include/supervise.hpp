@@ -1897,8 +1897,14 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
             started_pipe_[1] = ::fcntl(started_pipe_[1], F_DUPFD_CLOEXEC, 3);
         }
         // dup2 clears FD_CLOEXEC on the copy: the descriptor survives exec.
-        if (::dup2(notify_write, opts_.notify_fd) < 0) ::_exit(EXIT_FAILURE);
-        if (notify_write != opts_.notify_fd) System::close(notify_write);
+        // When the pipe already has that number dup2 does nothing, so the
+        // flag is cleared by hand.
+        if (notify_write == opts_.notify_fd) {
+            if (::fcntl(notify_write, F_SETFD, 0) < 0) ::_exit(EXIT_FAILURE);
+        } else {
+            if (::dup2(notify_write, opts_.notify_fd) < 0) ::_exit(EXIT_FAILURE);
+            System::close(notify_write);
+        }
     }
 
     // The embedding program's dispositions come back for every signal the
@@ -1922,6 +1928,9 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
     for (auto& counter : detail::process_signals.received)
         counter.store(0, std::memory_order_relaxed);
 
+    // Before the parent-death signal: changing the effective user clears it
+    // (prctl(2), PR_SET_PDEATHSIG).
+    drop_privileges(index);
     if (opts_.parent_death_signal != 0) {
         System::set_parent_death_signal(opts_.parent_death_signal);
         // The master may have died between fork() and prctl(): then the
@@ -1932,7 +1941,6 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
     const sigset_t worker_mask = detail::sigset_without(saved_mask_, plan.handled);
     System::thread_sigmask(SIG_SETMASK, &worker_mask, nullptr);
 
-    drop_privileges(index);
     detail::send_record(started_pipe_[1], index, detail::record_set_up);
 
     int code = EXIT_SUCCESS;
