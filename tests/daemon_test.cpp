@@ -41,34 +41,11 @@ using namespace harness;
 namespace {
 
 std::string daemon_binary() {
-    // Under `bazel test` the binary is a data dependency in the runfiles tree.
-    const char* srcdir = std::getenv("TEST_SRCDIR");
-    const char* workspace = std::getenv("TEST_WORKSPACE");
-    if (srcdir != nullptr) {
-        return std::string(srcdir) + "/" + (workspace != nullptr ? workspace : "supervise") +
-               "/examples/daemon/daemon";
-    }
     // Outside Bazel: DAEMON_BINARY=/path/to/daemon ./daemon_test
-    const char* path = std::getenv("DAEMON_BINARY");
-    return path != nullptr ? path : "examples/daemon/daemon";
+    return runfile("examples/daemon/daemon", "DAEMON_BINARY");
 }
 
 // ---- processes ----
-
-// Parent pid from /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold
-// spaces and parentheses, so parse after the last ')'), or 0.
-pid_t parent_of(pid_t pid) {
-    std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat;
-    std::getline(file, stat);
-    const std::size_t paren = stat.rfind(')');
-    if (paren == std::string::npos) return 0;
-    std::istringstream rest(stat.substr(paren + 1));
-    char state = 0;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    return ppid;
-}
 
 // True if `pid` has `sig` set to SIG_IGN (the SigIgn mask of /proc/PID/status).
 bool ignores(pid_t pid, int sig) {

@@ -45,16 +45,8 @@ using namespace harness;
 namespace {
 
 std::string exec_binary() {
-    // Under `bazel test` the binary is a data dependency in the runfiles tree.
-    const char* srcdir = std::getenv("TEST_SRCDIR");
-    const char* workspace = std::getenv("TEST_WORKSPACE");
-    if (srcdir != nullptr) {
-        return std::string(srcdir) + "/" + (workspace != nullptr ? workspace : "supervise") +
-               "/examples/exec/supervise-exec";
-    }
     // Outside Bazel: SUPERVISE_EXEC=/path/to/supervise-exec ./exec_test
-    const char* path = std::getenv("SUPERVISE_EXEC");
-    return path != nullptr ? path : "examples/exec/supervise-exec";
+    return runfile("examples/exec/supervise-exec", "SUPERVISE_EXEC");
 }
 
 // A directory of this test's own for files.
@@ -76,20 +68,6 @@ std::string status_field(pid_t pid, const std::string& field) {
 // True if bit `sig` is set in a /proc signal mask ("0000000000000001" is SIGHUP).
 bool has_signal(const std::string& mask, int sig) {
     return !mask.empty() && ((std::stoull(mask, nullptr, 16) >> (sig - 1)) & 1) != 0;
-}
-
-// Parent pid from /proc/PID/stat, after the last ')' (comm may hold anything), or 0.
-pid_t parent_of(pid_t pid) {
-    std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat;
-    std::getline(file, stat);
-    const std::size_t paren = stat.rfind(')');
-    if (paren == std::string::npos) return 0;
-    std::istringstream rest(stat.substr(paren + 1));
-    char state = 0;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    return ppid;
 }
 
 // The children of `pid` (its main thread's), from /proc.

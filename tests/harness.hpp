@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -353,6 +354,34 @@ std::string construction_error(const supervise::options& opts) {
         return e.what();
     }
     return "accepted";
+}
+
+// A file of this workspace: under `bazel test` from the runfiles tree, else
+// from $ENV_NAME, else relative to the current directory.
+inline std::string runfile(const std::string& path, const char* env_name) {
+    const char* srcdir = std::getenv("TEST_SRCDIR");
+    const char* workspace = std::getenv("TEST_WORKSPACE");
+    if (srcdir != nullptr) {
+        return std::string(srcdir) + "/" + (workspace != nullptr ? workspace : "supervise") + "/" +
+               path;
+    }
+    const char* override_path = std::getenv(env_name);
+    return override_path != nullptr ? override_path : path;
+}
+
+// Parent pid from /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold
+// spaces and parentheses, so parse after the last ')'), or 0.
+inline pid_t parent_of(pid_t pid) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(file, stat);
+    const std::size_t paren = stat.rfind(')');
+    if (paren == std::string::npos) return 0;
+    std::istringstream rest(stat.substr(paren + 1));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    return ppid;
 }
 
 // Options every master under test uses: logs and statistics on pipes the
