@@ -356,17 +356,21 @@ std::string construction_error(const supervise::options& opts) {
     return "accepted";
 }
 
-// A file of this workspace: under `bazel test` from the runfiles tree, else
-// from $ENV_NAME, else relative to the current directory.
+// A file of this workspace. $ENV_NAME names it when set (a sanitizer twin of a
+// test names the twin of the program it runs, tools/build/testing.bzl), as a
+// path under the runfiles tree under `bazel test`; otherwise the runfiles
+// tree's copy of PATH, or PATH relative to the current directory.
 inline std::string runfile(const std::string& path, const char* env_name) {
     const char* srcdir = std::getenv("TEST_SRCDIR");
     const char* workspace = std::getenv("TEST_WORKSPACE");
-    if (srcdir != nullptr) {
-        return std::string(srcdir) + "/" + (workspace != nullptr ? workspace : "supervise") + "/" +
-               path;
-    }
     const char* override_path = std::getenv(env_name);
-    return override_path != nullptr ? override_path : path;
+    const std::string chosen =
+        override_path != nullptr && *override_path != '\0' ? override_path : path;
+    if (srcdir != nullptr && chosen.front() != '/') {
+        return std::string(srcdir) + "/" + (workspace != nullptr ? workspace : "supervise") + "/" +
+               chosen;
+    }
+    return chosen;
 }
 
 // Parent pid from /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold
