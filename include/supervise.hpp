@@ -395,10 +395,17 @@ struct outcome {
     int hooks_failed = 0;  // destroy hooks that threw
 };
 
-// The operating-system seam. Every system call the pool makes goes through
-// these static functions, so a test (or a user's test) can derive from
-// posix_system, hide one of them and inject a failure. Signal handlers never
-// go through the seam: they call the raw async-signal-safe syscalls.
+// The operating-system seam. Every system call the pool makes, in the master
+// and in its workers (worker_context included), goes through these static
+// functions, so a test (or a user's test, docs/testing-your-daemon.md) can
+// derive from posix_system, hide one of them and inject a failure. Each keeps
+// the -1/errno convention. Outside the seam, on purpose:
+// - signal handlers (on_signal, on_destroy_deadline): they must stay
+//   async-signal-safe, and a user's replacement need not be;
+// - calls that cannot fail in a way the pool could handle: getpid, geteuid,
+//   getegid, clock_gettime(CLOCK_MONOTONIC), _exit;
+// - the user database (getpwnam_r, getgrnam_r, getgrouplist) and getrlimit,
+//   read once by the constructor to check options, before anything starts.
 struct posix_system {
     static pid_t fork() noexcept { return ::fork(); }
     static int kill(pid_t pid, int sig) noexcept { return ::kill(pid, sig); }
@@ -460,6 +467,14 @@ struct posix_system {
     static int set_child_subreaper(bool on) noexcept {
         return ::prctl(PR_SET_CHILD_SUBREAPER, on ? 1UL : 0UL, 0UL, 0UL, 0UL);
     }
+    static int get_child_subreaper(int* on) noexcept {
+        return ::prctl(PR_GET_CHILD_SUBREAPER, on, 0UL, 0UL, 0UL);
+    }
+    static int open(const char* path, int flags) noexcept { return ::open(path, flags); }
+    static int fcntl(int fd, int command, int argument) noexcept {
+        return ::fcntl(fd, command, argument);
+    }
+    static int dup2(int from, int to) noexcept { return ::dup2(from, to); }
     static int setgroups(std::size_t count, const gid_t* groups) noexcept {
         return ::setgroups(count, groups);
     }
@@ -682,11 +697,29 @@ inline std::size_t append_text(char* buf, std::size_t pos, std::size_t cap,
     return pos;
 }
 
+// The system calls a worker_context makes. worker_context is not a template
+// (one type serves every pool), so the pool hands it this table, filled from
+// its System: a failure injected through the seam reaches the worker's side
+// too. Plain function pointers: a user's System need not declare noexcept.
+struct worker_calls {
+    ssize_t (*write)(int, const void*, std::size_t);
+    int (*thread_sigmask)(int, const sigset_t*, sigset_t*);
+    int (*ppoll)(struct pollfd*, nfds_t, const struct timespec*, const sigset_t*);
+    int (*sigtimedwait)(const sigset_t*, const struct timespec*);
+};
+
 template <class System>
-void write_all(int fd, const char* data, std::size_t size) noexcept {
+const worker_calls& worker_calls_of() noexcept {
+    static constexpr worker_calls table{&System::write, &System::thread_sigmask, &System::ppoll,
+                                        &System::sigtimedwait};
+    return table;
+}
+
+inline void write_all(const worker_calls& calls, int fd, const char* data,
+                      std::size_t size) noexcept {
     if (fd < 0) return;
     while (size > 0) {
-        const ssize_t n = retry_on_eintr([&] { return System::write(fd, data, size); });
+        const ssize_t n = retry_on_eintr([&] { return calls.write(fd, data, size); });
         if (n < 0 && errno == EPIPE) {
             // Our own write raised a SIGPIPE at this thread (pipe(7)). Where
             // SIGPIPE is blocked (the master) it would wait and then read as
@@ -696,13 +729,18 @@ void write_all(int fd, const char* data, std::size_t size) noexcept {
             sigemptyset(&pipe_only);
             sigaddset(&pipe_only, SIGPIPE);
             const struct timespec now {};
-            ::sigtimedwait(&pipe_only, nullptr, &now);
+            retry_on_eintr([&] { return calls.sigtimedwait(&pipe_only, &now); });
             return;
         }
         if (n <= 0) return;  // a log that cannot be written is dropped, never fatal
         data += n;
         size -= static_cast<std::size_t>(n);
     }
+}
+
+template <class System>
+void write_all(int fd, const char* data, std::size_t size) noexcept {
+    write_all(worker_calls_of<System>(), fd, data, size);
 }
 
 inline std::string format_ms(std::chrono::milliseconds ms) {
@@ -742,19 +780,20 @@ constexpr int sanitizer_threads = 0;
 
 // Number of threads of this process that belong to the program, or 0 when
 // /proc cannot tell.
-inline int thread_count() noexcept {
-    const int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+template <class System>
+int thread_count() noexcept {
+    const int fd = System::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0;
     char buf[4096];
     std::size_t used = 0;
     for (;;) {
         const ssize_t n =
-            retry_on_eintr([&] { return ::read(fd, buf + used, sizeof buf - 1 - used); });
+            retry_on_eintr([&] { return System::read(fd, buf + used, sizeof buf - 1 - used); });
         if (n <= 0) break;
         used += static_cast<std::size_t>(n);
         if (used == sizeof buf - 1) break;
     }
-    ::close(fd);
+    System::close(fd);
     buf[used] = '\0';
     const char* line = std::strstr(buf, "\nThreads:");
     if (line == nullptr) return 0;
@@ -818,8 +857,13 @@ struct systemd_notifier {
     template <class System>
     void send(const std::string& state) noexcept {
         if (fd < 0) return;
-        System::sendto(fd, state.data(), state.size(),
-                       reinterpret_cast<const struct sockaddr*>(&address), address_size);
+        // A lost notification is not fatal (systemd may be gone); an
+        // interrupted one is sent again.
+        retry_on_eintr([&] {
+            return System::sendto(fd, state.data(), state.size(),
+                                  reinterpret_cast<const struct sockaddr*>(&address),
+                                  address_size);
+        });
     }
 
     template <class System>
@@ -976,6 +1020,8 @@ class worker_context {
     // In no-fork mode the statistics are the master's table.
     void (*print_table_)(void*) = nullptr;
     void* owner_ = nullptr;
+    // The pool's System, as a table (detail::worker_calls_of).
+    const detail::worker_calls* calls_ = nullptr;
 };
 
 struct worker_context::internals {
@@ -989,6 +1035,7 @@ struct worker_context::internals {
     int report_fd;                    // where ready() reports, or -1
     std::atomic<std::int64_t>* beat;  // this worker's heartbeat slot, or null
     std::int64_t heartbeat_ms;        // the watchdog's timeout, 0 when off
+    const detail::worker_calls* calls;  // the pool's System
 };
 
 inline worker_context::worker_context(const internals& init) noexcept
@@ -1002,22 +1049,38 @@ inline worker_context::worker_context(const internals& init) noexcept
       beat_(init.beat),
       heartbeat_ms_(init.heartbeat_ms),
       print_table_(init.print_table),
-      owner_(init.owner) {}
+      owner_(init.owner),
+      calls_(init.calls) {}
 
 namespace detail {
 // What a worker tells the master through the start-up pipe: 12 bytes, one
 // write, atomic on a pipe (pipe(7), PIPE_BUF), so records never interleave.
+// A record must arrive (without it the worker never counts as set up or
+// ready), unlike a log line: the pipe is non-blocking because the master must
+// never block on it, so a full pipe (EAGAIN) is waited out with
+// ppoll(POLLOUT) instead of dropping the record. Any other error means the
+// master is gone, and then there is nobody to tell.
 enum : std::int32_t { record_set_up = 0, record_ready = 1 };
-inline void send_record(int fd, int index, std::int32_t kind) noexcept {
+inline void send_record(const worker_calls& calls, int fd, int index, std::int32_t kind) noexcept {
+    if (fd < 0) return;
     const std::int32_t record[3] = {index, static_cast<std::int32_t>(::getpid()), kind};
-    write_all<posix_system>(fd, reinterpret_cast<const char*>(record), sizeof record);
+    for (;;) {
+        const ssize_t n = calls.write(fd, record, sizeof record);
+        if (n == static_cast<ssize_t>(sizeof record)) return;
+        if (n < 0 && errno == EINTR) continue;
+        if (n >= 0 || errno != EAGAIN) return;
+        struct pollfd writable {
+            fd, POLLOUT, 0
+        };
+        calls.ppoll(&writable, 1, nullptr, nullptr);  // ready or EINTR: write again either way
+    }
 }
 }  // namespace detail
 
 inline void worker_context::ready() noexcept {
     if (reported_ready_ || report_fd_ < 0) return;
     reported_ready_ = true;
-    detail::send_record(report_fd_, index_, detail::record_ready);
+    detail::send_record(*calls_, report_fd_, index_, detail::record_ready);
 }
 
 inline void worker_context::service() noexcept {
@@ -1064,7 +1127,7 @@ inline void worker_context::write_statistics_line() noexcept {
     n = detail::append_text(line, n, cap, " signals ");
     n = detail::append_number(line, n, cap, static_cast<std::int64_t>(signals_seen_));
     n = detail::append_text(line, n, cap, "\n");
-    detail::write_all<posix_system>(stats_fd_, line, n);
+    detail::write_all(*calls_, stats_fd_, line, n);
 }
 
 inline wait_status worker_context::wait_readable(int fd, std::chrono::milliseconds timeout,
@@ -1073,7 +1136,11 @@ inline wait_status worker_context::wait_readable(int fd, std::chrono::millisecon
         timeout.count() < 0 ? -1 : detail::monotonic_ms() + timeout.count();
     const sigset_t handled = detail::sigset_of(plan_.handled);
     sigset_t old_mask;
-    ::pthread_sigmask(SIG_BLOCK, &handled, &old_mask);
+    if (calls_->thread_sigmask(SIG_BLOCK, &handled, &old_mask) != 0) {
+        // Cannot happen with valid arguments (pthread_sigmask(3)); if it does,
+        // the wait below still works, only without its race-freedom.
+        ::pthread_sigmask(SIG_BLOCK, nullptr, &old_mask);
+    }
     const sigset_t wait_mask = detail::sigset_without(old_mask, plan_.handled);
     wait_status result = wait_status::timed_out;
     for (;;) {
@@ -1101,7 +1168,7 @@ inline wait_status worker_context::wait_readable(int fd, std::chrono::millisecon
         struct pollfd pfd {};
         pfd.fd = fd;
         pfd.events = POLLIN;
-        const int rc = ::ppoll(&pfd, fd >= 0 ? 1 : 0, limit, &wait_mask);
+        const int rc = calls_->ppoll(&pfd, fd >= 0 ? 1 : 0, limit, &wait_mask);
         if (rc > 0) {
             result = wait_status::ready;
             break;
@@ -1112,7 +1179,7 @@ inline wait_status worker_context::wait_readable(int fd, std::chrono::millisecon
             break;
         }
     }
-    ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    calls_->thread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     return result;
 }
 
@@ -1381,6 +1448,7 @@ class pool {
     void worker_ended(std::size_t index, exit_info how);
     void retiree_ended(std::size_t position, exit_info how);
     void drop_privileges(int index);
+    [[noreturn]] void worker_setup_failed(int index, const char* call) noexcept;
     void check_heartbeats();
     void keep_systemd_alive();
     std::string status_line() const;
@@ -1414,6 +1482,7 @@ class pool {
     bool announced_ready_ = false;
     bool adopting_ = false;       // reaping orphans as a subreaper or PID 1
     int previous_subreaper_ = 0;  // restored when run() ends
+    bool subreaper_changed_ = false;  // ... if run() changed it
     // One heartbeat per slot up to max_workers, shared with the workers.
     std::atomic<std::int64_t>* heartbeats_ = nullptr;
     std::size_t heartbeats_size_ = 0;
@@ -1451,10 +1520,10 @@ pool<Worker, MasterSignals, WorkerSignals, Strategy, System> make_pool(Worker wo
 
 namespace detail {
 
-inline bool fd_is_open(int fd) noexcept { return ::fcntl(fd, F_GETFD) != -1; }
-
 // Everything that can be wrong with options, found before anything starts.
-inline void check_options(const options& opts) {
+// fcntl is the pool's System's, to tell whether log_fd and stats_fd are open.
+inline void check_options(const options& opts, int (*fcntl)(int, int, int)) {
+    const auto fd_is_open = [fcntl](int fd) { return fcntl(fd, F_GETFD, 0) != -1; };
     auto fail = [](const std::string& what) { throw std::invalid_argument("supervise: " + what); };
     if (opts.workers < 1 || opts.workers > SUPERVISE_CONFIG_MAX_WORKERS) {
         fail("workers must be between 1 and " + std::to_string(SUPERVISE_CONFIG_MAX_WORKERS) +
@@ -1604,7 +1673,7 @@ struct running_guard {
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::pool(Worker worker, options opts)
     : worker_(std::move(worker)), opts_(std::move(opts)) {
-    detail::check_options(opts_);
+    detail::check_options(opts_, &System::fcntl);
     credentials_ = detail::resolve_credentials(opts_);
     if (restarts_workers && opts_.no_fork) {
         throw std::invalid_argument(
@@ -1639,7 +1708,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::call_ready_ho
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
     if (!opts_.allow_threads) {
-        const int threads = detail::thread_count();
+        const int threads = detail::thread_count<System>();
         if (threads > 1) {
             throw std::logic_error(
                 "supervise: the process runs " + std::to_string(threads) +
@@ -1669,8 +1738,20 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
     install_signals();
     adopting_ = !opts_.no_fork && (opts_.subreaper || master_pid_ == 1);
     if (opts_.subreaper && !opts_.no_fork) {
-        ::prctl(PR_GET_CHILD_SUBREAPER, &previous_subreaper_, 0UL, 0UL, 0UL);
-        System::set_child_subreaper(true);
+        // The program's own setting is restored only once it was read and
+        // ours took its place: a failed set-up must not clobber it.
+        const char* failed = nullptr;
+        if (System::get_child_subreaper(&previous_subreaper_) != 0) {
+            failed = "supervise: prctl(PR_GET_CHILD_SUBREAPER)";
+        } else if (System::set_child_subreaper(true) != 0) {
+            failed = "supervise: prctl(PR_SET_CHILD_SUBREAPER)";
+        }
+        if (failed != nullptr) {
+            const int err = errno;
+            restore_signals();
+            throw std::system_error(err, std::generic_category(), failed);
+        }
+        subreaper_changed_ = true;
     }
     systemd_.open<System>();
     next_keepalive_ms_ = started_ms_ + systemd_.watchdog_ms;
@@ -1769,14 +1850,17 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy,
           System>::discard_pending_signals() noexcept {
     const sigset_t handled = detail::sigset_of(master_handled);
     const struct timespec now {};
-    while (System::sigtimedwait(&handled, &now) > 0) {
+    // EINTR is not "nothing pending": stopping there would leave a signal to
+    // the program's default disposition.
+    while (detail::retry_on_eintr([&] { return System::sigtimedwait(&handled, &now); }) > 0) {
     }
 }
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::restore_signals() noexcept {
     discard_pending_signals();
-    if (opts_.subreaper && !opts_.no_fork) System::set_child_subreaper(previous_subreaper_ != 0);
+    if (subreaper_changed_) System::set_child_subreaper(previous_subreaper_ != 0);
+    subreaper_changed_ = false;
     if (heartbeats_ != nullptr) System::munmap(heartbeats_, heartbeats_size_);
     heartbeats_ = nullptr;
     systemd_.close<System>();
@@ -1894,15 +1978,21 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
     if (notify_write >= 0) {
         // The start-up pipe must not sit where notify_fd goes: move it first.
         if (started_pipe_[1] == opts_.notify_fd) {
-            started_pipe_[1] = ::fcntl(started_pipe_[1], F_DUPFD_CLOEXEC, 3);
+            started_pipe_[1] = System::fcntl(started_pipe_[1], F_DUPFD_CLOEXEC, 3);
+            if (started_pipe_[1] < 0) worker_setup_failed(index, "fcntl(F_DUPFD_CLOEXEC)");
         }
         // dup2 clears FD_CLOEXEC on the copy: the descriptor survives exec.
         // When the pipe already has that number dup2 does nothing, so the
-        // flag is cleared by hand.
+        // flag is cleared by hand. dup2 can be interrupted (dup2(2), EINTR).
         if (notify_write == opts_.notify_fd) {
-            if (::fcntl(notify_write, F_SETFD, 0) < 0) ::_exit(EXIT_FAILURE);
+            if (System::fcntl(notify_write, F_SETFD, 0) < 0) {
+                worker_setup_failed(index, "fcntl(F_SETFD)");
+            }
         } else {
-            if (::dup2(notify_write, opts_.notify_fd) < 0) ::_exit(EXIT_FAILURE);
+            if (detail::retry_on_eintr(
+                    [&] { return System::dup2(notify_write, opts_.notify_fd); }) < 0) {
+                worker_setup_failed(index, "dup2");
+            }
             System::close(notify_write);
         }
     }
@@ -1910,7 +2000,9 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
     // The embedding program's dispositions come back for every signal the
     // master mapped, then the worker map is applied on top.
     for (const saved_signal& previous : saved_) {
-        System::sigaction(previous.number, &previous.action, nullptr);
+        if (System::sigaction(previous.number, &previous.action, nullptr) != 0) {
+            worker_setup_failed(index, "sigaction");
+        }
     }
     const detail::worker_signal_plan plan = worker_plan();
     for (int sig = 1; sig <= detail::max_signal; ++sig) {
@@ -1922,7 +2014,7 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
         // SA_RESTART so a blocking call returns and the worker can look at
         // its stop flag.
         action.sa_handler = (plan.handled & detail::signal_bit(sig)) ? detail::on_signal : SIG_IGN;
-        System::sigaction(sig, &action, nullptr);
+        if (System::sigaction(sig, &action, nullptr) != 0) worker_setup_failed(index, "sigaction");
     }
     detail::process_signals.pending.store(0);
     for (auto& counter : detail::process_signals.received)
@@ -1932,16 +2024,22 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
     // (prctl(2), PR_SET_PDEATHSIG).
     drop_privileges(index);
     if (opts_.parent_death_signal != 0) {
-        System::set_parent_death_signal(opts_.parent_death_signal);
+        // A worker that would outlive its master must not start.
+        if (System::set_parent_death_signal(opts_.parent_death_signal) != 0) {
+            worker_setup_failed(index, "prctl(PR_SET_PDEATHSIG)");
+        }
         // The master may have died between fork() and prctl(): then the
         // death signal will never come (prctl(2)), so check by hand.
         if (System::getppid() != master_pid_) ::_exit(EXIT_FAILURE);
     }
 
     const sigset_t worker_mask = detail::sigset_without(saved_mask_, plan.handled);
-    System::thread_sigmask(SIG_SETMASK, &worker_mask, nullptr);
+    if (System::thread_sigmask(SIG_SETMASK, &worker_mask, nullptr) != 0) {
+        worker_setup_failed(index, "pthread_sigmask");
+    }
 
-    detail::send_record(started_pipe_[1], index, detail::record_set_up);
+    detail::send_record(detail::worker_calls_of<System>(), started_pipe_[1], index,
+                        detail::record_set_up);
 
     int code = EXIT_SUCCESS;
     {
@@ -1949,7 +2047,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
             index, slots_[static_cast<std::size_t>(index)].generation, master_pid_, opts_.stats_fd,
             plan, nullptr, nullptr, started_pipe_[1],
             heartbeats_ != nullptr ? &heartbeats_[index] : nullptr,
-            static_cast<std::int64_t>(opts_.heartbeat_timeout.count())});
+            static_cast<std::int64_t>(opts_.heartbeat_timeout.count()),
+            &detail::worker_calls_of<System>()});
         try {
             if constexpr (std::is_convertible_v<std::invoke_result_t<Worker&, worker_context&>,
                                                 int>) {
@@ -1992,7 +2091,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::wait_for_sign
     if (rc <= 0) return;  // EINTR is the normal wake-up: the loop re-checks everything
     if (pfds[0].revents != 0) {
         char drain[256];
-        while (System::read(wake_pipe_[0], drain, sizeof drain) > 0) {
+        while (detail::retry_on_eintr(
+                   [&] { return System::read(wake_pipe_[0], drain, sizeof drain); }) > 0) {
         }
     }
     if (pfds[1].revents != 0) read_startup_records();
@@ -2017,6 +2117,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_notifica
     for (;;) {
         const ssize_t n = System::read(s.notify_read, buf, sizeof buf);
         if (n > 0 && std::memchr(buf, '\n', static_cast<std::size_t>(n)) == nullptr) continue;
+        // EINTR is no verdict: only a newline, end of file or a real error is.
+        if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) return;
         System::close(s.notify_read);
         s.notify_read = -1;
@@ -2029,7 +2131,8 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_startup_
     const bool explicit_ready = opts_.wait_for_ready || opts_.notify_fd >= 0;
     std::int32_t records[64][3];
     for (;;) {
-        const ssize_t n = System::read(started_pipe_[0], records, sizeof records);
+        const ssize_t n = detail::retry_on_eintr(
+            [&] { return System::read(started_pipe_[0], records, sizeof records); });
         if (n <= 0) break;
         for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof records[0]; ++i) {
             const auto index = static_cast<std::size_t>(records[i][0]);
@@ -2270,6 +2373,20 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_ended(
     } else {
         handle_exit(index, what);
     }
+}
+
+// A worker whose set-up failed (its signal dispositions, its mask, its
+// parent-death signal, its notify_fd) must not run the worker's code half set
+// up. A restart would fail the same way, so it exits with the fatal status.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_setup_failed(
+    int index, const char* call) noexcept {
+    const int err = errno;
+    try {
+        log("worker " + std::to_string(index) + ": " + call + ": " + std::strerror(err));
+    } catch (...) {
+    }
+    ::_exit(opts_.fatal_exit_code >= 0 ? opts_.fatal_exit_code : EXIT_FAILURE);
 }
 
 // In the worker, before its code runs: supplementary groups first (they need
@@ -2682,7 +2799,7 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_inline
         0, 0, master_pid_, opts_.stats_fd, plan,
         [](void* self) { static_cast<pool*>(self)->print_statistics(); }, this,
         // Inline there is no master to report to, and nobody to watch it.
-        -1, nullptr, 0});
+        -1, nullptr, 0, &detail::worker_calls_of<System>()});
     // The worker runs with the mapped signals unblocked so they interrupt its
     // blocking calls; its context blocks them again around each check.
     const sigset_t run_mask = detail::sigset_without(saved_mask_, master_handled);
