@@ -474,6 +474,13 @@ class client_replies {
                                      [&](const reply& r) { return r.started_ms > since; })) >= n;
         });
     }
+    // Takes in what arrives during `period`: clients block once their pipe
+    // is full, so a test that does something else meanwhile calls this
+    // between its steps to keep the load flowing.
+    void read_for(milliseconds period) {
+        lines_.wait_until([] { return false; }, period);
+        parse();
+    }
     void read_to_end() {
         lines_.wait_eof();
         parse();

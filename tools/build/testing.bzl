@@ -40,6 +40,7 @@ def supervise_test(
         linkopts = [],
         data = [],
         env = {},
+        twin_env = {},
         **kwargs):
     """A cc_test of the project, plus one twin per sanitizer.
 
@@ -51,10 +52,13 @@ def supervise_test(
         the label, each twin the same binary's twin, named to the test by $ENV_NAME (a path
         under the runfiles tree, which tests read with harness::runfile).
       copts, linkopts, data, env: as for cc_test.
+      twin_env: more environment for the sanitizer twins only, e.g. fewer iterations for a
+        heavy test whose instrumented build runs several times slower.
       **kwargs: as for cc_test (size, srcs, deps, tags, ...).
     """
     variants = [("", [])] + [("_" + s, SANITIZERS[s]) for s in sanitizers]
     for suffix, flags in variants:
+        extra_env = twin_env if suffix else {}
         program_labels = {
             variable: label + suffix
             for variable, label in programs.items()
@@ -68,6 +72,6 @@ def supervise_test(
             copts = SUPERVISE_COPTS + copts + flags,
             linkopts = linkopts + flags,
             data = data + program_labels.values(),
-            env = dict(env.items() + program_env.items()),
+            env = dict(env.items() + extra_env.items() + program_env.items()),
             **kwargs
         )
