@@ -4,9 +4,9 @@
 Each mutant is a small textual change to a copy of the header that removes one promised
 behaviour. The test binaries are rebuilt against the copy (g++ directly, no Bazel: faster)
 and run with a time bound; a mutant that every test survives means a test is missing.
-Run from the repository root:  tools/mutants.py [WORDS]   (needs g++ and doctest-dev; a few
-minutes per ten mutants on two cores). With WORDS, only the mutants whose description contains
-one of them run.
+Run from the repository root:  tools/mutants.py [--tests=NAME,...] [WORDS]   (needs g++ and
+doctest-dev; a few minutes per ten mutants on two cores). With WORDS, only the mutants whose
+description contains one of them run; with --tests, only those test binaries are built and run.
 """
 import os
 import pathlib
@@ -18,7 +18,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADER = ROOT / "include" / "supervise.hpp"
 TESTS = ["seed_test", "signal_core_test", "shutdown_test", "strategy_test", "actions_test",
-         "watchdog_test", "hygiene_test"]
+         "watchdog_test", "hygiene_test", "fault_injection_test"]
 ISOLATE = (["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
            if os.geteuid() == 0 and shutil.which("unshare") else [])
 
@@ -40,8 +40,8 @@ MUTANTS = [
      "System::sigaction(it->number, &it->action, nullptr);",
      "(void)it;"),
     ("no parent-death signal in workers",
-     "System::set_parent_death_signal(opts_.parent_death_signal);",
-     "(void)0;"),
+     "if (System::set_parent_death_signal(opts_.parent_death_signal) != 0) {",
+     "if (false) {"),
     ("destroy hooks in registration order",
      "for (auto it = hooks_.rbegin(); it != hooks_.rend(); ++it) {",
      "for (auto it = hooks_.begin(); it != hooks_.end(); ++it) {"),
@@ -67,8 +67,8 @@ MUTANTS = [
      "    System::setitimer(ITIMER_REAL, &limit, &previous_timer);",
      "    (void)limit;"),
     ("pending kernel signals not discarded before restoring dispositions",
-     "    while (System::sigtimedwait(&handled, &now) > 0) {",
-     "    while (false && System::sigtimedwait(&handled, &now) > 0) {"),
+     "    while (detail::retry_on_eintr([&] { return System::sigtimedwait(&handled, &now); }) > 0) {",
+     "    while (false) {"),
     ("one_for_all restarts only the dead worker",
      "            first = 0;\n            last = slots_.size() - 1;",
      "            (void)0;"),
@@ -100,11 +100,54 @@ MUTANTS = [
      "        service();\n        reap();\n        check_heartbeats();",
      "        reap();\n        service();\n        check_heartbeats();"),
     ("the master's own SIGPIPE left pending",
-     "            ::sigtimedwait(&pipe_only, nullptr, &now);\n            return;",
+     "            retry_on_eintr([&] { return calls.sigtimedwait(&pipe_only, &now); });\n            return;",
      "            return;"),
     ("no READY=1 for systemd",
      "    systemd_.send<System>(\"READY=1\\nMAINPID=\"",
      "    systemd_.send<System>(\"NOT_READY=1\\nMAINPID=\""),
+    # fault_injection_test: the seam and what failures through it must end in.
+    ("EINTR on a notify_fd read closes the pipe (the worker is never ready)",
+     "        if (n < 0 && errno == EINTR) continue;\n        if (n < 0 && errno == EAGAIN) return;",
+     "        if (n < 0 && errno == EAGAIN) return;"),
+    ("EINTR ends the discard of pending signals",
+     "    while (detail::retry_on_eintr([&] { return System::sigtimedwait(&handled, &now); }) > 0) {",
+     "    while (System::sigtimedwait(&handled, &now) > 0) {"),
+    ("a failed set-up clobbers the program's child-subreaper setting",
+     "    if (subreaper_changed_) System::set_child_subreaper(",
+     "    if (opts_.subreaper && !opts_.no_fork) System::set_child_subreaper("),
+    ("a start-up record that finds the pipe full is dropped",
+     "        if (n >= 0 || errno != EAGAIN) return;",
+     "        return;"),
+    ("a failed parent-death signal is ignored (the worker runs anyway)",
+     "            worker_setup_failed(index, \"prctl(PR_SET_PDEATHSIG)\");",
+     "            (void)0;"),
+    ("a worker's failed sigaction is ignored",
+     "        if (System::sigaction(previous.number, &previous.action, nullptr) != 0) {",
+     "        if (System::sigaction(previous.number, &previous.action, nullptr) != 0 && false) {"),
+    ("a worker's failed signal mask is ignored",
+     "        worker_setup_failed(index, \"pthread_sigmask\");",
+     "        (void)0;"),
+    ("sendto to systemd not retried on EINTR",
+     "        retry_on_eintr([&] {\n            return System::sendto(",
+     "        [](auto call) { return call(); }([&] {\n            return System::sendto("),
+    ("dup2 of notify_fd not retried on EINTR",
+     "            if (detail::retry_on_eintr(\n                    [&] { return System::dup2(notify_write, opts_.notify_fd); }) < 0) {",
+     "            if (System::dup2(notify_write, opts_.notify_fd) < 0) {"),
+    ("the worker's side bypasses the seam (posix_system hard-coded)",
+     "    static constexpr worker_calls table{&System::write, &System::thread_sigmask, &System::ppoll,",
+     "    static constexpr worker_calls table{&posix_system::write, &System::thread_sigmask, &System::ppoll,"),
+    ("a kill that reports ESRCH is taken as proof the worker is gone",
+     "    if (sig == SIGKILL) {\n        s.phase = stop_phase::killed;",
+     "    if (rc != 0 && errno == ESRCH) s.pid = 0;\n    if (sig == SIGKILL) {\n        s.phase = stop_phase::killed;"),
+    ("no fallback to plain pids when pidfd_open fails",
+     "        s.pidfd >= 0 ? System::pidfd_send_signal(s.pidfd, sig) : System::kill(s.pid, sig);",
+     "        System::pidfd_send_signal(s.pidfd, sig);"),
+    ("a failed mmap of the heartbeat table goes unnoticed",
+     "        if (table == MAP_FAILED) {",
+     "        if (false) {"),
+    ("fork's errno not reported",
+     "\"cannot start worker \" + std::to_string(index) + \": fork: \" + std::strerror(err));",
+     "\"cannot start worker \" + std::to_string(index) + \": fork failed\");"),
 ]
 
 
@@ -114,7 +157,7 @@ def build(include_dir, out_dir):
     subprocess.run(["g++", "-std=c++17", "-c", str(ROOT / "tests/test_main.cpp"), "-o", str(main_obj)],
                    check=True)
     procs = []
-    for name in TESTS:
+    for name in tests_to_run():
         exe = out_dir / name
         procs.append(subprocess.Popen(
             ["g++", "-std=c++17", "-O1", "-I", str(include_dir), "-I", str(ROOT / "tests"),
@@ -126,6 +169,13 @@ def build(include_dir, out_dir):
         if p.returncode != 0:
             raise RuntimeError(err.decode())
     return objs
+
+
+def tests_to_run():
+    for arg in sys.argv[1:]:
+        if arg.startswith("--tests="):
+            return [name for name in arg[len("--tests="):].split(",") if name]
+    return TESTS
 
 
 def run_all(exes):
@@ -159,7 +209,8 @@ def main():
             print("baseline fails, fix that first:", ", ".join(baseline))
             return 1
         print("baseline: all tests pass")
-        chosen = [m for m in MUTANTS if not sys.argv[1:] or any(w in m[0] for w in sys.argv[1:])]
+        words = [w for w in sys.argv[1:] if not w.startswith("--tests=")]
+        chosen = [m for m in MUTANTS if not words or any(w in m[0] for w in words)]
         for what, old, new in chosen:
             if text.count(old) != 1:
                 print(f"STALE   {what}: the text to mutate is not found exactly once")
