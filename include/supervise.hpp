@@ -782,7 +782,8 @@ constexpr int sanitizer_threads = 0;
 // /proc cannot tell.
 template <class System>
 int thread_count() noexcept {
-    const int fd = System::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    const int fd =
+        retry_on_eintr([] { return System::open("/proc/self/status", O_RDONLY | O_CLOEXEC); });
     if (fd < 0) return 0;
     char buf[4096];
     std::size_t used = 0;
