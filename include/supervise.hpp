@@ -837,22 +837,69 @@ struct systemd_notifier {
     // Keep-alive period: half of $WATCHDOG_USEC, when it is meant for us.
     std::int64_t watchdog_ms = 0;
 
+    // The environment is untrusted text: both parsers are strict (anything
+    // they do not fully understand means "no systemd"), and tests/fuzz runs
+    // them on arbitrary bytes.
+
+    // $NOTIFY_SOCKET as an address: an absolute path, or '@' and a name in
+    // the abstract namespace. False (no notifications) for anything else:
+    // empty, relative, "@" alone, a NUL inside, too long for sun_path.
+    static bool parse_address(std::string_view text, struct sockaddr_un& to,
+                              socklen_t& size) noexcept {
+        if (text.size() < 2 || (text[0] != '/' && text[0] != '@') ||
+            text.size() >= sizeof to.sun_path || text.find('\0') != std::string_view::npos) {
+            return false;
+        }
+        to = {};
+        to.sun_family = AF_UNIX;
+        std::memcpy(to.sun_path, text.data(), text.size());
+        if (text[0] == '@') to.sun_path[0] = '\0';
+        size = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + text.size());
+        return true;
+    }
+
+    // A whole string of decimal digits that fits in 64 bits: no sign, no
+    // space, no suffix, unlike atoll(3), which reads "12abc" as 12 and
+    // overflows silently.
+    static bool parse_decimal(const char* text, std::uint64_t& value) noexcept {
+        if (text == nullptr || *text == '\0') return false;
+        value = 0;
+        for (; *text != '\0'; ++text) {
+            if (*text < '0' || *text > '9') return false;
+            const auto digit = static_cast<std::uint64_t>(*text - '0');
+            if (value > (UINT64_MAX - digit) / 10) return false;
+            value = value * 10 + digit;
+        }
+        return true;
+    }
+
+    // The keep-alive period, in ms, from $WATCHDOG_USEC and $WATCHDOG_PID
+    // (nullptr when unset) for the process `self`: half the watchdog timeout,
+    // as sd_watchdog_enabled(3) advises. 0 (no keep-alives) when WATCHDOG_USEC
+    // is unset, not a number, 0 or systemd's "infinity"; when WATCHDOG_PID is
+    // set and is not exactly `self`; and when the period would be under 1 ms,
+    // which the pool's millisecond timer cannot keep.
+    static std::int64_t parse_watchdog_ms(const char* usec, const char* pid, pid_t self) noexcept {
+        std::uint64_t timeout_us = 0;
+        if (!parse_decimal(usec, timeout_us) || timeout_us == UINT64_MAX) return 0;
+        if (pid != nullptr) {
+            std::uint64_t target = 0;
+            if (!parse_decimal(pid, target) || self <= 0 ||
+                target != static_cast<std::uint64_t>(self)) {
+                return 0;
+            }
+        }
+        // At most UINT64_MAX / 2000, far inside int64_t.
+        return static_cast<std::int64_t>(timeout_us / 2000);
+    }
+
     template <class System>
     void open() noexcept {
         const char* path = std::getenv("NOTIFY_SOCKET");
-        if (path == nullptr || (path[0] != '/' && path[0] != '@')) return;
-        const std::size_t length = std::strlen(path);
-        if (length >= sizeof address.sun_path) return;
-        address.sun_family = AF_UNIX;
-        std::memcpy(address.sun_path, path, length);
-        if (path[0] == '@') address.sun_path[0] = '\0';
-        address_size = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + length);
+        if (path == nullptr || !parse_address(path, address, address_size)) return;
         fd = System::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        const char* usec = std::getenv("WATCHDOG_USEC");
-        const char* for_pid = std::getenv("WATCHDOG_PID");
-        if (usec != nullptr && (for_pid == nullptr || std::atol(for_pid) == ::getpid())) {
-            watchdog_ms = std::atoll(usec) / 2000;
-        }
+        watchdog_ms = parse_watchdog_ms(std::getenv("WATCHDOG_USEC"), std::getenv("WATCHDOG_PID"),
+                                        ::getpid());
     }
 
     template <class System>
@@ -862,8 +909,7 @@ struct systemd_notifier {
         // interrupted one is sent again.
         retry_on_eintr([&] {
             return System::sendto(fd, state.data(), state.size(),
-                                  reinterpret_cast<const struct sockaddr*>(&address),
-                                  address_size);
+                                  reinterpret_cast<const struct sockaddr*>(&address), address_size);
         });
     }
 
