@@ -46,6 +46,7 @@
 #include <system_error>
 
 #include "examples/common/pool_choice.hpp"
+#include "examples/daemon/http_request.hpp"
 
 namespace {
 
@@ -95,8 +96,6 @@ worker while the master stays (SIGHUP brings them back), SIGUSR2 prints the
 statistics table.
 )";
 
-// A request head larger than this gets 431 (Request Header Fields Too Large).
-constexpr std::size_t max_request_head = 8 * 1024;
 // Time a client gets to send its request head, and the bound on sending the
 // reply: a client that connects and says nothing must not hold a worker.
 constexpr std::chrono::milliseconds request_timeout = 5s;
@@ -354,10 +353,12 @@ head_status read_request_head(supervise::worker_context& ctx, int fd, std::strin
     const auto deadline = std::chrono::steady_clock::now() + request_timeout;
     bool finishing = false;
     for (;;) {
-        if (const std::size_t end = head.find("\r\n\r\n"); end != std::string::npos) {
-            return end + 4 <= max_request_head ? head_status::complete : head_status::too_large;
+        if (const std::size_t end = http::head_end(head); end != std::string::npos) {
+            if (end > http::max_request_head) return head_status::too_large;
+            head.resize(end);  // a body or a pipelined request is not read
+            return head_status::complete;
         }
-        if (head.size() >= max_request_head) return head_status::too_large;
+        if (head.size() >= http::max_request_head) return head_status::too_large;
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
         if (left <= 0ms) return head_status::timed_out;
@@ -417,24 +418,22 @@ void serve_connection(supervise::worker_context& ctx, int fd, bool chaos) {
             return;
     }
 
-    // Request line: METHOD SP TARGET SP HTTP/1.x
-    const std::string_view line = std::string_view(head).substr(0, head.find("\r\n"));
-    const std::size_t space1 = line.find(' ');
-    const std::size_t space2 = line.find(' ', space1 + 1);
-    if (space1 == 0 || space1 == line.npos || space2 == line.npos ||
-        line.find(' ', space2 + 1) != line.npos) {
-        return send_response(fd, 400, "malformed request line\n");
+    const http::parse_result parsed = http::parse_request(head);
+    switch (parsed.status) {
+        case http::parse_status::ok:
+            break;
+        case http::parse_status::bad_request_line:
+            return send_response(fd, 400, "malformed request line\n");
+        case http::parse_status::bad_header:
+            return send_response(fd, 400, "malformed header field\n");
+        case http::parse_status::too_many_headers:
+            return send_response(fd, 431, "too many header fields\n");
     }
-    const std::string_view method = line.substr(0, space1);
-    const std::string_view target = line.substr(space1 + 1, space2 - space1 - 1);
-    const std::string_view version = line.substr(space2 + 1);
-    if (target.empty() || target.front() != '/' || version.size() != 8 ||
-        version.rfind("HTTP/1.", 0) != 0) {
-        return send_response(fd, 400, "malformed request line\n");
+    if (parsed.req.method != "GET") {
+        return send_response(fd, 405, "only GET is supported\n", "Allow: GET\r\n");
     }
-    if (method != "GET") return send_response(fd, 405, "only GET is supported\n", "Allow: GET\r\n");
 
-    const std::string_view path = target.substr(0, target.find('?'));
+    const std::string_view path = parsed.req.path;
     if (path == "/") {
         return send_response(fd, 200, worker_name(ctx) + "\n");
     }
@@ -542,6 +541,9 @@ int run_with(const config& cfg, int listen_fd) {
 
 }  // namespace
 
+// tests/fuzz includes this file with SUPERVISE_EXAMPLE_NO_MAIN defined, to
+// reach parse_command_line without a second copy of it.
+#ifndef SUPERVISE_EXAMPLE_NO_MAIN
 int main(int argc, char** argv) {
     config cfg;
     int listen_fd = -1;
@@ -563,3 +565,4 @@ int main(int argc, char** argv) {
     return pool_choice::dispatch(
         cfg.pool, [&](auto types) { return run_with<decltype(types)>(cfg, listen_fd); });
 }
+#endif  // SUPERVISE_EXAMPLE_NO_MAIN

@@ -456,6 +456,9 @@ int run_with(const config& cfg, const command& cmd) {
 
 }  // namespace
 
+// tests/fuzz includes this file with SUPERVISE_EXAMPLE_NO_MAIN defined, to
+// reach parse_command_line without a second copy of it.
+#ifndef SUPERVISE_EXAMPLE_NO_MAIN
 int main(int argc, char** argv) {
     config cfg;
     command cmd;
@@ -472,3 +475,4 @@ int main(int argc, char** argv) {
     return pool_choice::dispatch(cfg.pool,
                                  [&](auto types) { return run_with<decltype(types)>(cfg, cmd); });
 }
+#endif  // SUPERVISE_EXAMPLE_NO_MAIN

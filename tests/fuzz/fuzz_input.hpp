@@ -1,0 +1,56 @@
+// What the fuzz targets share: turning the fuzzer's bytes into the shapes the
+// parsers take, and a failure that libFuzzer (and the replay tests) report.
+
+#ifndef SUPERVISE_TESTS_FUZZ_INPUT_HPP
+#define SUPERVISE_TESTS_FUZZ_INPUT_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace fuzz_input {
+
+// A broken invariant is a crash, so the fuzzer keeps the input that caused it.
+[[noreturn]] inline void fail(const char* what) {
+    std::fprintf(stderr, "fuzz invariant broken: %s\n", what);
+    std::abort();
+}
+
+inline void require(bool condition, const char* what) {
+    if (!condition) fail(what);
+}
+
+// The input split at NUL bytes: NUL is the one byte an argument or an
+// environment variable cannot hold, so every other byte stays reachable.
+inline std::vector<std::string> split_at_nul(const std::uint8_t* data, std::size_t size,
+                                             std::size_t max_parts) {
+    std::vector<std::string> parts(1);
+    for (std::size_t i = 0; i < size; ++i) {
+        if (data[i] != 0) {
+            parts.back().push_back(static_cast<char>(data[i]));
+        } else if (parts.size() < max_parts) {
+            parts.emplace_back();
+        } else {
+            break;
+        }
+    }
+    return parts;
+}
+
+// argv for a parse_command_line(argc, argv): the program's name, then `args`.
+// The strings must outlive the returned pointers; the last one is nullptr, as
+// main() gets it.
+inline std::vector<char*> make_argv(std::string& program, std::vector<std::string>& args) {
+    std::vector<char*> argv;
+    argv.push_back(program.data());
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    return argv;
+}
+
+}  // namespace fuzz_input
+
+#endif  // SUPERVISE_TESTS_FUZZ_INPUT_HPP

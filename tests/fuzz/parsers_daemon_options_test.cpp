@@ -1,0 +1,105 @@
+// The example daemon's command line (examples/daemon/daemon.cpp), through its
+// own parse_command_line: good lines and the refusals that must name the
+// problem.
+
+#include <doctest/doctest.h>
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+// daemon.cpp without its main(). Most of its functions are then unused in this
+// translation unit, which -Wall reports.
+#define SUPERVISE_EXAMPLE_NO_MAIN
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "examples/daemon/daemon.cpp"
+#pragma GCC diagnostic pop
+
+namespace {
+
+config parse(std::initializer_list<const char*> words) {
+    std::vector<std::string> args{"daemon"};
+    args.insert(args.end(), words.begin(), words.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    return parse_command_line(static_cast<int>(args.size()), argv.data());
+}
+
+// The message of the usage_error that `words` give, or "" if they are accepted.
+std::string refusal(std::initializer_list<const char*> words) {
+    try {
+        parse(words);
+    } catch (const config_error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("daemon options: defaults, and every flag in both spellings") {
+    const config none = parse({});
+    CHECK(none.host == "127.0.0.1");
+    CHECK(none.port == 8080);
+    CHECK_FALSE(none.pool.workers);
+
+    const config cfg = parse({"--workers", "3", "--listen=[::1]:0", "--preset", "nginx",
+                              "--strategy=one_for_one", "--max-restarts", "0", "--restart-period=1",
+                              "--heartbeat-timeout", "3600000", "--shutdown-timeout=1", "--chaos"});
+    CHECK(*cfg.pool.workers == 3);
+    CHECK(cfg.host == "::1");
+    CHECK(cfg.port == 0);
+    CHECK(cfg.pool.preset == pool_choice::preset_kind::nginx);
+    CHECK(cfg.pool.strategy == pool_choice::strategy_kind::one_for_one);
+    CHECK(*cfg.pool.max_restarts == 0);
+    CHECK(cfg.pool.restart_period->count() == 1);
+    CHECK(cfg.heartbeat_timeout.count() == 3600000);
+    CHECK(cfg.pool.shutdown_timeout.count() == 1);
+    CHECK(cfg.chaos);
+
+    const config local = parse({"--listen", "localhost:65535", "--no-fork"});
+    CHECK(local.host == "localhost");
+    CHECK(local.port == 65535);
+    CHECK(*local.pool.workers == 1);
+}
+
+TEST_CASE("daemon options: numbers are whole decimal numbers within their range") {
+    CHECK(refusal({"--workers", "0"}).find("between 1 and") != std::string::npos);
+    CHECK(refusal({"--workers", "4097"}).find("between 1 and") != std::string::npos);
+    CHECK(refusal({"--workers", "99999999999999999999999"}).find("between") != std::string::npos);
+    CHECK(refusal({"--workers", "4x"}).find("is not a number") != std::string::npos);
+    CHECK(refusal({"--workers", " 4"}).find("is not a number") != std::string::npos);
+    CHECK(refusal({"--workers", "-1"}).find("between") != std::string::npos);
+    CHECK(refusal({"--workers", ""}).find("is not a number") != std::string::npos);
+    CHECK(refusal({"--workers"}).find("needs a value") != std::string::npos);
+    CHECK(refusal({"--shutdown-timeout", "0"}).find("between 1") != std::string::npos);
+    CHECK(refusal({"--heartbeat-timeout", "3600001"}).find("between") != std::string::npos);
+}
+
+TEST_CASE("daemon options: --listen is HOST:PORT or [IPV6]:PORT") {
+    CHECK(refusal({"--listen", "127.0.0.1"}).find("expected HOST:PORT") != std::string::npos);
+    CHECK(refusal({"--listen", ":8080"}).find("missing host") != std::string::npos);
+    CHECK(refusal({"--listen", "[::1]"}).find("expected [IPV6]:PORT") != std::string::npos);
+    CHECK(refusal({"--listen", "[::1:8080"}).find("expected [IPV6]:PORT") != std::string::npos);
+    CHECK(refusal({"--listen", "[]:8080"}).find("missing host") != std::string::npos);
+    CHECK(refusal({"--listen", "[::1]x:80"}).find("expected [IPV6]:PORT") != std::string::npos);
+    CHECK(refusal({"--listen", "host:65536"}).find("port") != std::string::npos);
+    CHECK(refusal({"--listen", "host:http"}).find("is not a number") != std::string::npos);
+    CHECK(refusal({"--listen", "host:"}).find("is not a number") != std::string::npos);
+    CHECK(refusal({"--listen", "["}).find("expected [IPV6]:PORT") != std::string::npos);
+}
+
+TEST_CASE("daemon options: unknown flags, stray values and meaningless combinations") {
+    CHECK(refusal({"--nope"}).find("unknown option '--nope'") != std::string::npos);
+    CHECK(refusal({"stray"}).find("unknown option 'stray'") != std::string::npos);
+    CHECK(refusal({"--chaos=yes"}).find("takes no value") != std::string::npos);
+    CHECK(refusal({"--preset", "apache"}).find("must be one of seed, nginx") != std::string::npos);
+    CHECK(refusal({"--strategy", "One_for_one"}).find("must be one of") != std::string::npos);
+    CHECK(refusal({"--max-restarts", "3"}).find("restarting --strategy") != std::string::npos);
+    CHECK(refusal({"--no-fork", "--workers", "2"}).find("exactly one worker") != std::string::npos);
+    CHECK(refusal({"--no-fork", "--strategy", "one_for_one"}).find("--no-fork") !=
+          std::string::npos);
+    CHECK(refusal({"--user", ""}).find("--user needs") != std::string::npos);
+}

@@ -1,0 +1,74 @@
+// supervise-exec's command line (examples/exec/supervise_exec.cpp), through
+// its own parse_command_line.
+
+#include <doctest/doctest.h>
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+// supervise_exec.cpp without its main(). Most of its functions are then unused
+// in this translation unit, which -Wall reports.
+#define SUPERVISE_EXAMPLE_NO_MAIN
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "examples/exec/supervise_exec.cpp"
+#pragma GCC diagnostic pop
+
+namespace {
+
+config parse(std::initializer_list<const char*> words) {
+    std::vector<std::string> args{"supervise-exec"};
+    args.insert(args.end(), words.begin(), words.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    return parse_command_line(static_cast<int>(args.size()), argv.data());
+}
+
+std::string refusal(std::initializer_list<const char*> words) {
+    try {
+        parse(words);
+    } catch (const usage_error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("exec options: the command is everything after '--' or after the first non-flag") {
+    const config a = parse({"--workers", "2", "--", "sh", "-c", "--workers 9"});
+    CHECK(*a.pool.workers == 2);
+    CHECK(a.command == std::vector<std::string>{"sh", "-c", "--workers 9"});
+    CHECK(a.pool.strategy == pool_choice::strategy_kind::one_for_one);  // the exec default
+
+    const config b = parse({"--pid1", "sleep", "--help"});
+    CHECK(b.pid1);
+    CHECK_FALSE(b.help);  // "--help" belongs to sleep
+    CHECK(b.command == std::vector<std::string>{"sleep", "--help"});
+
+    const config c = parse({"--", "--dash-command"});
+    CHECK(c.command == std::vector<std::string>{"--dash-command"});
+
+    const config d = parse({"--ready-fd=3", "--backoff-max", "0", "--", "true"});
+    CHECK(d.ready_fd == 3);
+    CHECK(d.backoff_max->count() == 0);
+
+    CHECK(parse({"--help"}).help);
+}
+
+TEST_CASE("exec options: refusals") {
+    CHECK(refusal({}).find("no command given") != std::string::npos);
+    CHECK(refusal({"--workers", "2"}).find("no command given") != std::string::npos);
+    CHECK(refusal({"--"}).find("no command given") != std::string::npos);
+    CHECK(refusal({"--ready-fd", "2", "--", "true"}).find("between 3 and 1023") !=
+          std::string::npos);
+    CHECK(refusal({"--ready-fd", "1024", "--", "true"}).find("between 3 and 1023") !=
+          std::string::npos);
+    CHECK(refusal({"--strategy", "shutdown_all", "--backoff-max", "5", "--", "true"})
+              .find("--backoff-max applies") != std::string::npos);
+    CHECK(refusal({"--pid1=1", "--", "true"}).find("takes no value") != std::string::npos);
+    CHECK(refusal({"--listen", "x:1", "--", "true"}).find("unknown option") != std::string::npos);
+    CHECK(refusal({"--workers", "1e3", "--", "true"}).find("is not a number") != std::string::npos);
+}
