@@ -8,7 +8,7 @@
 // the default strategy.
 //
 //   idle_pool --workers 14 --ready-fd 3 [--log | --log-fd FD]
-//             [--strategy shutdown_all|one_for_one]
+//             [--strategy shutdown_all|one_for_one] [--heartbeat-timeout MS]
 //
 // --strategy one_for_one (the respawn benchmark) restarts a worker that dies.
 // A restarted worker (generation > 0) writes one byte to the --ready-fd
@@ -17,6 +17,9 @@
 // the master. That is the "replacement ready" the driver times. The master
 // keeps the descriptor open for that reason; first-generation workers close
 // their copy.
+//
+// --heartbeat-timeout turns the watchdog on (the idle-cost benchmark): the
+// workers then wake by themselves to beat, and the master to check.
 //
 // --log sends the master's log lines to stderr, --log-fd to that descriptor
 // (the respawn benchmark gives a pipe the driver reads, to time the master's
@@ -40,7 +43,7 @@ namespace {
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr,
                  "idle_pool: %s\nusage: idle_pool --workers N [--ready-fd FD] [--log | --log-fd FD]"
-                 "\n                 [--strategy shutdown_all|one_for_one]\n",
+                 "\n                 [--strategy shutdown_all|one_for_one] [--heartbeat-timeout MS]\n",
                  why);
     std::exit(2);
 }
@@ -90,6 +93,7 @@ int main(int argc, char** argv) {
     int ready_fd = -1;
     int log_fd = -1;
     std::string strategy = "shutdown_all";
+    int heartbeat_ms = 0;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--workers" && i + 1 < argc) {
@@ -100,6 +104,8 @@ int main(int argc, char** argv) {
             log_fd = STDERR_FILENO;
         } else if (arg == "--log-fd" && i + 1 < argc) {
             log_fd = parse_int(argv[++i], "--log-fd");
+        } else if (arg == "--heartbeat-timeout" && i + 1 < argc) {
+            heartbeat_ms = parse_int(argv[++i], "--heartbeat-timeout");
         } else if (arg == "--strategy" && i + 1 < argc) {
             strategy = argv[++i];
         } else {
@@ -116,6 +122,7 @@ int main(int argc, char** argv) {
     opts.name = "idle_pool";
     opts.log_fd = log_fd;
     opts.stats_fd = -1;
+    opts.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
     // Only one_for_one reads these. A slot's first restart is immediate
     // whatever restart_delay is (the back-off starts with the second failure
     // in a row, and every respawn trial starts a fresh pool); both are set

@@ -71,6 +71,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -101,6 +102,9 @@ struct side {
     std::string name;
     int procs = 0;                  // processes expected in the tree, master included
     int ready_fd = -1;              // descriptor number the side writes its ready byte to
+    std::string ready_fifo;         // or: a FIFO the side's processes open by name and write to
+    int ready_bytes = 1;            // bytes that say the whole tree is up (one per worker, say)
+    int settle_ms = -1;             // this side's settle time; -1: the run's --settle-ms
     std::string probe;              // HOST:PORT for a SIP OPTIONS probe over UDP
     std::string log = "/dev/null";  // stdout and stderr of the whole tree
     int log_pipe_fd = -1;           // descriptor number that is a pipe the driver reads
@@ -203,6 +207,12 @@ config parse_args(int argc, char** argv) {
                     s.procs = parse_int(next("--procs"), 1, 100000, "--procs");
                 } else if (opt == "--ready-fd") {
                     s.ready_fd = parse_int(next("--ready-fd"), 3, 1000, "--ready-fd");
+                } else if (opt == "--ready-fifo") {
+                    s.ready_fifo = next("--ready-fifo");
+                } else if (opt == "--ready-bytes") {
+                    s.ready_bytes = parse_int(next("--ready-bytes"), 1, 100000, "--ready-bytes");
+                } else if (opt == "--settle-ms") {
+                    s.settle_ms = parse_int(next("--settle-ms"), 0, 60000, "--settle-ms");
                 } else if (opt == "--probe-sip-udp") {
                     s.probe = next("--probe-sip-udp");
                 } else if (opt == "--log") {
@@ -228,8 +238,11 @@ config parse_args(int argc, char** argv) {
             if (s.log_pipe_fd >= 0 && s.log_pipe_fd == s.ready_fd) {
                 usage("side " + s.name + ": --log-pipe-fd and --ready-fd must differ");
             }
-            if (s.respawn_byte && s.ready_fd < 0) {
-                usage("side " + s.name + ": --respawn-byte needs --ready-fd");
+            if (s.ready_fd >= 0 && !s.ready_fifo.empty()) {
+                usage("side " + s.name + ": --ready-fd and --ready-fifo exclude each other");
+            }
+            if (s.respawn_byte && s.ready_fd < 0 && s.ready_fifo.empty()) {
+                usage("side " + s.name + ": --respawn-byte needs --ready-fd or --ready-fifo");
             }
             if (!s.respawn_line.empty() && s.log_pipe_fd < 0) {
                 usage("side " + s.name + ": --respawn-line needs --log-pipe-fd");
@@ -592,6 +605,7 @@ struct trial {
     int victim = -1;      // kill/respawn: fork-order position of the killed child
     std::int64_t respawn_byte_ns = -1;  // respawn: the replacement's byte, from t0
     std::int64_t respawn_line_ns = -1;  // respawn: the master's line, from t0
+    std::int64_t ready_ns = 0;          // start-up: from the fork of the master to ready
 };
 
 // Moves a descriptor out of the way of every target number (1..1000); -1 if
@@ -805,6 +819,17 @@ trial run_trial(const config& cfg, const side& s) {
             }
         }
     };
+    if (!s.ready_fifo.empty()) {
+        // A fresh FIFO per trial, held open for reading and writing by the
+        // driver alone: a writer's open() never blocks and no stale byte of
+        // an earlier trial is left in it.
+        ::unlink(s.ready_fifo.c_str());
+        if (::mkfifo(s.ready_fifo.c_str(), 0666) != 0 ||
+            (ready[0] = ::open(s.ready_fifo.c_str(), O_RDWR | O_CLOEXEC)) < 0) {
+            t.error = "FIFO " + s.ready_fifo + ": " + std::strerror(errno);
+            return t;
+        }
+    }
     if ((s.ready_fd >= 0 && ::pipe2(ready, O_CLOEXEC) != 0) ||
         (s.log_pipe_fd >= 0 && ::pipe2(logp, O_CLOEXEC) != 0)) {
         t.error = std::string("pipe2: ") + std::strerror(errno);
@@ -819,6 +844,7 @@ trial run_trial(const config& cfg, const side& s) {
         close_pipes();
         return t;
     }
+    const std::int64_t started = now_ns();
     if (master == 0) exec_side(s, ready[1], logp[1]);
     ::setpgid(master, master);  // both sides call it: no race with exec
     for (int* fd : {&ready[1], &logp[1]}) {
@@ -842,8 +868,11 @@ trial run_trial(const config& cfg, const side& s) {
     // ---- ready ----
     const std::int64_t ready_deadline = now_ns() + ms_to_ns(cfg.ready_timeout_ms);
     std::string error;
-    if (ready[0] >= 0 && !wait_ready_byte(ready[0], pidfd, ready_deadline, error)) {
-        return fail(error);
+    for (int b = 0; ready[0] >= 0 && b < s.ready_bytes; ++b) {
+        if (!wait_ready_byte(ready[0], pidfd, ready_deadline, error)) {
+            return fail(error + " (" + std::to_string(b) + " of " + std::to_string(s.ready_bytes) +
+                        " bytes came)");
+        }
     }
     if (!s.probe.empty()) {
         for (unsigned attempt = 0;; ++attempt) {
@@ -862,8 +891,17 @@ trial run_trial(const config& cfg, const side& s) {
         logs.drain(std::string());
         if (g_interrupted) return fail("interrupted");
         if (has_exited(pidfd)) return fail("the master exited before it was ready");
+        const std::int64_t scan = now_ns();
         snap = snapshot_tree(master);
-        if (snap.procs == s.procs && snap.all_sleeping) break;
+        if (snap.procs == s.procs && snap.all_sleeping) {
+            t.ready_ns = now_ns() - started;
+            break;
+        }
+        // Reading /proc costs more the more processes there are: poll no
+        // faster than one scan in five, so the driver takes at most a fifth
+        // of a CPU from the tree it waits for.
+        const std::int64_t scan_ns = now_ns() - scan;
+        if (scan_ns * 4 > ms_to_ns(2)) sleep_ns(scan_ns * 4 - ms_to_ns(2));
         if (now_ns() >= ready_deadline) {
             return fail("tree has " + std::to_string(snap.procs) + " processes (expected " +
                         std::to_string(s.procs) + ")" +
@@ -885,7 +923,7 @@ trial run_trial(const config& cfg, const side& s) {
     const std::int64_t quiet_deadline = now_ns() + ms_to_ns(cfg.quiet_wait_ms);
     for (;;) {
         const cpu_ticks before_settle = read_cpu_ticks();
-        sleep_ns(ms_to_ns(cfg.settle_ms));
+        sleep_ns(ms_to_ns(s.settle_ms >= 0 ? s.settle_ms : cfg.settle_ms));
         const cpu_ticks after_settle = read_cpu_ticks();
         if (after_settle.total > before_settle.total) {
             t.busy_before_pct = 100.0 *
@@ -983,34 +1021,43 @@ int main(int argc, char** argv) {
     std::printf(
         "scenario\tside\trep\tprocs\tmaster_exit_us\ttree_gone_us\texit_code\tsignal\t"
         "orphans_reaped\tbusy_before_pct\tquiet_waits\tvictim\trespawn_byte_us\t"
-        "respawn_line_us\n");
+        "respawn_line_us\tready_us\n");
 
     std::vector<std::vector<std::int64_t>> tree(cfg.sides.size());
     std::vector<std::vector<std::int64_t>> line(cfg.sides.size());
+    // A side that failed --max-failures times is dropped; the others go on.
+    std::vector<int> failed(cfg.sides.size(), 0);
     int failures = 0;
     for (int rep = 1 - cfg.warmup; rep <= cfg.reps && !g_interrupted; ++rep) {
         for (std::size_t k = 0; k < cfg.sides.size() && !g_interrupted; ++k) {
             const side& s = cfg.sides[k];
+            if (failed[k] >= cfg.max_failures) continue;
             const trial t = run_trial(cfg, s);
             if (!t.ok) {
                 ++failures;
+                ++failed[k];
                 std::fprintf(stderr, "shutdown_bench: %s %s rep %d failed: %s\n", what,
                              s.name.c_str(), rep, t.error.c_str());
-                if (failures >= cfg.max_failures || g_interrupted) break;
+                if (failed[k] >= cfg.max_failures) {
+                    std::fprintf(stderr, "shutdown_bench: %s %s: %d failures, side dropped\n",
+                                 what, s.name.c_str(), failed[k]);
+                }
                 continue;
             }
             if (rep < 1) continue;  // warm-up: not reported
             tree[k].push_back(respawn ? t.respawn_byte_ns : t.tree_gone_ns);
             line[k].push_back(t.respawn_line_ns);
-            std::printf("%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%.0f\t%d\t%s\t%s\t%s\n", what,
+            std::printf("%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%.0f\t%d\t%s\t%s\t%s\t%s\n", what,
                         s.name.c_str(), rep, t.procs, micros(t.master_exit_ns, !respawn).c_str(),
                         micros(t.tree_gone_ns, !respawn).c_str(), t.exit_code, t.term_signal,
                         t.orphans, t.busy_before_pct, t.quiet_waits,
                         t.victim < 0 ? "-" : std::to_string(t.victim).c_str(),
-                        micros(t.respawn_byte_ns).c_str(), micros(t.respawn_line_ns).c_str());
+                        micros(t.respawn_byte_ns).c_str(), micros(t.respawn_line_ns).c_str(),
+                        micros(t.ready_ns).c_str());
         }
-        if (failures >= cfg.max_failures) {
-            std::fprintf(stderr, "shutdown_bench: %d failures, giving up\n", failures);
+        if (std::count_if(failed.begin(), failed.end(),
+                          [&](int f) { return f >= cfg.max_failures; }) ==
+            static_cast<std::ptrdiff_t>(failed.size())) {
             break;
         }
     }

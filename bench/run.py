@@ -1,0 +1,763 @@
+#!/usr/bin/env python3
+"""Runs every benchmark of bench/README.md and writes the report.
+
+    tools/bazel run //bench -- [--quick] [--only PART,...]
+    python3 bench/run.py [--quick] [--only PART,...]
+
+Installs the peers it needs with apt-get (as root), builds our programs with
+g++ -O2 straight from include/supervise.hpp, runs every measurement with the
+peers on 127.0.0.1, and writes bench/results/benchmarks.tsv (every trial),
+docs/benchmarks.md and the plots in docs/img/ (bench/report.py, which can also
+rewrite them from the TSV alone). Parts, in order: shutdown (with start-up and
+fail-fast), respawn, idle (with memory), storm, compile, http.
+
+Every process it starts runs in its own process group, is SIGKILLed when this
+script dies (PR_SET_PDEATHSIG) and is reaped here: the script is a child
+subreaper, so orphans come back to it, and on any error or Ctrl-C it kills and
+reaps every descendant before it exits. Every wait is bounded.
+"""
+
+import argparse
+import ctypes
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.environ.get("BUILD_WORKSPACE_DIRECTORY") or os.path.dirname(BENCH)
+HEADER = os.path.join(ROOT, "include", "supervise.hpp")
+CXX = ["g++", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
+TSV = os.path.join(ROOT, "bench", "results", "benchmarks.tsv")
+
+# Debian package for each program or file the run needs.
+PACKAGES = {
+    "/usr/sbin/kamailio": "kamailio",
+    "/usr/sbin/nginx": "nginx-light",
+    "/usr/bin/runsv": "runit",
+    "/usr/bin/s6-supervise": "s6",
+    "/usr/bin/supervisord": "supervisor",
+    "/usr/bin/tini": "tini",
+    "/usr/bin/gnuplot": "gnuplot-nox",
+    "/usr/bin/wrk": "wrk",
+    "/usr/include/boost/asio/signal_set.hpp": "libboost-dev",
+    "/usr/bin/clang++": "clang",
+}
+
+PARTS = ("shutdown", "respawn", "idle", "storm", "compile", "http")
+
+# How much each mode repeats. Shutdown: trials per side and size, after one
+# unreported warm-up trial (none at 1024, where a trial takes seconds).
+MODES = {
+    "quick": dict(sizes=(4, 64, 256), reps={4: 2, 64: 2, 256: 1}, warmup=0,
+                  failfast_reps=2, respawn_reps=2, idle_s=10, storm_reps=1,
+                  compile_reps=1, http_s=3, http_reps=1),
+    "full": dict(sizes=(4, 64, 256, 1024), reps={4: 15, 64: 15, 256: 6, 1024: 3}, warmup=1,
+                 failfast_reps=10, respawn_reps=15, idle_s=10, storm_reps=3,
+                 compile_reps=5, http_s=10, http_reps=3),
+}
+
+FAILFAST_SIZES = (4, 64)
+RESPAWN_WORKERS = 4
+MEMORY_WORKERS = 64
+STORM_SIGNALS = 100000
+STORM_WORKERS = 4
+HTTP_WORKERS = 4
+WATCHDOG_MS = 2000  # ours with the watchdog: workers beat every second
+
+KAMAILIO_CFG = """#!KAMAILIO
+# Written by bench/run.py: one UDP address on loopback, no TCP/SCTP/TLS, no
+# control socket; sl.so answers the readiness probe (SIP OPTIONS).
+children={children}
+listen=udp:127.0.0.1:{port}
+disable_tcp=yes
+disable_sctp=yes
+auto_aliases=no
+dns=no
+rev_dns=no
+mpath="{mpath}"
+loadmodule "sl.so"
+request_route {{
+    if (method == "OPTIONS") {{
+        sl_send_reply("200", "OK");
+    }}
+    exit;
+}}
+"""
+
+NGINX_CFG = """# Written by bench/run.py.
+daemon off;
+master_process on;
+worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log stderr notice;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    keepalive_timeout 0;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+SUPERVISORD_CFG = """; Written by bench/run.py.
+[supervisord]
+nodaemon=true
+logfile={dir}/supervisord.log
+pidfile={dir}/supervisord.pid
+childlogdir={dir}
+loglevel=warn
+
+[program:w]
+command={worker} {fifo}
+numprocs={workers}
+process_name=%(program_name)s_%(process_num)d
+autorestart=true
+startsecs=0
+stdout_logfile=NONE
+stderr_logfile=NONE
+"""
+
+
+def log(message):
+    print("bench: " + message, file=sys.stderr, flush=True)
+
+
+def output_of(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+# ---------------------------------------------------------------------------
+# Processes: subreaper, clean-up
+# ---------------------------------------------------------------------------
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def in_child():
+    """preexec_fn: own process group, SIGKILLed if this script dies."""
+    os.setpgid(0, 0)
+    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def proc_table():
+    """pid -> (ppid, state) for every process."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(name)] = (int(rest[1]), rest[0])
+    return table
+
+
+def descendants(root, table=None):
+    table = table if table is not None else proc_table()
+    found, todo = [], [root]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, _) in table.items():
+            if ppid == parent:
+                found.append(pid)
+                todo.append(pid)
+    return found
+
+
+def kill_everything():
+    """SIGKILLs and reaps every descendant of this script (orphans included)."""
+    for _ in range(100):
+        left = descendants(os.getpid())
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            if not left:
+                return
+        time.sleep(0.02)
+
+
+def on_signal(signum, _frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
+def start(cmd, logfile):
+    with open(logfile, "ab") as out:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                preexec_fn=in_child)
+
+
+def wait_tree(proc, procs, timeout):
+    """Waits until proc's tree has `procs` processes (itself included), all
+    sleeping; returns the seconds it took, or raises."""
+    t0 = time.monotonic()
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited (%s) before it was ready" % (proc.args[0], proc.returncode))
+        table = proc_table()
+        tree = [proc.pid] + descendants(proc.pid, table)
+        if len(tree) == procs and all(table.get(p, (0, "?"))[1] == "S" for p in tree):
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError("%s: %d processes after %.0f s, expected %d"
+                               % (proc.args[0], len(tree), timeout, procs))
+        time.sleep(0.005)
+
+
+def stop(proc, timeout=10):
+    """SIGTERM, bounded wait, then SIGKILL to the group; reaps."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# Set-up
+# ---------------------------------------------------------------------------
+
+def install_peers():
+    missing = sorted({pkg for path, pkg in PACKAGES.items() if not os.path.exists(path)})
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit("bench: missing %s; run `apt-get install -y %s` as root, or run this as root"
+                 % (", ".join(missing), " ".join(missing)))
+    log("installing " + " ".join(missing))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # nginx, kamailio and supervisor start themselves from their maintainer
+    # scripts unless a policy forbids it: this run starts them only on loopback.
+    policy = "/usr/sbin/policy-rc.d"
+    own_policy = not os.path.exists(policy)
+    if own_policy:
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod(policy, 0o755)
+    try:
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends"] + missing
+        if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, timeout=900).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL, timeout=900)
+            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True, timeout=900)
+    finally:
+        if own_policy:
+            os.unlink(policy)
+
+
+def build(tmp):
+    """Our programs, built with -O2 from the working tree."""
+    sources = {
+        "idle_pool": "bench/idle_pool.cpp",
+        "floor_pool": "bench/floor_pool.cpp",
+        "ready_worker": "bench/ready_worker.cpp",
+        "driver": "bench/shutdown_bench.cpp",
+        "supervise_exec": "examples/exec/supervise_exec.cpp",
+        "daemon": "examples/daemon/daemon.cpp",
+    }
+    binaries, jobs = {}, []
+    for name, src in sources.items():
+        binaries[name] = os.path.join(tmp, name)
+        jobs.append(subprocess.Popen(CXX + ["-I", os.path.join(ROOT, "include"), "-I", ROOT,
+                                            os.path.join(ROOT, src), "-o", binaries[name]]))
+    for job in jobs:
+        if job.wait(timeout=600) != 0:
+            raise RuntimeError("build failed: " + " ".join(job.args))
+    return binaries
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kamailio_module_dir():
+    m = re.search(r"-L path\s+Modules search path \(default: ([^)]+)\)",
+                  output_of(["kamailio", "-h"]))
+    return m.group(1).strip() if m else "/usr/lib/x86_64-linux-gnu/kamailio/modules"
+
+
+# ---------------------------------------------------------------------------
+# The sides: how each peer is started, how many processes it has, how the
+# driver (bench/shutdown_bench.cpp) knows it is ready and that a replacement is.
+# ---------------------------------------------------------------------------
+
+class Sides:
+    def __init__(self, tmp, binaries):
+        self.tmp = tmp
+        self.bin = binaries
+        self.count = 0
+
+    def _dir(self, name):
+        self.count += 1
+        path = os.path.join(self.tmp, "%s-%d" % (name, self.count))
+        os.makedirs(path)
+        return path
+
+    def _service_dir(self, name, fifo):
+        d = self._dir(name)
+        with open(os.path.join(d, "run"), "w") as f:
+            f.write("#!/bin/sh\nexec %s %s\n" % (self.bin["ready_worker"], fifo))
+        os.chmod(os.path.join(d, "run"), 0o755)
+        return d
+
+    def side(self, kind, n, watchdog=False, respawn=False):
+        """(procs, readiness and replacement options, command) for the driver,
+        or for a steady run here (`command` and `procs` only)."""
+        fifo = os.path.join(self.tmp, "ready-%d.fifo" % (self.count + 1))
+        if kind == "ours":
+            cmd = [self.bin["idle_pool"], "--workers", str(n), "--ready-fd", "3",
+                   "--strategy", "one_for_one" if respawn else "shutdown_all"]
+            if watchdog:
+                cmd += ["--heartbeat-timeout", str(WATCHDOG_MS)]
+            self.count += 1
+            return n + 1, ["--ready-fd", "3", "--respawn-byte"], cmd
+        if kind == "floor":
+            self.count += 1
+            return n + 1, ["--ready-fd", "3", "--respawn-byte"], [
+                self.bin["floor_pool"], "--workers", str(n), "--ready-fd", "3"] + (
+                    ["--respawn"] if respawn else [])
+        if kind == "kamailio":
+            d = self._dir("kamailio")
+            port = free_port(socket.SOCK_DGRAM)
+            cfg = os.path.join(d, "kamailio.cfg")
+            with open(cfg, "w") as f:
+                f.write(KAMAILIO_CFG.format(children=n, port=port, mpath=kamailio_module_dir()))
+            # main + n UDP receivers + slow timer, timer, secondary timer
+            return n + 4, ["--probe-sip-udp", "127.0.0.1:%d" % port], [
+                "kamailio", "-DD", "-E", "-f", cfg, "-Y", d, "-P", os.path.join(d, "pid")]
+        if kind == "nginx":
+            d = self._dir("nginx")
+            cfg = os.path.join(d, "nginx.conf")
+            with open(cfg, "w") as f:
+                f.write(NGINX_CFG.format(workers=n, dir=d, port=free_port()))
+            return n + 1, ["--log-pipe-fd", "2", "--respawn-line", "start worker process"], [
+                "nginx", "-e", "stderr", "-p", d, "-c", cfg]
+        if kind == "exec":
+            self.count += 1
+            return n + 1, ["--ready-fifo", fifo, "--ready-bytes", str(n), "--respawn-byte"], [
+                self.bin["supervise_exec"], "--workers", str(n), "--",
+                self.bin["ready_worker"], fifo]
+        if kind == "supervisord":
+            d = self._dir("supervisord")
+            cfg = os.path.join(d, "supervisord.conf")
+            with open(cfg, "w") as f:
+                f.write(SUPERVISORD_CFG.format(dir=d, worker=self.bin["ready_worker"],
+                                               fifo=fifo, workers=n))
+            return n + 1, ["--ready-fifo", fifo, "--ready-bytes", str(n), "--respawn-byte"], [
+                "supervisord", "-n", "-c", cfg]
+        if kind in ("runsv", "s6-supervise"):  # one supervised process each
+            d = self._service_dir(kind, fifo)
+            return 2, ["--ready-fifo", fifo, "--respawn-byte"], [kind, d]
+        if kind == "tini":
+            self.count += 1
+            return 2, ["--ready-fifo", fifo], ["tini", "-s", "--", self.bin["ready_worker"], fifo]
+        raise ValueError(kind)
+
+
+# Row labels, in the order of the tables.
+LABELS = {
+    "ours": "supervise",
+    "ours-watchdog": "supervise, watchdog on",
+    "exec": "supervise-exec",
+    "floor": "floor",
+    "kamailio": "Kamailio",
+    "nginx": "nginx",
+    "runsv": "runsv (runit)",
+    "s6-supervise": "s6-supervise",
+    "supervisord": "supervisord",
+    "tini": "tini",
+}
+
+
+# ---------------------------------------------------------------------------
+# Measurements through the driver: shutdown, start-up, fail-fast, respawn
+# ---------------------------------------------------------------------------
+
+def run_driver(binaries, tmp, scenario, sides, reps, warmup, ready_s, extra=()):
+    """sides: [(name, procs, options, command, settle_ms)]. Returns the
+    driver's TSV rows as dicts and its failure messages."""
+    cmd = [binaries["driver"], "--scenario", scenario, "--reps", str(reps),
+           "--warmup", str(warmup), "--ready-timeout-ms", str(int(ready_s * 1000)),
+           "--stop-timeout-ms", str(int(ready_s * 1000)), "--max-failures", "2",
+           "--quiet-pct", "50", "--quiet-wait-ms", "1000"] + list(extra)
+    for name, procs, options, command, settle in sides:
+        cmd += ["--side", name, "--procs", str(procs)] + options
+        cmd += ["--log", os.path.join(tmp, name + ".log")]
+        if settle is not None:
+            cmd += ["--settle-ms", str(settle)]
+        cmd += ["--cmd"] + command + ["--end"]
+    bound = (reps + warmup) * len(sides) * (2 * ready_s + 3) + 30
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=bound)
+    lines = res.stdout.splitlines()
+    rows = []
+    if lines:
+        head = lines[0].split("\t")
+        rows = [dict(zip(head, line.split("\t"))) for line in lines[1:]]
+    notes = [l for l in res.stderr.splitlines() if "failed" in l or "dropped" in l]
+    for note in notes:
+        log(note)
+    return rows, notes
+
+
+def us_to_ms(value):
+    return float(value) / 1000.0
+
+
+def part_shutdown(ctx):
+    """SIGTERM -> tree gone (and start-up) at each size; fail-fast."""
+    for n in ctx.mode["sizes"]:
+        sides = []
+        for kind in ("ours", "kamailio", "nginx", "floor"):
+            procs, opts, cmd = ctx.sides.side(kind, n)
+            sides.append((kind, procs, strip_respawn(opts), cmd, None))
+        reps = ctx.mode["reps"][n]
+        ready_s = max(10.0, n * 0.04)
+        log("shutdown and start-up, %d workers, %d trials per side" % (n, reps))
+        rows, notes = run_driver(ctx.bin, ctx.tmp, "term", sides, reps,
+                                 0 if n >= 1024 else ctx.mode["warmup"], ready_s)
+        ctx.notes += [("shutdown", n, note) for note in notes]
+        for r in rows:
+            ctx.add("shutdown", r["side"], n, r["rep"], "tree_gone_ms", us_to_ms(r["tree_gone_us"]))
+            ctx.add("shutdown", r["side"], n, r["rep"], "master_exit_ms",
+                    us_to_ms(r["master_exit_us"]))
+            ctx.add("shutdown", r["side"], n, r["rep"], "exit_code", r["exit_code"])
+            ctx.add("shutdown", r["side"], n, r["rep"], "orphans", r["orphans_reaped"])
+            ctx.add("startup", r["side"], n, r["rep"], "ready_ms", us_to_ms(r["ready_us"]))
+    for n in FAILFAST_SIZES:
+        sides = []
+        for kind in ("ours", "kamailio", "floor"):
+            procs, opts, cmd = ctx.sides.side(kind, n)
+            sides.append((kind, procs, strip_respawn(opts), cmd, None))
+        log("fail-fast, %d workers" % n)
+        rows, notes = run_driver(ctx.bin, ctx.tmp, "kill", sides, ctx.mode["failfast_reps"],
+                                 ctx.mode["warmup"], 10.0)
+        ctx.notes += [("failfast", n, note) for note in notes]
+        for r in rows:
+            ctx.add("failfast", r["side"], n, r["rep"], "tree_gone_ms",
+                    us_to_ms(r["tree_gone_us"]))
+            ctx.add("failfast", r["side"], n, r["rep"], "exit_code", r["exit_code"])
+
+
+def strip_respawn(opts):
+    out, skip = [], False
+    for o in opts:
+        if skip:
+            skip = False
+            continue
+        if o == "--respawn-byte":
+            continue
+        if o in ("--respawn-line", "--log-pipe-fd"):
+            skip = True
+            continue
+        out.append(o)
+    return out
+
+
+def part_respawn(ctx):
+    n = RESPAWN_WORKERS
+    sides = []
+    for kind in ("ours", "exec", "nginx", "supervisord", "runsv", "s6-supervise", "floor"):
+        procs, opts, cmd = ctx.sides.side(kind, n, respawn=True)
+        # runit, s6 and supervisord hold back a restart of a process that ran
+        # less than a second: every side gets a second of calm before the kill.
+        sides.append((kind, procs, opts, cmd,
+                      1100 if kind in ("supervisord", "runsv", "s6-supervise") else None))
+    log("respawn, %d workers" % n)
+    rows, notes = run_driver(ctx.bin, ctx.tmp, "respawn", sides, ctx.mode["respawn_reps"],
+                             ctx.mode["warmup"], 10.0, ["--victim", "middle"])
+    ctx.notes += [("respawn", n, note) for note in notes]
+    for r in rows:
+        value = r["respawn_byte_us"] if r["respawn_byte_us"] != "-" else r["respawn_line_us"]
+        ctx.add("respawn", r["side"], int(r["procs"]) - 1, r["rep"], "ready_ms", us_to_ms(value))
+
+
+# ---------------------------------------------------------------------------
+# Steady state: idle cost and memory, every side running at once
+# ---------------------------------------------------------------------------
+
+def proc_status(pid):
+    values = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            values[key] = rest.strip()
+    with open("/proc/%d/schedstat" % pid) as f:
+        cpu_ns = int(f.read().split()[0])
+    return int(values["voluntary_ctxt_switches"]), int(values["nonvoluntary_ctxt_switches"]), cpu_ns
+
+
+def smaps_rollup(pid):
+    values = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            m = re.match(r"(\w+):\s+(\d+) kB", line)
+            if m:
+                values[m.group(1)] = int(m.group(2))
+    return values
+
+
+def part_idle(ctx):
+    n = MEMORY_WORKERS
+    kinds = ("ours", "ours-watchdog", "exec", "floor", "nginx", "kamailio", "supervisord",
+             "runsv", "s6-supervise", "tini")
+    running = []
+    try:
+        for kind in kinds:
+            procs, _, cmd = ctx.sides.side(kind.replace("-watchdog", ""), n,
+                                            watchdog=kind.endswith("watchdog"))
+            if kind in ("ours", "ours-watchdog", "floor"):
+                cmd = [a for a in cmd if a not in ("--ready-fd", "3")]
+            proc = start(cmd, os.path.join(ctx.tmp, kind + "-steady.log"))
+            try:
+                wait_tree(proc, procs, 30)
+            except RuntimeError as e:
+                ctx.notes.append(("idle", n, "%s: %s" % (kind, e)))
+                log(str(e))
+                stop(proc)
+                continue
+            running.append((kind, proc, procs))
+        log("idle cost: %d s with %d sides running" % (ctx.mode["idle_s"], len(running)))
+        time.sleep(1.0)
+        before = {}
+        for kind, proc, _ in running:
+            workers = descendants(proc.pid)
+            before[kind] = (proc_status(proc.pid), workers,
+                            [proc_status(w) for w in workers])
+        time.sleep(ctx.mode["idle_s"])
+        for kind, proc, procs in running:
+            n_workers = 1 if kind in ("runsv", "s6-supervise", "tini") else n
+            (vol0, invol0, cpu0), workers, wstats = before[kind]
+            vol1, invol1, cpu1 = proc_status(proc.pid)
+            wvol = sum(proc_status(w)[0] - s[0] for w, s in zip(workers, wstats))
+            ctx.add("idle", kind, n_workers, 1, "master_wakeups", vol1 - vol0 + invol1 - invol0)
+            ctx.add("idle", kind, n_workers, 1, "master_cpu_ms", (cpu1 - cpu0) / 1e6)
+            ctx.add("idle", kind, n_workers, 1, "workers_wakeups", wvol)
+            ctx.add("idle", kind, n_workers, 1, "seconds", ctx.mode["idle_s"])
+            mem = smaps_rollup(proc.pid)
+            wmem = [smaps_rollup(w) for w in workers]
+            ctx.add("memory", kind, n_workers, 1, "master_rss_kb", mem["Rss"])
+            ctx.add("memory", kind, n_workers, 1, "master_pss_kb", mem["Pss"])
+            ctx.add("memory", kind, n_workers, 1, "master_private_kb",
+                    mem["Private_Clean"] + mem["Private_Dirty"])
+            ctx.add("memory", kind, n_workers, 1, "worker_pss_kb",
+                    sum(m["Pss"] for m in wmem) / max(1, len(wmem)))
+    finally:
+        for _, proc, _ in running:
+            stop(proc)
+
+
+# ---------------------------------------------------------------------------
+# Signal storm
+# ---------------------------------------------------------------------------
+
+def part_storm(ctx):
+    n = STORM_WORKERS
+    for rep in range(1, ctx.mode["storm_reps"] + 1):
+        for kind in ("ours", "nginx", "kamailio"):
+            procs, _, cmd = ctx.sides.side(kind, n)
+            cmd = [a for a in cmd if a not in ("--ready-fd", "3")]
+            proc = start(cmd, os.path.join(ctx.tmp, kind + "-storm.log"))
+            try:
+                wait_tree(proc, procs, 30)
+                time.sleep(0.2)
+                t0 = time.monotonic()
+                sent = 0
+                for _ in range(STORM_SIGNALS):
+                    try:
+                        os.kill(proc.pid, signal.SIGUSR1)
+                    except ProcessLookupError:
+                        break
+                    sent += 1
+                t1 = time.monotonic()
+                alive = proc.poll() is None
+                if alive:
+                    proc.send_signal(signal.SIGTERM)
+                try:
+                    status = proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    status = None
+                t2 = time.monotonic()
+                gone = not descendants(os.getpid())
+                ctx.add("storm", kind, n, rep, "sent", sent)
+                ctx.add("storm", kind, n, rep, "storm_ms", (t1 - t0) * 1000)
+                ctx.add("storm", kind, n, rep, "alive_after_storm", int(alive))
+                ctx.add("storm", kind, n, rep, "term_to_exit_ms",
+                        (t2 - t1) * 1000 if status is not None else -1)
+                ctx.add("storm", kind, n, rep, "exit_code", status if status is not None else "-")
+                ctx.add("storm", kind, n, rep, "tree_gone", int(gone))
+            except RuntimeError as e:
+                ctx.notes.append(("storm", n, "%s: %s" % (kind, e)))
+            finally:
+                stop(proc)
+                kill_everything()
+
+
+# ---------------------------------------------------------------------------
+# Compile cost
+# ---------------------------------------------------------------------------
+
+def part_compile(ctx):
+    includes = [l.strip() for l in open(HEADER) if re.match(r"\s*#\s*include\s*<", l)]
+    files = {
+        "std": "\n".join(includes) + "\n",
+        "supervise": "#include <supervise.hpp>\n",
+        "asio": "#include <boost/asio/io_context.hpp>\n#include <boost/asio/signal_set.hpp>\n",
+    }
+    paths = {}
+    for name, text in files.items():
+        paths[name] = os.path.join(ctx.tmp, "compile_%s.cpp" % name)
+        with open(paths[name], "w") as f:
+            f.write(text)
+    ctx.extra["std_includes"] = len(includes)
+    compilers = [c for c in ("g++", "clang++") if shutil.which(c)]
+    log("compile cost, %s" % ", ".join(compilers))
+    for rep in range(0, ctx.mode["compile_reps"] + 1):  # round 0 warms the caches
+        for compiler in compilers:
+            for name, path in paths.items():
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                subprocess.run([compiler, "-std=c++17", "-fsyntax-only", "-I",
+                                os.path.join(ROOT, "include"), path], check=True, timeout=300)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                if rep > 0:
+                    ctx.add("compile", name, 0, rep, compiler + "_cpu_s", cpu)
+
+
+# ---------------------------------------------------------------------------
+# HTTP throughput, for context
+# ---------------------------------------------------------------------------
+
+def part_http(ctx):
+    n = HTTP_WORKERS
+    for rep in range(1, ctx.mode["http_reps"] + 1):
+        for kind in ("daemon", "nginx"):
+            if kind == "daemon":
+                port = free_port()
+                cmd = [ctx.bin["daemon"], "--workers", str(n), "--listen", "127.0.0.1:%d" % port]
+            else:
+                _, _, cmd = ctx.sides.side("nginx", n)
+                cfg = cmd[-1]
+                port = int(re.search(r"listen 127.0.0.1:(\d+)", open(cfg).read()).group(1))
+            proc = start(cmd, os.path.join(ctx.tmp, kind + "-http.log"))
+            try:
+                wait_tree(proc, n + 1, 30)
+                res = subprocess.run(["wrk", "-t2", "-c16", "-d%ds" % ctx.mode["http_s"],
+                                      "http://127.0.0.1:%d/" % port],
+                                     capture_output=True, text=True,
+                                     timeout=ctx.mode["http_s"] + 30)
+                rps = re.search(r"Requests/sec:\s+([\d.]+)", res.stdout)
+                errors = re.search(r"Socket errors: (.*)", res.stdout)
+                non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", res.stdout)
+                ctx.add("http", kind, n, rep, "requests_per_s", float(rps.group(1)) if rps else -1)
+                ctx.add("http", kind, n, rep, "non_2xx", int(non2xx.group(1)) if non2xx else 0)
+                ctx.add("http", kind, n, rep, "socket_errors",
+                        errors.group(1).replace(" ", "") if errors else "none")
+            except RuntimeError as e:
+                ctx.notes.append(("http", n, "%s: %s" % (kind, e)))
+            finally:
+                stop(proc)
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+class Context:
+    def __init__(self, mode, tmp, binaries):
+        self.mode = mode
+        self.tmp = tmp
+        self.bin = binaries
+        self.sides = Sides(tmp, binaries)
+        self.rows = []
+        self.notes = []
+        self.extra = {}
+
+    def add(self, measurement, side, workers, rep, metric, value):
+        if isinstance(value, float):
+            value = "%.3f" % value
+        self.rows.append((measurement, side, str(workers), str(rep), metric, str(value)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (< 2 min)")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help="comma-separated parts: " + ", ".join(PARTS))
+    parser.add_argument("--no-report", action="store_true",
+                        help="write the TSV only, not docs/benchmarks.md and the plots")
+    args = parser.parse_args()
+    parts = [p for p in args.only.split(",") if p]
+    for p in parts:
+        if p not in PARTS:
+            parser.error("unknown part " + p)
+    mode_name = "quick" if args.quick else "full"
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    if LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        sys.exit("bench: prctl(PR_SET_CHILD_SUBREAPER) failed")
+    install_peers()
+    started = time.monotonic()
+    tmp = tempfile.mkdtemp(prefix="supervise-bench-")
+    try:
+        binaries = build(tmp)
+        ctx = Context(MODES[mode_name], tmp, binaries)
+        for part in parts:
+            globals()["part_" + part](ctx)
+            kill_everything()
+        elapsed = time.monotonic() - started
+        os.makedirs(os.path.dirname(TSV), exist_ok=True)
+        with open(TSV, "w") as f:
+            f.write("# mode=%s parts=%s seconds=%.0f std_includes=%s\n"
+                    % (mode_name, ",".join(parts), elapsed, ctx.extra.get("std_includes", "-")))
+            for measurement, n, note in ctx.notes:
+                f.write("# note\t%s\t%s\t%s\n" % (measurement, n, note))
+            f.write("measurement\tside\tworkers\trep\tmetric\tvalue\n")
+            for row in ctx.rows:
+                f.write("\t".join(row) + "\n")
+        log("%s run took %.0f s; trials in %s" % (mode_name, elapsed, os.path.relpath(TSV, ROOT)))
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        kill_everything()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not args.no_report:
+        sys.path.insert(0, BENCH)
+        import report
+        report.write(TSV, ROOT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
