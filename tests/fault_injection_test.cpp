@@ -350,6 +350,7 @@ struct scenario {
     int subreaper_before = 0;  // the program's own setting
     int fatal_exit_code = 125;
     bool real_epipe_stats = false;  // stats on a pipe nobody reads
+    int crash_worker = -1;          // SIGKILL this worker once the pool is ready
     // Sets the rules, in the master, right before run().
     std::function<void()> arm;
 };
@@ -369,6 +370,7 @@ int stats_fd_of_run = -1;
 
 // The master signals "pool ready" from on_ready; the test then asks it for
 // statistics and a stop, as an operator would.
+template <class Strategy = supervise::shutdown_all>
 result run_scenario(const scenario& s) {
     reset_counts();
     pipe_pair log, report, stats;
@@ -396,7 +398,7 @@ result run_scenario(const scenario& s) {
         const int fd = report.write_fd;
         const int notify = s.notify_fd;
         auto pool = supervise::make_pool<supervise::seed_master_signals,
-                                         supervise::seed_worker_signals, supervise::shutdown_all,
+                                         supervise::seed_worker_signals, Strategy,
                                          faulty_system>(
             [fd, notify](supervise::worker_context& ctx) {
                 say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()));
@@ -438,7 +440,10 @@ result run_scenario(const scenario& s) {
     reports.wait_until([&] {
         return reports.occurrences("pool ready\n") > 0 || reports.occurrences("fds ") > 0;
     });
-    if (reports.occurrences("pool ready\n") > 0) {
+    if (reports.occurrences("pool ready\n") > 0 && s.crash_worker >= 0) {
+        // A crash for the strategy to handle; what follows is up to the master.
+        ::kill(worker_pid(reports, s.crash_worker), SIGKILL);
+    } else if (reports.occurrences("pool ready\n") > 0) {
         ::kill(master.pid(), SIGUSR1);
         ::kill(master.pid(), SIGTERM);
     }
@@ -543,6 +548,28 @@ TEST_CASE("fork fails with EAGAIN or ENOMEM at the first, a middle and the last 
             CHECK(record(std::string(err == EAGAIN ? "EAGAIN" : "ENOMEM") + " on fork", c_fork) ==
                   1);
         }
+    }
+}
+
+TEST_CASE("fork fails when a crashed worker is restarted: the pool stops with worker_failed") {
+    for (const int err : {EAGAIN, ENOMEM}) {
+        CAPTURE(err);
+        scenario s;
+        s.workers = 3;
+        s.crash_worker = 1;
+        s.arm = failing(c_fork, err, 4, 4);  // the first restart
+        const result r = run_scenario<supervise::one_for_one>(s);
+        INFO(r.log);
+        INFO(r.report);
+        CHECK_MESSAGE(exited_with(r.status, 1), describe_status(r.status));
+        CHECK(r.report.find("pool ready\n") != std::string::npos);
+        CHECK(r.report.find("outcome 1 cannot start worker 1: fork: " +
+                            std::string(std::strerror(err))) != std::string::npos);
+        CHECK(r.report.find("hook ran\n") != std::string::npos);
+        CHECK(r.workers.size() == 3);
+        check_clean(r);
+        CHECK(record(std::string(err == EAGAIN ? "EAGAIN" : "ENOMEM") + " on fork (restart)",
+                     c_fork) == 1);
     }
 }
 
