@@ -294,6 +294,39 @@ def build(tmp):
     return binaries
 
 
+def machine_info():
+    """What the report says about the machine and the versions measured."""
+    def first_line(cmd):
+        return (output_of(cmd).splitlines() or ["?"])[0]
+
+    def package(name):
+        return output_of(["dpkg-query", "-W", "-f", "${Version}", name]) or "not installed"
+
+    lscpu = output_of(["lscpu"])
+    model = re.search(r"^Model name:\s*(.+)$", lscpu, re.M)
+    u = os.uname()
+    dirty = output_of(["git", "-C", ROOT, "status", "--porcelain", "--", "include", "bench",
+                       "examples"])
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "kernel": "%s %s %s" % (u.sysname, u.release, u.machine),
+        "cpu": "%s, %d CPUs" % (model.group(1).strip() if model else "?", os.cpu_count()),
+        "g++": first_line(["g++", "--version"]),
+        "clang++": first_line(["clang++", "--version"]),
+        "kamailio": "Debian kamailio " + package("kamailio"),
+        "nginx": "Debian nginx-light " + package("nginx-light"),
+        "runit": "Debian runit " + package("runit"),
+        "s6": "Debian s6 " + package("s6"),
+        "supervisor": "Debian supervisor " + package("supervisor"),
+        "tini": "Debian tini " + package("tini"),
+        "wrk": "Debian wrk " + package("wrk"),
+        "boost": "Debian libboost-dev " + package("libboost-dev"),
+        "supervise": "commit %s%s" % (output_of(["git", "-C", ROOT, "rev-parse", "--short",
+                                                 "HEAD"]) or "?",
+                                      " + local changes" if dirty else ""),
+    }
+
+
 def free_port(kind=socket.SOCK_STREAM):
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
@@ -727,6 +760,7 @@ def main():
     if LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit("bench: prctl(PR_SET_CHILD_SUBREAPER) failed")
     install_peers()
+    info = machine_info()
     started = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="supervise-bench-")
     try:
@@ -740,6 +774,8 @@ def main():
         with open(TSV, "w") as f:
             f.write("# mode=%s parts=%s seconds=%.0f std_includes=%s\n"
                     % (mode_name, ",".join(parts), elapsed, ctx.extra.get("std_includes", "-")))
+            for key, value in info.items():
+                f.write("# info\t%s\t%s\n" % (key, value))
             for measurement, n, note in ctx.notes:
                 f.write("# note\t%s\t%s\t%s\n" % (measurement, n, note))
             f.write("measurement\tside\tworkers\trep\tmetric\tvalue\n")

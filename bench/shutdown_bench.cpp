@@ -22,11 +22,18 @@
 //      first death (no back-off, no restart intensity carried over).
 //
 // Ready means, in this order and all within --ready-timeout-ms:
-//   - if --ready-fd N: the side wrote a byte to its descriptor N (a pipe);
+//   - if --ready-fd N: the side wrote --ready-bytes bytes (default 1) to its
+//     descriptor N (a pipe); or, if --ready-fifo PATH: that many bytes came
+//     through the FIFO at PATH, which the driver creates for each trial and
+//     holds open (for processes that are started by a supervisor of commands
+//     and so cannot inherit a descriptor from the driver);
 //   - if --probe-sip-udp HOST:PORT: a SIP OPTIONS request sent there got a
 //     "SIP/2.0 200" answer;
 //   - the tree (master included) has exactly --procs processes and every one
 //     of them is sleeping (state S in /proc/PID/stat), i.e. idle.
+// The time from the fork of the master to that moment is reported as
+// ready_us (the start-up benchmark). --settle-ms on a side overrides the
+// run's settle time for that side.
 //
 // The replacement is ready (respawn), within --stop-timeout-ms of t0, when
 // every signal the side offers has arrived:
@@ -60,7 +67,7 @@
 //            --cmd ./idle_pool --workers 4 --ready-fd 3 --strategy one_for_one --log-fd 4 --end
 //       --side floor --procs 5 --ready-fd 3 --respawn-byte
 //            --cmd ./floor_pool --workers 4 --ready-fd 3 --respawn --end
-// (one command line each; bench/compare_kamailio.py builds the real ones).
+// (one command line each; bench/run.py builds the real ones).
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -137,7 +144,8 @@ struct config {
         "           [--victim first|middle] [--settle-ms N]\n"
         "           [--ready-timeout-ms N] [--stop-timeout-ms N] [--max-failures N]\n"
         "           [--quiet-pct P [--quiet-wait-ms N]] [--nice N]\n"
-        "           --side NAME --procs N [--ready-fd N] [--probe-sip-udp HOST:PORT]\n"
+        "           --side NAME --procs N [--ready-fd N | --ready-fifo PATH] [--ready-bytes K]\n"
+        "                [--probe-sip-udp HOST:PORT] [--settle-ms N]\n"
         "                [--log FILE] [--log-pipe-fd N] [--respawn-byte]\n"
         "                [--respawn-line TEXT] --cmd PROGRAM [ARG...] --end\n"
         "           [--side ...]\n",
