@@ -442,7 +442,12 @@ result run_scenario(const scenario& s) {
     });
     if (reports.occurrences("pool ready\n") > 0 && s.crash_worker >= 0) {
         // A crash for the strategy to handle; what follows is up to the master.
-        ::kill(worker_pid(reports, s.crash_worker), SIGKILL);
+        // "pool ready" can come before the worker's own "up" line. Never
+        // kill(-1) or kill(0): that would reach every process we may signal.
+        reports.wait_until([&] { return worker_pid(reports, s.crash_worker) > 1; });
+        const pid_t victim = worker_pid(reports, s.crash_worker);
+        REQUIRE(victim > 1);
+        ::kill(victim, SIGKILL);
     } else if (reports.occurrences("pool ready\n") > 0) {
         ::kill(master.pid(), SIGUSR1);
         ::kill(master.pid(), SIGTERM);
@@ -465,7 +470,7 @@ result run_scenario(const scenario& s) {
     if (const auto fds = reports.line_with("fds ")) r.fd_change = std::atoi(fds->c_str() + 4);
     r.leftovers = reap_leftovers();
     for (pid_t pid : r.workers) {
-        if (::kill(pid, 0) == 0 || errno != ESRCH) r.workers_gone = false;
+        if (pid <= 1 || ::kill(pid, 0) == 0 || errno != ESRCH) r.workers_gone = false;
     }
     return r;
 }
