@@ -798,7 +798,8 @@ int thread_count() noexcept {
     buf[used] = '\0';
     const char* line = std::strstr(buf, "\nThreads:");
     if (line == nullptr) return 0;
-    return std::atoi(line + 9) - sanitizer_threads;
+    // strtol, not atoi: atoi's result for a number out of range is undefined.
+    return static_cast<int>(std::strtol(line + 9, nullptr, 10)) - sanitizer_threads;
 }
 
 inline sigset_t sigset_of(std::uint64_t bits) noexcept {
