@@ -124,7 +124,8 @@ def cell(values, unit=""):
 def ratio(a, b):
     if not a or not b or med(b) == 0:
         return "—"
-    return "%.2f" % (med(a) / med(b))
+    r = med(a) / med(b)
+    return "%.2f" % r if r >= 0.1 else "%.3f" % r
 
 
 # ---------------------------------------------------------------------------
@@ -168,7 +169,8 @@ def plot_bars(rows, out, title, ylabel, tmp, columns=("value",), logscale=False)
     path = os.path.join(tmp, os.path.basename(out) + ".dat")
     with open(path, "w") as f:
         for row in rows:
-            f.write('"%s" %s\n' % (row[0], " ".join("%f" % max(v, 0.001) for v in row[1:])))
+            f.write('"%s" %s\n' % (row[0], " ".join("%f" % max(v, 0.5 if logscale else 0)
+                                                  for v in row[1:])))
     plots = ", ".join("'%s' using %d:xtic(1) title '%s'" % (path, i + 2, c)
                       for i, c in enumerate(columns))
     gnuplot("""set terminal pngcairo size 800,500 font ",11"
@@ -183,8 +185,8 @@ set grid ytics
 %s
 set key %s
 plot %s
-""" % (out, title, ylabel, "set logscale y" if logscale else "set yrange [0:*]",
-       "top left" if len(columns) > 1 else "off", plots), tmp)
+""" % (out, title, ylabel, "set logscale y\nset yrange [0.5:*]" if logscale else "set yrange [0:*]",
+       "top right" if len(columns) > 1 else "off", plots), tmp)
 
 
 # ---------------------------------------------------------------------------
@@ -396,8 +398,7 @@ def idle_section(data, w, img, tmp):
         bars.append((LABELS[s], wake, workers))
         w("| %s | %d | %d | %.2f ms | %d |" % (LABELS[s], n, wake, cpu, workers))
     w("")
-    plot_bars(bars, os.path.join(img, "idle.png"), "Wake-ups while idle (log scale; 0 drawn as "
-              "0.001)", "wake-ups", tmp, columns=("master", "all workers"), logscale=True)
+    plot_bars(bars, os.path.join(img, "idle.png"), "Wake-ups in %s s of idling (log scale; no bar: none)" % (secs[0] if secs else "?"), "wake-ups", tmp, columns=("master", "all workers"), logscale=True)
     w("![idle wake-ups per side](img/idle.png)\n")
 
 

@@ -57,10 +57,10 @@ PARTS = ("shutdown", "respawn", "idle", "storm", "compile", "http")
 MODES = {
     "quick": dict(sizes=(4, 64, 256), reps={4: 2, 64: 2, 256: 1}, warmup=0,
                   failfast_reps=2, respawn_reps=2, idle_s=10, storm_reps=1,
-                  compile_reps=1, http_s=3, http_reps=1),
+                  compile_reps=1, compile_warmup=0, http_s=2, http_reps=1),
     "full": dict(sizes=(4, 64, 256, 1024), reps={4: 15, 64: 15, 256: 6, 1024: 3}, warmup=1,
                  failfast_reps=10, respawn_reps=15, idle_s=10, storm_reps=3,
-                 compile_reps=5, http_s=10, http_reps=3),
+                 compile_reps=5, compile_warmup=1, http_s=10, http_reps=3),
 }
 
 FAILFAST_SIZES = (4, 64)
@@ -129,8 +129,11 @@ stderr_logfile=NONE
 """
 
 
+T0 = time.monotonic()
+
+
 def log(message):
-    print("bench: " + message, file=sys.stderr, flush=True)
+    print("bench: [%4.0f s] %s" % (time.monotonic() - T0, message), file=sys.stderr, flush=True)
 
 
 def output_of(cmd):
@@ -674,7 +677,8 @@ def part_compile(ctx):
     ctx.extra["std_includes"] = len(includes)
     compilers = [c for c in ("g++", "clang++") if shutil.which(c)]
     log("compile cost, %s" % ", ".join(compilers))
-    for rep in range(0, ctx.mode["compile_reps"] + 1):  # round 0 warms the caches
+    # Rounds before 1 warm the caches and are not reported.
+    for rep in range(1 - ctx.mode["compile_warmup"], ctx.mode["compile_reps"] + 1):
         for compiler in compilers:
             for name, path in paths.items():
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
