@@ -802,6 +802,33 @@ int thread_count() noexcept {
     return static_cast<int>(std::strtol(line + 9, nullptr, 10)) - sanitizer_threads;
 }
 
+// The children of this process's main thread, which is where the kernel
+// re-parents orphans for a subreaper (proc(5): /proc/PID/task/TID/children);
+// empty when /proc cannot tell.
+template <class System>
+std::vector<pid_t> main_thread_children() {
+    const std::string path = "/proc/self/task/" + std::to_string(::getpid()) + "/children";
+    std::vector<pid_t> found;
+    const int fd =
+        retry_on_eintr([&] { return System::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
+    if (fd < 0) return found;
+    std::string text;
+    char buf[512];
+    for (;;) {
+        const ssize_t n = retry_on_eintr([&] { return System::read(fd, buf, sizeof buf); });
+        if (n <= 0) break;
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    System::close(fd);
+    const char* at = text.c_str();
+    for (char* next = nullptr;; at = next) {
+        const long pid = std::strtol(at, &next, 10);
+        if (next == at) break;
+        found.push_back(static_cast<pid_t>(pid));
+    }
+    return found;
+}
+
 inline sigset_t sigset_of(std::uint64_t bits) noexcept {
     sigset_t set;
     sigemptyset(&set);
@@ -1508,6 +1535,7 @@ class pool {
     void print_statistics();
     outcome run_inline();
     void run_destroy_hooks();
+    void stop_orphans();
     outcome finish();
 
     void log(const std::string& message) const;
@@ -1529,6 +1557,8 @@ class pool {
     int started_pipe_[2] = {-1, -1};
     bool announced_ready_ = false;
     bool adopting_ = false;       // reaping orphans as a subreaper or PID 1
+    // Children the program had before run(): not orphans, never stopped.
+    std::vector<pid_t> program_children_;
     int previous_subreaper_ = 0;  // restored when run() ends
     bool subreaper_changed_ = false;  // ... if run() changed it
     // One heartbeat per slot up to max_workers, shared with the workers.
@@ -1785,6 +1815,8 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
 
     install_signals();
     adopting_ = !opts_.no_fork && (opts_.subreaper || master_pid_ == 1);
+    program_children_.clear();
+    if (adopting_) program_children_ = detail::main_thread_children<System>();
     if (opts_.subreaper && !opts_.no_fork) {
         // The program's own setting is restored only once it was read and
         // ours took its place: a failed set-up must not clobber it.
@@ -2013,6 +2045,9 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
         fd = -1;
     }
     System::close(started_pipe_[0]);
+    // $NOTIFY_SOCKET speaks for the master (MAINPID); a worker holding the
+    // socket could send READY=1 or STOPPING=1 in its name.
+    systemd_.close<System>();
     // Siblings' pidfds are the master's business. Read-only: writing -1 into
     // the slots would copy every page of the table (copy-on-write after
     // fork) on the respawn path, for memory this process never uses again.
@@ -2927,7 +2962,65 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_destroy_h
 }
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::stop_orphans() {
+    if (!adopting_) return;
+    // As a subreaper (or PID 1) the workers' orphaned descendants are the
+    // master's children. Returning with them still running would leave them
+    // to whoever is above the program, with nobody to stop them (and as PID 1
+    // the kernel SIGKILLs them without a SIGTERM). So they get what workers
+    // get: SIGTERM, SIGKILL after shutdown_timeout, and they are reaped. A
+    // descendant orphaned meanwhile joins them. Children the program had
+    // before run() are its own and are left alone.
+    const std::int64_t deadline = detail::monotonic_ms() + opts_.shutdown_timeout.count();
+    // After SIGKILL the kernel needs no cooperation; the extra bound only
+    // protects against a process stuck in an uninterruptible wait.
+    const std::int64_t give_up = deadline + opts_.shutdown_timeout.count();
+    std::vector<pid_t> signalled;
+    bool killing = false;
+    for (;;) {
+        int status = 0;
+        pid_t pid;
+        while ((pid = detail::retry_on_eintr(
+                    [&] { return System::waitpid(-1, &status, WNOHANG); })) > 0) {
+            log("reaped orphan pid " + std::to_string(pid) + ", " +
+                detail::decode_wait_status(status).describe());
+            signalled.erase(std::remove(signalled.begin(), signalled.end(), pid), signalled.end());
+        }
+        std::vector<pid_t> orphans = detail::main_thread_children<System>();
+        orphans.erase(std::remove_if(orphans.begin(), orphans.end(),
+                                     [&](pid_t p) {
+                                         return std::find(program_children_.begin(),
+                                                          program_children_.end(),
+                                                          p) != program_children_.end();
+                                     }),
+                      orphans.end());
+        if (orphans.empty()) return;
+        const std::int64_t now = detail::monotonic_ms();
+        if (now >= give_up) {
+            log(std::to_string(orphans.size()) + " orphans still not reaped; giving up on them");
+            return;
+        }
+        if (!killing && now >= deadline) {
+            log("orphans still running after " + std::to_string(opts_.shutdown_timeout.count()) +
+                " ms; sending SIGKILL");
+            killing = true;
+            signalled.clear();
+        }
+        for (const pid_t orphan : orphans) {
+            if (std::find(signalled.begin(), signalled.end(), orphan) != signalled.end()) continue;
+            // Unreaped, so the pid cannot belong to anyone else yet.
+            System::kill(orphan, killing ? SIGKILL : SIGTERM);
+            signalled.push_back(orphan);
+        }
+        // SIGCHLD (or any mapped signal) ends the wait early.
+        wait_for_signals((killing ? give_up : deadline) - now);
+    }
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::finish() {
+    // Before the destroy hooks, which may release what the orphans still use.
+    stop_orphans();
     run_destroy_hooks();
     outcome result;
     result.reason = reason_;
