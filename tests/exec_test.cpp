@@ -805,7 +805,10 @@ TEST_CASE("--pid1 as PID 1 of a new PID namespace reaps orphaned grandchildren")
     REQUIRE(inside.size() == 1);
     REQUIRE(::kill(inside[0], SIGTERM) == 0);
     CHECK(exited_with(exec.finish(), 0));
-    // The orphan still running died with the namespace.
+    // The orphan still running got a SIGTERM before supervise-exec exited,
+    // rather than the kernel's SIGKILL when the namespace ends.
+    CHECK(exec.err.line_with("reaped orphan pid " + std::to_string(orphan[1]) +
+                             ", killed by signal 15 (SIGTERM)"));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -835,11 +838,20 @@ TEST_CASE("--pid1 without being PID 1: supervise-exec adopts orphans as a subrea
         }
         exec.signal(SIGTERM);
         CHECK(exited_with(exec.wait_exit(), 0));
-        // The orphan that runs on is no copy: supervise-exec does not stop
-        // it, and it comes back to this process (it still holds the pipes).
-        CHECK(parent_of(orphan[1]) == ::getpid());
-        REQUIRE(::kill(orphan[1], SIGKILL) == 0);
-        CHECK(killed_by(wait_exit(orphan[1]), SIGKILL));
+        if (pid1) {
+            // With --pid1 the orphan still running is stopped and reaped
+            // before supervise-exec exits: nothing it adopted outlives it.
+            exec.err.wait_eof();
+            CHECK(exec.err.line_with("reaped orphan pid " + std::to_string(orphan[1]) +
+                                     ", killed by signal 15 (SIGTERM)"));
+            CHECK(::kill(orphan[1], 0) == -1);
+        } else {
+            // Without it the orphan is no business of supervise-exec's: it
+            // runs on as this process's child (it still holds the pipes).
+            CHECK(parent_of(orphan[1]) == ::getpid());
+            REQUIRE(::kill(orphan[1], SIGKILL) == 0);
+            CHECK(killed_by(wait_exit(orphan[1]), SIGKILL));
+        }
         exec.finish();
         CHECK(reap_leftovers() == 0);
     }
