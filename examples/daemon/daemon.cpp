@@ -544,6 +544,7 @@ int run_with(const config& cfg, int listen_fd) {
 // tests/fuzz includes this file with SUPERVISE_EXAMPLE_NO_MAIN defined, to
 // reach parse_command_line without a second copy of it.
 #ifndef SUPERVISE_EXAMPLE_NO_MAIN
+// NOLINTNEXTLINE(bugprone-exception-escape): serve() throws in a worker, where the pool catches
 int main(int argc, char** argv) {
     config cfg;
     int listen_fd = -1;

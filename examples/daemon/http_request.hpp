@@ -21,7 +21,7 @@ namespace http {
 
 // A request head (request line, header fields and the blank line) larger than
 // this gets 431 (Request Header Fields Too Large).
-inline constexpr std::size_t max_request_head = 8 * 1024;
+inline constexpr std::size_t max_request_head = std::size_t{8} * 1024;
 // At most this many header fields; more is a 431 too.
 inline constexpr std::size_t max_header_fields = 100;
 

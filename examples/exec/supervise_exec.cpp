@@ -243,7 +243,9 @@ std::string resolve(const std::string& name) {
         std::size_t end = search.find(':', begin);
         if (end == std::string::npos) end = search.size();
         const std::string dir = end == begin ? "." : search.substr(begin, end - begin);
-        const std::string candidate = dir + "/" + name;
+        std::string candidate = dir;
+        candidate += '/';
+        candidate += name;
         if (!not_executable(candidate)) return candidate;
         begin = end + 1;
     }
@@ -325,7 +327,10 @@ void close_descriptors(int keep) {
     if (DIR* dir = ::opendir("/proc/self/fd")) {
         std::vector<int> open;
         while (const dirent* entry = ::readdir(dir)) {
-            const int fd = std::atoi(entry->d_name);
+            const std::string_view name = entry->d_name;
+            int fd = -1;
+            const auto [end, error] = std::from_chars(name.data(), name.data() + name.size(), fd);
+            if (error != std::errc() || end != name.data() + name.size()) continue;  // "." and ".."
             if (fd > 2 && fd != keep && fd != ::dirfd(dir)) open.push_back(fd);
         }
         ::closedir(dir);
@@ -379,6 +384,7 @@ int exec_command(const command& cmd, supervise::worker_context& ctx) {
     environment.push_back(variable("SUPERVISE_WORKER_INDEX", static_cast<unsigned>(ctx.index())));
     environment.push_back(variable("SUPERVISE_WORKER_GENERATION", ctx.generation()));
     std::vector<char*> envp;
+    envp.reserve(environment.size() + 1);
     for (std::string& entry : environment) envp.push_back(entry.data());
     envp.push_back(nullptr);
     std::vector<char*> argv;
@@ -409,8 +415,14 @@ int exec_command(const command& cmd, supervise::worker_context& ctx) {
 std::optional<std::pair<int, supervise::exit_info>> failed_worker(
     const supervise::outcome& result, const supervise::statistics& stats) {
     if (result.reason != supervise::stop_reason::worker_failed) return std::nullopt;
+    constexpr std::string_view prefix = "worker ";
+    const std::string_view detail = result.detail;
+    if (detail.substr(0, prefix.size()) != prefix) return std::nullopt;
+    const char* const last = detail.data() + detail.size();
     int index = -1;
-    if (std::sscanf(result.detail.c_str(), "worker %d (pid", &index) != 1 || index < 0 ||
+    const auto [end, error] = std::from_chars(detail.data() + prefix.size(), last, index);
+    const std::string_view rest(end, static_cast<std::size_t>(last - end));
+    if (error != std::errc() || rest.substr(0, 5) != " (pid" || index < 0 ||
         index >= static_cast<int>(stats.workers.size())) {
         return std::nullopt;
     }

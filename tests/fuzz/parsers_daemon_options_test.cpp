@@ -13,7 +13,7 @@
 #define SUPERVISE_EXAMPLE_NO_MAIN
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
-#include "examples/daemon/daemon.cpp"
+#include "examples/daemon/daemon.cpp"  // NOLINT(bugprone-suspicious-include): on purpose
 #pragma GCC diagnostic pop
 
 namespace {

@@ -12,7 +12,7 @@
 #define SUPERVISE_EXAMPLE_NO_MAIN
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
-#include "examples/exec/supervise_exec.cpp"
+#include "examples/exec/supervise_exec.cpp"  // NOLINT(bugprone-suspicious-include): on purpose
 #pragma GCC diagnostic pop
 
 namespace {

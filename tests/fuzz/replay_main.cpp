@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
@@ -25,7 +26,11 @@ std::vector<std::string> inputs_of(const std::string& path) {
     if (dir == nullptr) return {path};
     while (const dirent* entry = ::readdir(dir)) {
         const std::string name = entry->d_name;
-        if (name != "." && name != "..") files.push_back(path + "/" + name);
+        if (name == "." || name == "..") continue;
+        std::string file = path;
+        file += '/';
+        file += name;
+        files.push_back(std::move(file));
     }
     ::closedir(dir);
     std::sort(files.begin(), files.end());
