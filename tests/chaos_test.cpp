@@ -578,23 +578,35 @@ auto leaving_worker(int report_fd) {
             }
             return 0;
         }
-        const auto descendant = [report_fd](bool ignore_term, bool fork_again) {
+        // The worker exits only once all four have reported: a stop that
+        // came sooner could end one before it said who it is.
+        int reported[2];
+        if (::pipe2(reported, O_CLOEXEC) != 0) return 90;
+        const auto descendant = [report_fd, &reported](bool ignore_term, bool fork_again) {
             if (::fork() != 0) return;
             // The worker's handlers and mask are not a plain program's.
             ::signal(SIGTERM, ignore_term ? SIG_IGN : SIG_DFL);
             sigset_t none;
             sigemptyset(&none);
             ::sigprocmask(SIG_SETMASK, &none, nullptr);
-            if (fork_again && ::fork() == 0) {
+            const auto report = [&] {
                 say(report_fd, "descendant " + std::to_string(::getpid()));
+                if (::write(reported[1], "x", 1) != 1) ::_exit(91);
                 for (;;) ::pause();
-            }
-            say(report_fd, "descendant " + std::to_string(::getpid()));
-            for (;;) ::pause();
+            };
+            if (fork_again && ::fork() == 0) report();
+            report();
         };
         descendant(false, false);
         descendant(true, false);
         descendant(false, true);
+        ::close(reported[1]);
+        for (int seen = 0; seen < 4;) {
+            char byte;
+            const ssize_t n = ::read(reported[0], &byte, 1);
+            if (n == 1) ++seen;
+            if (n == 0 || (n < 0 && errno != EINTR)) return 92;
+        }
         return 3;
     };
 }
@@ -648,4 +660,32 @@ TEST_CASE("subreaper mode: a worker's descendants do not outlive run() when the 
 
 TEST_CASE("subreaper mode: adopted descendants are stopped when the pool is stopped") {
     check_nothing_left<supervise::one_for_one>(true);
+}
+
+TEST_CASE("subreaper mode: a child the program had before run() is left alone") {
+    pipe_pair log, report;
+    reader reports(report.read_fd);
+    child master([&] {
+        const pid_t own = ::fork();
+        if (own == 0) {
+            for (;;) ::pause();
+        }
+        auto opts = test_options(1, log.write_fd);
+        opts.subreaper = true;
+        auto pool = supervise::make_pool(reporting_worker(report.write_fd), opts);
+        pool.on_ready([] { ::raise(SIGTERM); });
+        const auto result = pool.run();
+        int status = 0;
+        const bool running = ::waitpid(own, &status, WNOHANG) == 0;
+        say(report.write_fd, running ? "own child running" : "own child stopped");
+        ::kill(own, SIGKILL);
+        ::waitpid(own, &status, 0);
+        return result.exit_status;
+    });
+    log.close_write();
+    report.close_write();
+    CHECK(exited_with(master.wait(), 0));
+    reports.wait_eof();
+    CHECK(reports.occurrences("own child running") == 1);
+    CHECK(reap_leftovers() == 0);
 }
