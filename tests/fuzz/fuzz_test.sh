@@ -15,6 +15,7 @@ read -r -a targets <<<"${FUZZ_TARGETS:-http_request daemon_options exec_options 
 root=$PWD # the workspace root, or its runfiles tree under bazel test
 work=${TEST_TMPDIR:-$(mktemp -d "${TMPDIR:-/tmp}/fuzz_test.XXXXXX")}
 artifacts=${TEST_UNDECLARED_OUTPUTS_DIR:-$work}
+mkdir -p "$work" "$artifacts"
 
 flags=(-std=c++17 -g -O1 -Wall -Wextra -Wpedantic -Werror
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
