@@ -77,7 +77,9 @@ Options (also accepted as --option=value):
                          N (s6's notification-fd), 3 to 1023 (default: ready
                          as soon as its process is up)
   --pid1                 adopt and reap orphaned descendants, as a container's
-                         PID 1 must (on by itself when running as PID 1)
+                         PID 1 must (on by itself when running as PID 1); on
+                         exit, stop the ones still running (SIGTERM, SIGKILL
+                         after --shutdown-timeout) and reap them
   --user NAME            copies run as this user (name or uid); needs root
   --help                 print this help and exit
 
