@@ -208,9 +208,10 @@ def write(tsv, root):
           "Medians, min–max in brackets, ratios of medians. Method and programs: "
           "[bench/README.md](../bench/README.md). Every trial: "
           "[bench/results/benchmarks.tsv](../bench/results/benchmarks.tsv).\n")
-        w("```sh\ntools/bazel run //bench            # full: about %s\n"
-          "tools/bazel run //bench -- --quick # fewer sizes and repeats\n```\n"
-          % data.info.get("full_estimate", "10–20 minutes"))
+        w("```sh\ntools/bazel run //bench            # as root; full run: about 18 min here\n"
+          "tools/bazel run //bench -- --quick # fewer sizes and repeats: about 3 min here\n```\n"
+          "(Durations measured on the busy 2-vCPU machine of this report, build of the programs "
+          "included; a quiet machine is faster.)\n")
         w("This report: `%s` run, %s s. It was made on a machine shared with other work, so "
           "absolute times are noisy; compare sides within this report (they ran interleaved) "
           "rather than numbers across reports.%s\n" % (
@@ -224,6 +225,7 @@ def write(tsv, root):
                 w("| %s | %s |" % (key, data.info[key]))
         w("")
         shutdown_section(data, w, img, tmp)
+        syscalls_section(data, w)
         failfast_section(data, w)
         respawn_section(data, w, img, tmp)
         startup_section(data, w, img, tmp)
@@ -268,7 +270,7 @@ def vs_n_table(data, w, m, metric, sides):
         for s in sides:
             v = data.nums(m, s, n, metric)
             why = data.failed("shutdown", s, n)
-            cells.append(cell(v, " ms") if v else ("failed: %s" % why if why else "—"))
+            cells.append(cell(v, " ms") if v else ("not ready in time (%s)" % why if why else "—"))
         ours = data.nums(m, "ours", n, metric)
         ratios = [ratio(ours, data.nums(m, s, n, metric)) for s in sides
                   if s not in ("ours", "floor")]
@@ -286,7 +288,9 @@ def shutdown_section(data, w, img, tmp):
     w("The driver (`bench/shutdown_bench.cpp`, a child subreaper) sends SIGTERM to the master "
       "and waits until the master exited and `waitpid` says no child is left. Kamailio runs with "
       "`children=N` (its tree is N + 4 processes: three timer processes and the main one), "
-      "nginx with `worker_processes N`.\n")
+      "nginx with `worker_processes N`. A tree must be ready within max(10 s, 40 ms × N) (41 s "
+      "at 1024) and gone within the same bound after the signal, or the trial fails; a side "
+      "that fails twice at a size shows why in its cell.\n")
     vs_n_table(data, w, "shutdown", "tree_gone_ms", sides)
     plot_vs_n(data, "shutdown", "tree_gone_ms", sides, os.path.join(img, "shutdown.png"),
               "SIGTERM to the master until the whole tree is reaped", "ms (log)", tmp)
@@ -295,6 +299,34 @@ def shutdown_section(data, w, img, tmp):
                   for n in data.sizes("shutdown"))
     w("Orphans the driver had to reap after a master exited: %d. %s\n"
       % (orphans, scaling_sentence(data, "shutdown", "tree_gone_ms")))
+
+
+def syscalls_section(data, w):
+    sizes = data.sizes("syscalls")
+    if not sizes:
+        return
+    w("## 1b. System calls that grow with N (strace)\n")
+    w("Counted, not timed, so other load cannot move them: `strace -f -c` over a start of N "
+      "workers and their stop (every process of the tree), for supervise (`idle_pool`) and the "
+      "floor; and `strace -c -p MASTER` around one respawn (`one_for_one`, one worker "
+      "SIGKILLed), the master alone.\n")
+    w("| workers | supervise: close() | ÷ N²/2 | floor: close() | supervise: wait4() | "
+      "clone() | supervise master, one respawn: wait4() |")
+    w("|---|---|---|---|---|---|---|")
+    for n in sizes:
+        def one(side, metric):
+            v = data.nums("syscalls", side, n, metric)
+            return int(v[0]) if v else 0
+        closes = one("ours", "start_stop_close")
+        w("| %d | %d | %.2f | %d | %d | %d | %d |" % (
+            n, closes, closes / (n * n / 2.0), one("floor", "start_stop_close"),
+            one("ours", "start_stop_wait4"), one("ours", "start_stop_clone"),
+            one("ours", "respawn_master_wait4")))
+    w("")
+    w("close() grows as N²/2: each new worker closes, one by one, the pidfds of the siblings "
+      "forked before it (and the master's pipes). wait4() is one per worker for a start and a "
+      "stop, but one per slot for every SIGCHLD: `reap()` scans every slot with "
+      "`waitpid(pid, WNOHANG)`, so a single respawn costs the master N system calls.\n")
 
 
 def failfast_section(data, w):

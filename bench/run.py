@@ -48,19 +48,22 @@ PACKAGES = {
     "/usr/bin/wrk": "wrk",
     "/usr/include/boost/asio/signal_set.hpp": "libboost-dev",
     "/usr/bin/clang++": "clang",
+    "/usr/bin/strace": "strace",
 }
 
-PARTS = ("shutdown", "respawn", "idle", "storm", "compile", "http")
+PARTS = ("shutdown", "syscalls", "respawn", "idle", "storm", "compile", "http")
 
 # How much each mode repeats. Shutdown: trials per side and size, after one
 # unreported warm-up trial (none at 1024, where a trial takes seconds).
 MODES = {
     "quick": dict(sizes=(4, 64, 256), reps={4: 2, 64: 2, 256: 1}, warmup=0,
                   failfast_reps=2, respawn_reps=2, idle_s=10, storm_reps=1,
-                  compile_reps=1, compile_warmup=0, http_s=2, http_reps=1),
+                  compile_reps=1, compile_warmup=0, http_s=2, http_reps=1,
+                  syscall_sizes=(64, 256)),
     "full": dict(sizes=(4, 64, 256, 1024), reps={4: 15, 64: 15, 256: 6, 1024: 3}, warmup=1,
                  failfast_reps=10, respawn_reps=15, idle_s=10, storm_reps=3,
-                 compile_reps=5, compile_warmup=1, http_s=10, http_reps=3),
+                 compile_reps=5, compile_warmup=1, http_s=10, http_reps=3,
+                 syscall_sizes=(256, 1024)),
 }
 
 FAILFAST_SIZES = (4, 64)
@@ -535,6 +538,75 @@ def part_respawn(ctx):
     for r in rows:
         value = r["respawn_byte_us"] if r["respawn_byte_us"] != "-" else r["respawn_line_us"]
         ctx.add("respawn", r["side"], int(r["procs"]) - 1, r["rep"], "ready_ms", us_to_ms(value))
+
+
+# ---------------------------------------------------------------------------
+# System calls that grow with N: counted with strace, so they do not depend on
+# how busy the machine is
+# ---------------------------------------------------------------------------
+
+TRACED = "trace=close,wait4,waitid,clone,clone3,pidfd_open"
+
+
+def strace_counts(path):
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 5 and fields[-1].isidentifier() and fields[3].isdigit():
+                counts[fields[-1]] = int(fields[3])
+    return counts
+
+
+def part_syscalls(ctx):
+    for n in ctx.mode["syscall_sizes"]:
+        for kind in ("ours", "floor"):
+            # (a) start N workers and stop them: every process of the tree.
+            _, _, cmd = ctx.sides.side(kind, n)
+            cmd = [a for a in cmd if a not in ("--ready-fd", "3")]
+            out = os.path.join(ctx.tmp, "strace-%s-%d.txt" % (kind, n))
+            log("system calls, %s, start and stop of %d workers (strace -f)" % (kind, n))
+            proc = start(["strace", "-f", "-c", "-o", out, "-e", TRACED] + cmd,
+                         os.path.join(ctx.tmp, "strace.log"))
+            try:
+                wait_tree(proc, n + 2, max(60, n * 0.2))
+                master = [p for p in descendants(proc.pid) if proc_table()[p][0] == proc.pid][0]
+                os.kill(master, signal.SIGTERM)
+                proc.wait(max(60, n * 0.2))
+                for name, calls in strace_counts(out).items():
+                    ctx.add("syscalls", kind, n, 1, "start_stop_" + name, calls)
+            except (RuntimeError, IndexError, subprocess.TimeoutExpired) as e:
+                ctx.notes.append(("syscalls", n, "%s: %s" % (kind, e)))
+            finally:
+                stop(proc)
+                kill_everything()
+        # (b) one respawn: only the master, traced from outside.
+        _, _, cmd = ctx.sides.side("ours", n, respawn=True)
+        cmd = [a for a in cmd if a not in ("--ready-fd", "3")]
+        proc = start(cmd, os.path.join(ctx.tmp, "respawn-strace.log"))
+        out = os.path.join(ctx.tmp, "strace-respawn-%d.txt" % n)
+        tracer = None
+        log("system calls of the master for one respawn, %d workers (strace -p)" % n)
+        try:
+            wait_tree(proc, n + 1, max(60, n * 0.05))
+            tracer = start(["strace", "-c", "-o", out, "-e", TRACED, "-p", str(proc.pid)],
+                           os.path.join(ctx.tmp, "strace.log"))
+            time.sleep(1.0)  # attached
+            workers = descendants(proc.pid)
+            os.kill(workers[len(workers) // 2], signal.SIGKILL)
+            time.sleep(0.5)
+            wait_tree(proc, n + 1, 30)
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(30)
+            for name, calls in strace_counts(out).items():
+                ctx.add("syscalls", "ours", n, 1, "respawn_master_" + name, calls)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            ctx.notes.append(("syscalls", n, "ours respawn: %s" % e))
+        finally:
+            if tracer is not None:
+                stop(tracer)
+            stop(proc)
+            kill_everything()
 
 
 # ---------------------------------------------------------------------------
