@@ -180,8 +180,8 @@ stats_table wait_for_full_pool(daemon_process& daemon, int workers) {
 TEST_CASE("10,000 worker crashes under one_for_one: no zombie, descriptors and memory unchanged") {
     const int crashes = env_count("CHAOS_CRASHES", 10000);
     constexpr int workers = 4;
-    pipe_pair report, gate;
-    reader reports(report.read_fd);
+    pipe_pair report, gate, stats;
+    reader reports(report.read_fd), tables(stats.read_fd);
     child master([&] {
         gate.close_write();
         // abort() is one of the ways a worker dies here: no core files.
@@ -189,7 +189,7 @@ TEST_CASE("10,000 worker crashes under one_for_one: no zombie, descriptors and m
         ::setrlimit(RLIMIT_CORE, &no_core);
         // Two log lines per crash are not what is measured.
         const int quiet = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-        auto opts = test_options(workers, quiet);
+        auto opts = test_options(workers, quiet, stats.write_fd);
         opts.max_restarts = crashes;
         opts.restart_period = 1s;
         opts.restart_delay = 0ms;
@@ -231,8 +231,17 @@ TEST_CASE("10,000 worker crashes under one_for_one: no zombie, descriptors and m
         return pool.run().exit_status;
     });
     report.close_write();
+    stats.close_write();
     gate.close_read();
+    // A worker can report before the master has finished spawning it (its
+    // pidfd comes after fork() returns); a statistics table is printed by
+    // the master's loop, so once it comes the master is done with them.
+    const auto settled = [&](int round) {
+        REQUIRE(::kill(master.pid(), SIGUSR1) == 0);
+        REQUIRE(tables.wait_for("statistics: master pid", round));
+    };
     REQUIRE(reports.wait_for("up ", workers));
+    settled(1);
     // At rest: every worker forked and set up, nothing restarted yet.
     const int fds_before = open_fds(master.pid());
     const long long rss_before = status_field(master.pid(), "RssAnon");
@@ -244,6 +253,7 @@ TEST_CASE("10,000 worker crashes under one_for_one: no zombie, descriptors and m
     // 10,000 forks on a loaded two-core machine: a bound of its own.
     REQUIRE_MESSAGE(reports.wait_for("steady ", workers, 240s), reports.text());
     const std::int64_t took = now_ms() - started;
+    settled(2);
 
     const int fds_after = open_fds(master.pid());
     const long long rss_after = status_field(master.pid(), "RssAnon");
