@@ -355,7 +355,10 @@ TEST_CASE("bad input names the problem") {
          "--backoff-max applies to a restarting --strategy"},
     };
     for (const auto& [args, message] : cases) {
-        CAPTURE(message);
+        // CAPTURE keeps a reference in a lambda, and clang (before C++20)
+        // cannot capture a structured binding: name a plain reference.
+        const std::string& expected = message;
+        CAPTURE(expected);
         exec_process exec(args);
         CHECK(exited_with(exec.finish(), 2));
         CHECK_MESSAGE(exec.err.text().find(message) != std::string::npos, exec.err.text());
