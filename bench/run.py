@@ -18,6 +18,7 @@ reaps every descendant before it exits. Every wait is bounded.
 """
 
 import argparse
+import collections
 import ctypes
 import os
 import re
@@ -59,7 +60,7 @@ MODES = {
     "quick": dict(sizes=(4, 64, 256), reps={4: 2, 64: 2, 256: 1}, warmup=0,
                   failfast_reps=2, respawn_reps=2, idle_s=10, storm_reps=1,
                   compile_reps=1, compile_warmup=0, http_s=2, http_reps=1,
-                  syscall_sizes=(64, 256)),
+                  syscall_sizes=(64,)),
     "full": dict(sizes=(4, 64, 256, 1024), reps={4: 15, 64: 15, 256: 6, 1024: 3}, warmup=1,
                  failfast_reps=10, respawn_reps=15, idle_s=10, storm_reps=3,
                  compile_reps=5, compile_warmup=1, http_s=10, http_reps=3,
@@ -178,13 +179,14 @@ def proc_table():
 
 def descendants(root, table=None):
     table = table if table is not None else proc_table()
+    children = collections.defaultdict(list)
+    for pid, (ppid, _) in table.items():
+        children[ppid].append(pid)
     found, todo = [], [root]
     while todo:
-        parent = todo.pop()
-        for pid, (ppid, _) in table.items():
-            if ppid == parent:
-                found.append(pid)
-                todo.append(pid)
+        for pid in children[todo.pop()]:
+            found.append(pid)
+            todo.append(pid)
     return found
 
 
