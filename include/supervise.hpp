@@ -922,12 +922,16 @@ struct systemd_notifier {
     }
 
     template <class System>
-    void open() noexcept {
+    // 0, or socket(2)'s errno: notifications are then off, which the pool
+    // logs rather than failing for (systemd would time the unit out).
+    int open() noexcept {
         const char* path = std::getenv("NOTIFY_SOCKET");
-        if (path == nullptr || !parse_address(path, address, address_size)) return;
+        if (path == nullptr || !parse_address(path, address, address_size)) return 0;
         fd = System::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        const int err = fd < 0 ? errno : 0;
         watchdog_ms = parse_watchdog_ms(std::getenv("WATCHDOG_USEC"), std::getenv("WATCHDOG_PID"),
                                         ::getpid());
+        return err;
     }
 
     template <class System>
@@ -1833,7 +1837,9 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
         }
         subreaper_changed_ = true;
     }
-    systemd_.open<System>();
+    if (const int err = systemd_.open<System>()) {
+        log(std::string("systemd notifications off: socket: ") + std::strerror(err));
+    }
     next_keepalive_ms_ = started_ms_ + systemd_.watchdog_ms;
     if (opts_.heartbeat_timeout.count() > 0 && !opts_.no_fork) {
         heartbeats_size_ =

@@ -47,13 +47,14 @@ enum call_id : int {
     c_mmap,
     c_pdeathsig,
     c_get_subreaper,
+    c_socket,
     c_count
 };
 
 const char* const call_names[c_count] = {
     "fork",  "kill",  "pidfd_send_signal", "pidfd_open", "waitpid", "sigaction",
     "pthread_sigmask", "ppoll", "sigtimedwait", "pipe2", "close", "read", "write",
-    "sendto", "dup2", "open", "mmap", "prctl(PR_SET_PDEATHSIG)", "prctl(PR_GET_CHILD_SUBREAPER)"};
+    "sendto", "dup2", "open", "mmap", "prctl(PR_SET_PDEATHSIG)", "prctl(PR_GET_CHILD_SUBREAPER)", "socket"};
 
 enum class where { anywhere, master, workers };
 
@@ -212,6 +213,10 @@ struct faulty_system : supervise::posix_system {
     static int set_parent_death_signal(int sig) noexcept {
         if (const int e = inject(c_pdeathsig)) return errno = e, -1;
         return base::set_parent_death_signal(sig);
+    }
+    static int socket(int domain, int type, int protocol) noexcept {
+        if (const int e = inject(c_socket)) return errno = e, -1;
+        return base::socket(domain, type, protocol);
     }
     static int get_child_subreaper(int* on) noexcept {
         if (const int e = inject(c_get_subreaper)) return errno = e, -1;
@@ -683,6 +688,20 @@ TEST_CASE("ECONNREFUSED and EAGAIN on every systemd notification do not stop the
         CHECK(record(std::string(err == EAGAIN ? "EAGAIN" : "ECONNREFUSED") + " on sendto",
                      c_sendto) >= 2);
     }
+}
+
+TEST_CASE("socket for systemd fails: logged, the pool runs without notifications") {
+    notify_socket systemd;
+    REQUIRE(!systemd.name.empty());
+    scenario s;
+    s.notify_socket = systemd.name;
+    s.arm = failing(c_socket, EMFILE);
+    const result r = run_scenario(s);
+    check_full_life(r, 2);
+    CHECK(r.log.find("systemd notifications off: socket: Too many open files") !=
+          std::string::npos);
+    CHECK(systemd.received().empty());
+    CHECK(record("EMFILE on socket (systemd)", c_socket) == 1);
 }
 
 TEST_CASE("mmap of the heartbeat table fails: run() throws, nothing started") {
