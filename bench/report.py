@@ -220,7 +220,7 @@ def write(tsv, root):
               else ""))
         w("| | |\n|---|---|")
         for key in ("date", "kernel", "cpu", "g++", "clang++", "kamailio", "nginx", "runit", "s6",
-                    "supervisor", "tini", "wrk", "boost", "supervise"):
+                    "supervisor", "tini", "wrk", "boost", "supervise", "load"):
             if key in data.info:
                 w("| %s | %s |" % (key, data.info[key]))
         w("")
@@ -455,8 +455,9 @@ def memory_section(data, w, img, tmp):
       "PSS (shared pages divided among the processes that map them) and private pages "
       "(Private_Clean + Private_Dirty): what the master alone costs. Mean PSS of a worker for "
       "reference.\n")
-    w("| side | workers | RSS | PSS | private | worker PSS |")
-    w("|---|---|---|---|---|---|")
+    ours_priv = med(data.nums("memory", "ours", memory_size(data), "master_private_kb"))
+    w("| side | workers | RSS | PSS | private | private ÷ supervise's | worker PSS |")
+    w("|---|---|---|---|---|---|---|")
     bars = []
     for s in sides:
         n = [k for k in data.sizes("memory") if data.nums("memory", s, k, "master_rss_kb")]
@@ -466,11 +467,18 @@ def memory_section(data, w, img, tmp):
         rss, pss, priv, wpss = (med(data.nums("memory", s, n, k)) for k in (
             "master_rss_kb", "master_pss_kb", "master_private_kb", "worker_pss_kb"))
         bars.append((LABELS[s], rss, priv))
-        w("| %s | %d | %d KiB | %d KiB | %d KiB | %d KiB |" % (LABELS[s], n, rss, pss, priv, wpss))
+        w("| %s | %d | %d KiB | %d KiB | %d KiB | %s | %d KiB |" % (
+            LABELS[s], n, rss, pss, priv, "%.1f" % (priv / ours_priv) if ours_priv else "—",
+            wpss))
     w("")
     plot_bars(bars, os.path.join(img, "memory.png"), "Memory of the master (log scale)", "KiB",
               tmp, columns=("RSS", "private"), logscale=True)
     w("![master memory per side](img/memory.png)\n")
+
+
+def memory_size(data):
+    sizes = [n for n in data.sizes("memory") if data.nums("memory", "ours", n, "master_rss_kb")]
+    return sizes[0] if sizes else 0
 
 
 def storm_section(data, w):

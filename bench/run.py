@@ -20,6 +20,7 @@ reaps every descendant before it exits. Every wait is bounded.
 import argparse
 import collections
 import ctypes
+import hashlib
 import os
 import re
 import resource
@@ -60,11 +61,11 @@ MODES = {
     "quick": dict(sizes=(4, 64, 256), reps={4: 2, 64: 2, 256: 1}, warmup=0,
                   failfast_reps=2, respawn_reps=2, idle_s=10, storm_reps=1,
                   compile_reps=1, compile_warmup=0, http_s=2, http_reps=1,
-                  syscall_sizes=(64,)),
+                  syscall_sizes=(64,), quiet_wait_ms=200),
     "full": dict(sizes=(4, 64, 256, 1024), reps={4: 15, 64: 15, 256: 6, 1024: 3}, warmup=1,
-                 failfast_reps=10, respawn_reps=15, idle_s=10, storm_reps=3,
-                 compile_reps=5, compile_warmup=1, http_s=10, http_reps=3,
-                 syscall_sizes=(256, 1024)),
+                 failfast_reps=10, respawn_reps=10, idle_s=10, storm_reps=3,
+                 compile_reps=3, compile_warmup=1, http_s=5, http_reps=3,
+                 syscall_sizes=(256, 1024), quiet_wait_ms=1000),
 }
 
 FAILFAST_SIZES = (4, 64)
@@ -281,8 +282,14 @@ def install_peers():
             os.unlink(policy)
 
 
+CACHE = os.path.join(os.path.expanduser("~"), ".cache", "supervise-bench")
+
+
 def build(tmp):
-    """Our programs, built with -O2 from the working tree."""
+    """Our programs, built with -O2 from the working tree. A build is kept in
+    ~/.cache/supervise-bench under a hash of the compiler, the flags and every
+    file it could read (the header, bench/, examples/), so a second run of the
+    same tree does not compile again."""
     sources = {
         "idle_pool": "bench/idle_pool.cpp",
         "floor_pool": "bench/floor_pool.cpp",
@@ -291,14 +298,30 @@ def build(tmp):
         "supervise_exec": "examples/exec/supervise_exec.cpp",
         "daemon": "examples/daemon/daemon.cpp",
     }
-    binaries, jobs = {}, []
+    digest = hashlib.sha256(output_of(["g++", "--version"]).encode() + " ".join(CXX).encode())
+    for top in ("include", "bench", "examples"):
+        for folder, _, files in sorted(os.walk(os.path.join(ROOT, top))):
+            for name in sorted(files):
+                if name.endswith((".hpp", ".cpp", ".h")):
+                    with open(os.path.join(folder, name), "rb") as f:
+                        digest.update(name.encode() + f.read())
+    out = os.path.join(CACHE, digest.hexdigest()[:16])
+    binaries = {name: os.path.join(out, name) for name in sources}
+    if all(os.path.exists(path) for path in binaries.values()):
+        log("programs from %s" % out)
+        return binaries
+    log("building our programs with g++ -O2")
+    os.makedirs(out, exist_ok=True)
+    jobs = []
     for name, src in sources.items():
-        binaries[name] = os.path.join(tmp, name)
         jobs.append(subprocess.Popen(CXX + ["-I", os.path.join(ROOT, "include"), "-I", ROOT,
-                                            os.path.join(ROOT, src), "-o", binaries[name]]))
+                                            os.path.join(ROOT, src), "-o",
+                                            binaries[name] + ".part"]))
     for job in jobs:
         if job.wait(timeout=600) != 0:
             raise RuntimeError("build failed: " + " ".join(job.args))
+    for path in binaries.values():
+        os.rename(path + ".part", path)
     return binaries
 
 
@@ -444,13 +467,14 @@ LABELS = {
 # Measurements through the driver: shutdown, start-up, fail-fast, respawn
 # ---------------------------------------------------------------------------
 
-def run_driver(binaries, tmp, scenario, sides, reps, warmup, ready_s, extra=()):
+def run_driver(binaries, tmp, scenario, sides, reps, warmup, ready_s, extra=(),
+               quiet_wait_ms=1000):
     """sides: [(name, procs, options, command, settle_ms)]. Returns the
     driver's TSV rows as dicts and its failure messages."""
     cmd = [binaries["driver"], "--scenario", scenario, "--reps", str(reps),
            "--warmup", str(warmup), "--ready-timeout-ms", str(int(ready_s * 1000)),
            "--stop-timeout-ms", str(int(ready_s * 1000)), "--max-failures", "2",
-           "--quiet-pct", "50", "--quiet-wait-ms", "1000"] + list(extra)
+           "--quiet-pct", "50", "--quiet-wait-ms", str(quiet_wait_ms)] + list(extra)
     for name, procs, options, command, settle in sides:
         cmd += ["--side", name, "--procs", str(procs)] + options
         cmd += ["--log", os.path.join(tmp, name + ".log")]
@@ -485,7 +509,8 @@ def part_shutdown(ctx):
         ready_s = max(10.0, n * 0.04)
         log("shutdown and start-up, %d workers, %d trials per side" % (n, reps))
         rows, notes = run_driver(ctx.bin, ctx.tmp, "term", sides, reps,
-                                 0 if n >= 1024 else ctx.mode["warmup"], ready_s)
+                                 0 if n >= 1024 else ctx.mode["warmup"], ready_s,
+                                 quiet_wait_ms=ctx.mode["quiet_wait_ms"])
         ctx.notes += [("shutdown", n, note) for note in notes]
         for r in rows:
             ctx.add("shutdown", r["side"], n, r["rep"], "tree_gone_ms", us_to_ms(r["tree_gone_us"]))
@@ -501,7 +526,8 @@ def part_shutdown(ctx):
             sides.append((kind, procs, strip_respawn(opts), cmd, None))
         log("fail-fast, %d workers" % n)
         rows, notes = run_driver(ctx.bin, ctx.tmp, "kill", sides, ctx.mode["failfast_reps"],
-                                 ctx.mode["warmup"], 10.0)
+                                 ctx.mode["warmup"], 10.0,
+                                 quiet_wait_ms=ctx.mode["quiet_wait_ms"])
         ctx.notes += [("failfast", n, note) for note in notes]
         for r in rows:
             ctx.add("failfast", r["side"], n, r["rep"], "tree_gone_ms",
@@ -535,7 +561,8 @@ def part_respawn(ctx):
                       1100 if kind in ("supervisord", "runsv", "s6-supervise") else None))
     log("respawn, %d workers" % n)
     rows, notes = run_driver(ctx.bin, ctx.tmp, "respawn", sides, ctx.mode["respawn_reps"],
-                             ctx.mode["warmup"], 10.0, ["--victim", "middle"])
+                             ctx.mode["warmup"], 10.0, ["--victim", "middle"],
+                             quiet_wait_ms=ctx.mode["quiet_wait_ms"])
     ctx.notes += [("respawn", n, note) for note in notes]
     for r in rows:
         value = r["respawn_byte_us"] if r["respawn_byte_us"] != "-" else r["respawn_line_us"]
@@ -826,6 +853,7 @@ def main():
                         help="comma-separated parts: " + ", ".join(PARTS))
     parser.add_argument("--no-report", action="store_true",
                         help="write the TSV only, not docs/benchmarks.md and the plots")
+    parser.add_argument("--tsv", default=TSV, help="where the trials go (default: %(default)s)")
     args = parser.parse_args()
     parts = [p for p in args.only.split(",") if p]
     for p in parts:
@@ -839,6 +867,7 @@ def main():
         sys.exit("bench: prctl(PR_SET_CHILD_SUBREAPER) failed")
     install_peers()
     info = machine_info()
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="supervise-bench-")
     try:
@@ -848,8 +877,10 @@ def main():
             globals()["part_" + part](ctx)
             kill_everything()
         elapsed = time.monotonic() - started
-        os.makedirs(os.path.dirname(TSV), exist_ok=True)
-        with open(TSV, "w") as f:
+        info["load"] = ("%.1f at the start, %.1f at the end (1-minute load average; other "
+                        "programs included)" % (load_before, os.getloadavg()[0]))
+        os.makedirs(os.path.dirname(os.path.abspath(args.tsv)), exist_ok=True)
+        with open(args.tsv, "w") as f:
             f.write("# mode=%s parts=%s seconds=%.0f std_includes=%s\n"
                     % (mode_name, ",".join(parts), elapsed, ctx.extra.get("std_includes", "-")))
             for key, value in info.items():
@@ -859,7 +890,7 @@ def main():
             f.write("measurement\tside\tworkers\trep\tmetric\tvalue\n")
             for row in ctx.rows:
                 f.write("\t".join(row) + "\n")
-        log("%s run took %.0f s; trials in %s" % (mode_name, elapsed, os.path.relpath(TSV, ROOT)))
+        log("%s run took %.0f s; trials in %s" % (mode_name, elapsed, args.tsv))
     except KeyboardInterrupt:
         log("interrupted")
         return 130
@@ -869,7 +900,7 @@ def main():
     if not args.no_report:
         sys.path.insert(0, BENCH)
         import report
-        report.write(TSV, ROOT)
+        report.write(args.tsv, ROOT)
     return 0
 
 
