@@ -260,7 +260,7 @@ struct shutdown_kind {
     // report pipe; workers say "up" on it.
     std::function<int(int log_fd, int fd)> run;
     // Run by the test once every worker is up: makes the pool stop.
-    std::function<void(pid_t master, reader& reports)> trigger;
+    std::function<void(pid_t master, reader& reports, reader& logs)> trigger;
 };
 
 template <class MasterSignals, class WorkerSignals, class Strategy, class Worker>
@@ -343,7 +343,7 @@ void check_sibling_survives(const shutdown_kind& kind) {
     report.close_write();
     REQUIRE(::setpgid(sibling.pid(), master.pid()) == 0);
     gate.close_write();
-    kind.trigger(master.pid(), reports);
+    kind.trigger(master.pid(), reports, logs);
     const std::optional<int> status = master.wait();
     logs.wait_eof();
     INFO(logs.text());
@@ -372,7 +372,7 @@ TEST_CASE("a process in the master's group survives every kind of shutdown") {
         };
     };
     const auto when_up = [](int workers, std::function<void(pid_t)> then) {
-        return [workers, then](pid_t master, reader& reports) {
+        return [workers, then](pid_t master, reader& reports, reader&) {
             REQUIRE(reports.wait_for("up ", workers));
             then(master);
         };
@@ -390,7 +390,7 @@ TEST_CASE("a process in the master's group survives every kind of shutdown") {
          },
          when_up(2, send(SIGQUIT))},
         {"fail-fast: a worker is killed during normal operation", 1, serving(2),
-         [](pid_t, reader& reports) {
+         [](pid_t, reader& reports, reader&) {
              REQUIRE(reports.wait_for("up ", 2));
              const pid_t worker = worker_pid(reports, 1);
              REQUIRE(worker > 0);
@@ -409,18 +409,22 @@ TEST_CASE("a process in the master's group survives every kind of shutdown") {
              return run_pool<seed_m, seed_w, supervise::shutdown_all>(worker_doing("stubborn", fd),
                                                                       test_options(2, log_fd));
          },
-         when_up(2,
-                 [](pid_t master) {
-                     ::kill(master, SIGTERM);
-                     ::kill(master, SIGTERM);
-                 })},
+         // The second one once the first was acted on: two sent together
+         // merge into one, which would wait out the shutdown timeout.
+         [](pid_t master, reader& reports, reader& logs) {
+             REQUIRE(reports.wait_for("up ", 2));
+             ::kill(master, SIGTERM);
+             REQUIRE(logs.wait_for("stopping: SIGTERM received"));
+             ::kill(master, SIGTERM);
+             REQUIRE(logs.wait_for("SIGTERM received again; sending SIGKILL"));
+         }},
         {"start-up failure: the ready hook throws", 1,
          [](int log_fd, int fd) {
              auto pool = supervise::make_pool(worker_doing("serve", fd), test_options(2, log_fd));
              pool.on_ready([] { throw std::runtime_error("not today"); });
              return pool.run().exit_status;
          },
-         [](pid_t, reader&) {}},
+         [](pid_t, reader&, reader&) {}},
         {"restart intensity exceeded (one_for_one crash loop)", 1,
          [](int log_fd, int fd) {
              auto opts = test_options(2, log_fd);
@@ -430,7 +434,7 @@ TEST_CASE("a process in the master's group survives every kind of shutdown") {
              return run_pool<seed_m, seed_w, supervise::one_for_one>(worker_doing("crash", fd),
                                                                      opts);
          },
-         [](pid_t, reader&) {}},
+         [](pid_t, reader&, reader&) {}},
         {"subreaper mode: SIGTERM, orphans stopped", 0,
          [](int log_fd, int fd) {
              auto opts = test_options(2, log_fd);
