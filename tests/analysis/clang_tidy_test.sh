@@ -12,12 +12,20 @@ set -euo pipefail
     echo "clang_tidy_test: no files given" >&2
     exit 1
 }
-root=$PWD # the workspace root, or its runfiles tree under bazel test
 work=${TEST_TMPDIR:-$(mktemp -d "${TMPDIR:-/tmp}/clang_tidy_test.XXXXXX")}/clang-tidy
-mkdir -p "$work"
+rm -rf "$work"
+mkdir -p "$work/src"
+# A copy of the sources (the runfiles tree links to the working tree): clang-tidy reads some
+# files more than once, and one edited in between crashes it instead of failing cleanly.
+for part in .clang-tidy include examples tests/fuzz "$@"; do
+    [[ -e $part ]] || continue
+    mkdir -p "$work/src/$(dirname "$part")"
+    cp -RL "$part" "$work/src/$(dirname "$part")/"
+done
+root=$work/src
 config=$root/.clang-tidy
 [[ -f $config ]] || {
-    echo "clang_tidy_test: no .clang-tidy in $root" >&2
+    echo "clang_tidy_test: no .clang-tidy in $PWD" >&2
     exit 1
 }
 export TIDY_CONFIG=$config TIDY_ROOT=$root TIDY_WORK=$work
