@@ -291,7 +291,7 @@ void check_sibling_survives(const shutdown_kind& kind) {
     pipe_pair log, report, hold, started, gate;
     reader logs(log.read_fd), reports(report.read_fd), sibling_says(started.read_fd);
     // The sibling: in the master's process group, as a launching shell or a
-    // helper started by the same script is. It reports any signal it gets.
+    // companion process started by the same script is. It reports any signal it gets.
     child sibling([&] {
         // Only `started` and `hold` are the sibling's: a pipe end it kept
         // would hold back the end of file the test waits for.
