@@ -72,8 +72,8 @@ inline constexpr bool is_token(std::string_view text) noexcept {
     return true;
 }
 
-// A target or a field value may hold visible characters, and a field value
-// spaces and tabs too; control characters (NUL, a lone CR or LF, DEL) never.
+// A field value may hold visible characters, bytes above 0x7f (obs-text),
+// spaces and tabs; control characters (NUL, a lone CR or LF, DEL) never.
 inline constexpr bool is_visible(char c) noexcept {
     const auto u = static_cast<unsigned char>(c);
     return u > 0x20 && u != 0x7f;
@@ -82,6 +82,17 @@ inline constexpr bool is_visible(char c) noexcept {
 inline constexpr bool is_field_value(std::string_view text) noexcept {
     for (const char c : text) {
         if (!is_visible(c) && c != ' ' && c != '\t') return false;
+    }
+    return true;
+}
+
+// A request target is a URI: visible ASCII only (RFC 3986 percent-encodes
+// everything else).
+inline constexpr bool is_target(std::string_view text) noexcept {
+    if (text.empty() || text.front() != '/') return false;
+    for (const char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || u >= 0x7f) return false;
     }
     return true;
 }
@@ -102,12 +113,8 @@ inline parse_status parse_request_line(std::string_view line, request& req) noex
     req.method = line.substr(0, space1);
     req.target = line.substr(space1 + 1, space2 - space1 - 1);
     req.version = line.substr(space2 + 1);
-    if (!is_token(req.method) || req.target.empty() || req.target.front() != '/' ||
-        !is_http1_version(req.version)) {
+    if (!is_token(req.method) || !is_target(req.target) || !is_http1_version(req.version)) {
         return parse_status::bad_request_line;
-    }
-    for (const char c : req.target) {
-        if (!is_visible(c)) return parse_status::bad_request_line;
     }
     req.path = req.target.substr(0, req.target.find('?'));
     return parse_status::ok;

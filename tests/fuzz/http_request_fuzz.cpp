@@ -46,6 +46,10 @@ void check(std::string_view received) {
     const std::string_view line = head.substr(0, head.find("\r\n"));
     require(line.find_first_of(std::string_view("\r\n\t\0", 4)) == std::string_view::npos,
             "control character in an accepted request line");
+    for (const char c : req.target) {
+        const auto u = static_cast<unsigned char>(c);
+        require(u > 0x20 && u < 0x7f, "a target byte that is not visible ASCII");
+    }
 }
 
 }  // namespace

@@ -53,7 +53,7 @@ TEST_CASE("http: a malformed request line is a 400") {
           " GET / HTTP/1.1\r\n\r\n", "GET  / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1 \r\n\r\n",
           "G(T / HTTP/1.1\r\n\r\n", "GET /\x7f HTTP/1.1\r\n\r\n", "GET /\t HTTP/1.1\r\n\r\n",
           "GET / HTTP/1.1\r\r\n\r\n", "GET /\rx HTTP/1.1\r\n\r\n", "\r\n\r\n",
-          "GET  HTTP/1.1\r\n\r\n",
+          "GET  HTTP/1.1\r\n\r\n", "GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n",
           // The asterisk form (OPTIONS *) and absolute URIs are for proxies, not for us.
           "OPTIONS * HTTP/1.1\r\n\r\n", "GET http://host/ HTTP/1.1\r\n\r\n"}) {
         CAPTURE(head);
