@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# valgrind memcheck over the example daemon's whole life: start with 3 workers
-# (one_for_one, --chaos), requests (good, unknown, malformed), SIGUSR1's
-# statistics, a worker crash (GET /crash: abort()) and its replacement, more
-# requests, SIGTERM. valgrind follows every process (the workers are forks of
-# the master) and writes one log per process; the test fails unless every log
-# ends with a summary of 0 errors, counting "definitely lost" leaks as errors,
-# and the master exits 0.
+# valgrind memcheck over the example daemon's whole life, twice. With the seed's
+# signals: 3 workers (one_for_one, --chaos), requests (good, unknown,
+# malformed), SIGUSR1's statistics, a worker crash (GET /crash: abort()) and its
+# replacement, more requests, SIGTERM. With nginx's: 2 workers, a rolling reload
+# (SIGHUP), a worker added (SIGTTIN), statistics (SIGUSR2), a graceful stop
+# (SIGQUIT). valgrind follows every process (the workers are forks of the
+# master) and writes one log per process; the test fails unless every log ends
+# with a summary of 0 errors, counting "definitely lost" leaks as errors, and
+# the master exits 0 after a clean stop.
 #
 # By hand, from the workspace root, with any build of the daemon:
 #   DAEMON_BINARY=bazel-bin/examples/daemon/daemon tests/analysis/valgrind_daemon_test.sh
@@ -25,7 +27,7 @@ fail() {
     echo "valgrind_daemon_test: FAILED: $*" >&2
     echo "--- the daemon's stderr:" >&2
     cat "$err" >&2 || true
-    for log in "$logs"/*.log; do
+    for log in "$logs"/*/*.log; do
         [[ -e $log ]] || continue
         if ! grep -q "ERROR SUMMARY: 0 errors" "$log"; then
             echo "--- $log:" >&2
@@ -72,16 +74,55 @@ expect() {
     [[ $got == "$1" ]] || fail "expected status $1 for '$2', got '${got:-no reply}'"
 }
 
-# --child-silent-after-fork=no and %p: each forked worker reports in a log of
-# its own. Leaks other than "definitely lost" are not errors: a worker leaves
-# with _exit() while the master's objects are still reachable from its stack.
-valgrind --tool=memcheck --trace-children=yes --child-silent-after-fork=no \
-    --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
-    --error-exitcode=99 --num-callers=40 --log-file="$logs/vg.%p.log" \
-    "$daemon" --listen 127.0.0.1:0 --workers 3 --strategy one_for_one --chaos \
-    --shutdown-timeout 30000 2>"$err" &
-master=$!
+# Starts the daemon under memcheck with the arguments given, its processes'
+# logs in $logs/$phase. --child-silent-after-fork=no and %p: each forked
+# worker reports in a log of its own. Leaks other than "definitely lost" are
+# not errors: a worker leaves with _exit() while the master's objects are still
+# reachable from its stack.
+start_daemon() {
+    mkdir -p "$logs/$phase"
+    : >"$err"
+    valgrind --tool=memcheck --trace-children=yes --child-silent-after-fork=no \
+        --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+        --error-exitcode=99 --num-callers=40 --log-file="$logs/$phase/vg.%p.log" \
+        "$daemon" --listen 127.0.0.1:0 --shutdown-timeout 30000 "$@" 2>"$err" &
+    master=$!
+}
 
+# Waits for the master to exit after a stop, and checks it stopped cleanly.
+stopped_cleanly() {
+    local status=0
+    wait "$master" || status=$?
+    master=""
+    grep -q "stopped ($1 received); exit status 0" "$err" || fail "no clean stop in the log"
+    ((status == 0)) || fail "the master exited with status $status (99: valgrind found errors in it)"
+}
+
+# Every log of the phase ends with a summary of 0 errors; $1 logs expected.
+check_logs() {
+    shopt -s nullglob
+    local logs_of_phase=("$logs/$phase"/vg.*.log) log summary n errors=0 lost
+    shopt -u nullglob
+    ((${#logs_of_phase[@]} == $1)) ||
+        fail "$phase: expected $1 valgrind logs ($2), got ${#logs_of_phase[@]}"
+    for log in "${logs_of_phase[@]}"; do
+        summary=$(grep "ERROR SUMMARY:" "$log" || true)
+        [[ -n $summary ]] || fail "$log has no summary: the process did not end under valgrind"
+        n=$(sed -n 's/.*ERROR SUMMARY: \([0-9][0-9,]*\) errors.*/\1/p' <<<"$summary" | tr -d ,)
+        errors=$((errors + n))
+    done
+    ((errors == 0)) || fail "$phase: $errors valgrind errors"
+    lost=$(grep -h "definitely lost:" "${logs_of_phase[@]}" | grep -vc "definitely lost: 0 bytes" || true)
+    ((lost == 0)) || fail "$phase: memory definitely lost in $lost processes"
+    processes=$((processes + ${#logs_of_phase[@]}))
+    echo "valgrind_daemon_test: $phase: ${#logs_of_phase[@]} processes ($2), 0 errors"
+}
+processes=0
+
+# Phase 1, the seed's signals: requests, statistics, a crash and its
+# replacement, SIGTERM.
+phase=seed
+start_daemon --workers 3 --strategy one_for_one --chaos
 wait_for_line "ready: 3 workers"
 port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$err" | head -n 1)
 [[ -n $port ]] || fail "no port in the daemon's log"
@@ -103,24 +144,26 @@ wait_for_line "is back, generation 1"
 for _ in 1 2 3 4 5 6; do expect 200 'GET / HTTP/1.1\r\n\r\n'; done
 
 kill -TERM "$master"
-status=0
-wait "$master" || status=$?
-master=""
-grep -q "stopped (SIGTERM received); exit status 0" "$err" || fail "no clean stop in the log"
-((status == 0)) || fail "the master exited with status $status (99: valgrind found errors in it)"
+stopped_cleanly SIGTERM
+check_logs 5 "master, 3 workers, 1 replacement"
 
-# One log per process: the master, 3 workers, the replacement.
-shopt -s nullglob
-all=("$logs"/vg.*.log)
-((${#all[@]} == 5)) || fail "expected 5 valgrind logs (master, 3 workers, 1 replacement), got ${#all[@]}"
-errors=0
-for log in "${all[@]}"; do
-    summary=$(grep "ERROR SUMMARY:" "$log" || true)
-    [[ -n $summary ]] || fail "$log has no summary: the process did not end under valgrind"
-    n=$(sed -n 's/.*ERROR SUMMARY: \([0-9][0-9,]*\) errors.*/\1/p' <<<"$summary" | tr -d ,)
-    errors=$((errors + n))
-done
-((errors == 0)) || fail "$errors valgrind errors"
-lost=$(grep -h "definitely lost:" "${all[@]}" | grep -vc "definitely lost: 0 bytes" || true)
-((lost == 0)) || fail "memory definitely lost in $lost processes"
-echo "valgrind_daemon_test: ${#all[@]} processes under memcheck, 0 errors, nothing definitely lost"
+# Phase 2, nginx's signals: a rolling reload (each worker replaced by a new
+# fork), a worker added, a graceful stop.
+phase=nginx
+start_daemon --workers 2 --preset nginx --strategy one_for_one
+wait_for_line "ready: 2 workers"
+port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$err" | head -n 1)
+for _ in 1 2 3 4; do expect 200 'GET / HTTP/1.1\r\n\r\n'; done
+kill -HUP "$master"
+wait_for_line "rolling reload done"
+for _ in 1 2 3 4; do expect 200 'GET / HTTP/1.1\r\n\r\n'; done
+kill -TTIN "$master"
+wait_for_line "adding worker 2"
+kill -USR2 "$master"
+wait_for_line "^statistics: master pid $master"
+for _ in 1 2 3 4; do expect 200 'GET / HTTP/1.1\r\n\r\n'; done
+kill -QUIT "$master"
+stopped_cleanly SIGQUIT
+check_logs 6 "master, 2 workers, 2 successors, 1 added"
+
+echo "valgrind_daemon_test: $processes processes under memcheck, 0 errors, nothing definitely lost"
