@@ -874,7 +874,13 @@ def main():
         binaries = build(tmp)
         ctx = Context(MODES[mode_name], tmp, binaries)
         for part in parts:
-            globals()["part_" + part](ctx)
+            # A part that fails (a peer that will not start, a header that does
+            # not compile in the middle of an edit) is noted; the others run.
+            try:
+                globals()["part_" + part](ctx)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                log("part %s failed: %s" % (part, e))
+                ctx.notes.append((part, 0, "part %s failed: %s" % (part, e)))
             kill_everything()
         elapsed = time.monotonic() - started
         info["load"] = ("%.1f at the start, %.1f at the end (1-minute load average; other "
