@@ -224,6 +224,9 @@ def write(tsv, root):
             if key in data.info:
                 w("| %s | %s |" % (key, data.info[key]))
         w("")
+        broken = [text for _, _, text in data.notes if text.startswith("part ")]
+        if broken:
+            w("**Not measured in this run:** %s\n" % "; ".join(broken))
         shutdown_section(data, w, img, tmp)
         syscalls_section(data, w)
         failfast_section(data, w)
