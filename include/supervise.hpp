@@ -434,6 +434,19 @@ struct posix_system {
     }
     static int pipe2(int fds[2], int flags) noexcept { return ::pipe2(fds, flags); }
     static int close(int fd) noexcept { return ::close(fd); }
+    // close_range(2) closes first..last in one call (Linux 5.9+); -1 with
+    // ENOSYS where the kernel or the headers lack it, and callers fall back
+    // to close() one by one.
+    static int close_range(unsigned first, unsigned last) noexcept {
+#ifdef SYS_close_range
+        return static_cast<int>(::syscall(SYS_close_range, first, last, 0U));
+#else
+        (void)first;
+        (void)last;
+        errno = ENOSYS;
+        return -1;
+#endif
+    }
     static ssize_t write(int fd, const void* data, std::size_t size) noexcept {
         return ::write(fd, data, size);
     }
@@ -1524,6 +1537,7 @@ class pool {
     void mark_ready(std::size_t index);
     void read_notifications(slot& s);
     void close_fds(slot& s) noexcept;
+    void close_siblings_fds() const noexcept;
     void worker_ended(std::size_t index, exit_info how);
     void retiree_ended(std::size_t position, exit_info how);
     void drop_privileges(int index);
@@ -2054,16 +2068,11 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(i
     // $NOTIFY_SOCKET speaks for the master (MAINPID); a worker holding the
     // socket could send READY=1 or STOPPING=1 in its name.
     systemd_.close<System>();
-    // Siblings' pidfds are the master's business. Read-only: writing -1 into
-    // the slots would copy every page of the table (copy-on-write after
-    // fork) on the respawn path, for memory this process never uses again.
-    for (const std::vector<slot>* group : {&slots_, &retirees_}) {
-        for (const slot& other : *group) {
-            for (const int fd : {other.pidfd, other.notify_read}) {
-                if (fd >= 0) System::close(fd);
-            }
-        }
-    }
+    // Siblings' pidfds and start-up pipes are the master's business. Read-only:
+    // writing -1 into the slots would copy every page of the table
+    // (copy-on-write after fork) on the respawn path, for memory this process
+    // never uses again.
+    close_siblings_fds();
     if (notify_write >= 0) {
         // The start-up pipe must not sit where notify_fd goes: move it first.
         if (started_pipe_[1] == opts_.notify_fd) {
@@ -2270,6 +2279,43 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::close_fds(slo
         *fd = -1;
     }
 }
+// In a new worker. Each spawn takes the lowest free descriptor numbers, so
+// the master's per-worker descriptors are usually one unbroken block, and
+// then one close_range(2) drops them all: closing them one by one cost N
+// workers N^2/2 close() calls between them (docs/benchmarks.md, 1b). The
+// block is used only when it holds nothing else: as many of the master's
+// descriptors as numbers in the range, so no descriptor of the worker's own
+// (its notify pipe, the program's files) can be inside it.
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::close_siblings_fds()
+    const noexcept {
+    int lowest = -1;
+    int highest = -1;
+    std::size_t count = 0;
+    for (const std::vector<slot>* group : {&slots_, &retirees_}) {
+        for (const slot& other : *group) {
+            for (const int fd : {other.pidfd, other.notify_read}) {
+                if (fd < 0) continue;
+                if (lowest < 0 || fd < lowest) lowest = fd;
+                if (fd > highest) highest = fd;
+                ++count;
+            }
+        }
+    }
+    if (count == 0) return;
+    if (static_cast<std::size_t>(highest - lowest) + 1 == count &&
+        System::close_range(static_cast<unsigned>(lowest), static_cast<unsigned>(highest)) == 0) {
+        return;
+    }
+    for (const std::vector<slot>* group : {&slots_, &retirees_}) {
+        for (const slot& other : *group) {
+            for (const int fd : {other.pidfd, other.notify_read}) {
+                if (fd >= 0) System::close(fd);
+            }
+        }
+    }
+}
+
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 std::string pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::status_line() const {
     const auto ready = std::count_if(slots_.begin(), slots_.end(),

@@ -148,6 +148,12 @@ MUTANTS = [
     ("no fallback to plain pids when pidfd_open fails",
      "        s.pidfd >= 0 ? System::pidfd_send_signal(s.pidfd, sig) : System::kill(s.pid, sig);",
      "        System::pidfd_send_signal(s.pidfd, sig);"),
+    ("a failed close_range leaves the siblings' descriptors open in a worker",
+     "        System::close_range(static_cast<unsigned>(lowest), static_cast<unsigned>(highest)) == 0) {\n        return;\n    }",
+     "        System::close_range(static_cast<unsigned>(lowest), static_cast<unsigned>(highest)) == 0) {\n        return;\n    }\n    return;"),
+    ("the siblings' descriptors are never closed with close_range",
+     "    if (static_cast<std::size_t>(highest - lowest) + 1 == count &&",
+     "    if (false &&"),
     ("a failed mmap of the heartbeat table goes unnoticed",
      "        if (table == MAP_FAILED) {",
      "        if (false) {"),
@@ -188,7 +194,8 @@ def build(include_dir, out_dir):
         exe = out_dir / name
         procs.append(subprocess.Popen(
             ["g++", "-std=c++17", "-O1", "-I", str(include_dir), "-I", str(ROOT / "tests"),
-             str(ROOT / "tests" / f"{name}.cpp"), str(main_obj), "-o", str(exe), "-pthread"],
+             str(ROOT / "tests" / f"{name}.cpp"), str(main_obj), "-o", str(exe), "-pthread",
+             "-Wl,--wrap=kill"],  # test_main.cpp's kill(-1)/kill(0) guard
             stderr=subprocess.PIPE))
         objs.append(exe)
     for p in procs:
