@@ -313,23 +313,25 @@ def syscalls_section(data, w):
       "workers and their stop (every process of the tree), for supervise (`idle_pool`) and the "
       "floor; and `strace -c -p MASTER` around one respawn (`one_for_one`, one worker "
       "SIGKILLed), the master alone.\n")
-    w("| workers | supervise: close() | ÷ N²/2 | floor: close() | supervise: wait4() | "
-      "clone() | supervise master, one respawn: wait4() |")
-    w("|---|---|---|---|---|---|---|")
+    w("| workers | supervise: close() | ÷ N²/2 | close_range() | floor: close() | "
+      "supervise: wait4() | clone() | supervise master, one respawn: wait4() |")
+    w("|---|---|---|---|---|---|---|---|")
     for n in sizes:
         def one(side, metric):
             v = data.nums("syscalls", side, n, metric)
             return int(v[0]) if v else 0
         closes = one("ours", "start_stop_close")
-        w("| %d | %d | %.2f | %d | %d | %d | %d |" % (
-            n, closes, closes / (n * n / 2.0), one("floor", "start_stop_close"),
+        w("| %d | %d | %.2f | %d | %d | %d | %d | %d |" % (
+            n, closes, closes / (n * n / 2.0), one("ours", "start_stop_close_range"),
+            one("floor", "start_stop_close"),
             one("ours", "start_stop_wait4"), one("ours", "start_stop_clone"),
             one("ours", "respawn_master_wait4")))
     w("")
-    w("close() grows as N²/2: each new worker closes, one by one, the pidfds of the siblings "
-      "forked before it (and the master's pipes). wait4() is one per worker for a start and a "
-      "stop, but one per slot for every SIGCHLD: `reap()` scans every slot with "
-      "`waitpid(pid, WNOHANG)`, so a single respawn costs the master N system calls.\n")
+    w("A close() count near N²/2 means each new worker closes, one by one, the pidfds of the "
+      "siblings forked before it; a few per worker plus one close_range() each means it drops "
+      "them in one call. wait4() is one per worker for a start and a stop, but one per slot "
+      "for every SIGCHLD: `reap()` scans every slot with `waitpid(pid, WNOHANG)`, so a single "
+      "respawn costs the master N system calls.\n")
 
 
 def failfast_section(data, w):
@@ -394,8 +396,8 @@ def respawn_section(data, w, img, tmp):
             and med(data.nums("respawn", s, 4, "ready_ms") +
                     data.nums("respawn", s, 1, "ready_ms")) > 500]
     if slow:
-        w("%s replaced the process about a second after its death in every trial, even after "
-          "1.1 s of calm: a pacing of their own, not a cost of the machine. nginx's figure is "
+        w("%s took about a second (median) to replace the process, even after 1.1 s of calm: "
+          "a pacing of their own, not a cost of the machine. nginx's figure is "
           "its master's log line, written right after its fork, so it comes before the new "
           "worker's own first instruction; the others are the new process's own byte.\n"
           % " and ".join(slow))

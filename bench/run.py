@@ -574,7 +574,7 @@ def part_respawn(ctx):
 # how busy the machine is
 # ---------------------------------------------------------------------------
 
-TRACED = "trace=close,wait4,waitid,clone,clone3,pidfd_open"
+TRACED = "trace=close,close_range,wait4,waitid,clone,clone3,pidfd_open"
 
 
 def strace_counts(path):
