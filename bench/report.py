@@ -208,8 +208,8 @@ def write(tsv, root):
           "Medians, min–max in brackets, ratios of medians. Method and programs: "
           "[bench/README.md](../bench/README.md). Every trial: "
           "[bench/results/benchmarks.tsv](../bench/results/benchmarks.tsv).\n")
-        w("```sh\ntools/bazel run //bench            # as root; full run: about 18 min here\n"
-          "tools/bazel run //bench -- --quick # fewer sizes and repeats: about 3 min here\n```\n"
+        w("```sh\ntools/bazel run //bench            # as root; full run: 16 min here\n"
+          "tools/bazel run //bench -- --quick # fewer sizes and repeats: 4.3 min here\n```\n"
           "(Durations measured on the busy 2-vCPU machine of this report, build of the programs "
           "included; a quiet machine is faster.)\n")
         w("This report: `%s` run, %s s. It was made on a machine shared with other work, so "
