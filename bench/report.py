@@ -92,6 +92,10 @@ class Data:
     def sizes(self, m):
         return sorted({n for (mm, _, n, _) in self.values if mm == m})
 
+    def failures(self, m, side, n):
+        return sum(1 for mm, nn, text in self.notes
+                   if mm == m and nn == n and (" %s rep " % side) in text)
+
     def failed(self, m, side, n):
         for mm, nn, text in self.notes:
             if mm == m and nn == n and (" %s " % side) in text:
@@ -273,7 +277,12 @@ def vs_n_table(data, w, m, metric, sides):
         for s in sides:
             v = data.nums(m, s, n, metric)
             why = data.failed("shutdown", s, n)
-            cells.append(cell(v, " ms") if v else ("not ready in time (%s)" % why if why else "—"))
+            if v and why:
+                cells.append(cell(v, " ms") + "; %d trial(s) not ready within the bound"
+                             % data.failures("shutdown", s, n))
+            else:
+                cells.append(cell(v, " ms") if v else
+                             ("not ready in time (%s)" % why if why else "—"))
         ours = data.nums(m, "ours", n, metric)
         ratios = [ratio(ours, data.nums(m, s, n, metric)) for s in sides
                   if s not in ("ours", "floor")]
