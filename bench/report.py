@@ -213,9 +213,11 @@ def write(tsv, root):
           "[bench/README.md](../bench/README.md). Every trial: "
           "[bench/results/benchmarks.tsv](../bench/results/benchmarks.tsv).\n")
         w("```sh\ntools/bazel run //bench            # as root; full run: 16 min here\n"
-          "tools/bazel run //bench -- --quick # fewer sizes and repeats: 4.3 min here\n```\n"
-          "(Durations measured on the busy 2-vCPU machine of this report, build of the programs "
-          "included; a quiet machine is faster.)\n")
+          "tools/bazel run //bench -- --quick # fewer sizes, fewer trials: 1.5 min here\n```\n"
+          "(Durations measured on the busy 2-vCPU machine of this report. Our programs are "
+          "built once per content of the tree and kept in ~/.cache/supervise-bench; their "
+          "build added 2 min "
+          "to the first run here. A quiet machine is faster.)\n")
         w("This report: `%s` run, %s s. It was made on a machine shared with other work, so "
           "absolute times are noisy; compare sides within this report (they ran interleaved) "
           "rather than numbers across reports.%s\n" % (
