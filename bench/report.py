@@ -456,7 +456,9 @@ def idle_section(data, w, img, tmp):
         bars.append((LABELS[s], wake, workers))
         w("| %s | %d | %d | %.2f ms | %d |" % (LABELS[s], n, wake, cpu, workers))
     w("")
-    plot_bars(bars, os.path.join(img, "idle.png"), "Wake-ups in %s s of idling (log scale; no bar: none)" % (secs[0] if secs else "?"), "wake-ups", tmp, columns=("master", "all workers"), logscale=True)
+    plot_bars(bars, os.path.join(img, "idle.png"),
+              "Wake-ups in %s s of idling (log scale; no bar: none)" % (secs[0] if secs else "?"),
+              "wake-ups", tmp, columns=("master", "all workers"), logscale=True)
     w("![idle wake-ups per side](img/idle.png)\n")
 
 

@@ -225,7 +225,8 @@ def wait_tree(proc, procs, timeout):
     t0 = time.monotonic()
     while True:
         if proc.poll() is not None:
-            raise RuntimeError("%s exited (%s) before it was ready" % (proc.args[0], proc.returncode))
+            raise RuntimeError("%s exited (%s) before it was ready"
+                               % (proc.args[0], proc.returncode))
         table = proc_table()
         tree = [proc.pid] + descendants(proc.pid, table)
         if len(tree) == procs and all(table.get(p, (0, "?"))[1] == "S" for p in tree):
