@@ -862,6 +862,8 @@ def main():
             parser.error("unknown part " + p)
     mode_name = "quick" if args.quick else "full"
 
+    # Also SIGINT: a shell starts background commands with it ignored.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     if LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
