@@ -2787,8 +2787,13 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::step_reload()
             continue;
         }
         if (s.pid > 0) {
-            retirees_.push_back(s);  // owns the pidfd now; spawn() gives the slot a new one
+            retirees_.push_back(s);
             retirees_.back().awaiting_successor = true;
+            // The retiree owns the descriptors now. Left in the slot too, the
+            // successor's child would count them twice and could take a gap
+            // holding its own start-up pipe for part of the master's block.
+            s.pidfd = -1;
+            s.notify_read = -1;
         }
         ++s.generation;
         s.pid = 0;

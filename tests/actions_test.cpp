@@ -81,9 +81,11 @@ void wait_until_hurried(supervise::worker_context& ctx) {
 struct scripted_worker {
     int fd;
     on_graceful mode = on_graceful::finish;
+    int notify_fd = -1;  // options::notify_fd: ready once a byte is written there
     int operator()(supervise::worker_context& ctx) const {
         const std::string me =
             std::to_string(ctx.index()) + " gen " + std::to_string(ctx.generation());
+        if (notify_fd >= 0 && ::write(notify_fd, "\n", 1) != 1) return 3;
         say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) + " " +
                     std::to_string(::getpgid(0)) + " " + std::to_string(ctx.generation()));
         for (;;) {
@@ -119,6 +121,7 @@ struct setup {
     // unless the test sets a short one to see exactly that.
     milliseconds shutdown_timeout = std::chrono::hours(24);
     on_graceful mode = on_graceful::finish;
+    int notify_fd = -1;
     std::function<void()> on_ready;
 };
 
@@ -138,10 +141,11 @@ struct nginx_pool {
             opts.min_workers = how.min_workers;
             opts.max_workers = how.max_workers;
             opts.shutdown_timeout = how.shutdown_timeout;
+            opts.notify_fd = how.notify_fd;
             auto pool = supervise::make_pool<supervise::nginx_master_signals,
                                              supervise::nginx_worker_signals,
                                              supervise::shutdown_all, recording_system>(
-                scripted_worker{events.write_fd, how.mode}, opts);
+                scripted_worker{events.write_fd, how.mode, how.notify_fd}, opts);
             if (how.on_ready) pool.on_ready(how.on_ready);
             return pool.run().exit_status;
         });
@@ -417,6 +421,33 @@ TEST_CASE("rolling_reload: one slot at a time, each successor up before its pred
         CHECK(pool.count("stopping " + std::to_string(i) + " gen 1 fast SIGTERM") == 1);
     }
     CHECK(pool.count("sending SIGKILL") == 0);
+    CHECK(reap_leftovers() == 0);
+}
+
+// A successor's start-up pipe is created while its predecessor still runs;
+// the new worker must close the master's descriptors for the others, and
+// never its own pipe (whose numbers can fall between them).
+TEST_CASE("rolling_reload with notify_fd: every successor keeps its own start-up pipe") {
+    nginx_pool pool;
+    setup how;
+    how.notify_fd = 50;
+    pool.start(how);
+    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.stream.wait_for("started 3 workers"));
+    for (int round = 1; round <= 2; ++round) {
+        CAPTURE(round);
+        pool.signal(SIGHUP);
+        REQUIRE(pool.stream.wait_for("rolling reload done", round));
+        REQUIRE(pool.all_up(3 * (round + 1)));
+    }
+    INFO(pool.stream.text());
+    for (int i = 0; i < 3; ++i) {
+        CHECK(pool.count(worker_line(i, pool.pid_of(i, 2), "is back, generation 2")) == 1);
+    }
+    CHECK(pool.count("dup2") == 0);
+    pool.signal(SIGTERM);
+    const auto status = pool.finish();
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(reap_leftovers() == 0);
 }
 
