@@ -212,15 +212,15 @@ def write(tsv, root):
           "Medians, min–max in brackets, ratios of medians. Method and programs: "
           "[bench/README.md](../bench/README.md). Every trial: "
           "[bench/results/benchmarks.tsv](../bench/results/benchmarks.tsv).\n")
-        w("```sh\ntools/bazel run //bench            # as root; full run: 16 min here\n"
-          "tools/bazel run //bench -- --quick # fewer sizes, fewer trials: 1.5 min here\n```\n"
-          "(Durations measured on the busy 2-vCPU machine of this report. Our programs are "
-          "built once per content of the tree and kept in ~/.cache/supervise-bench; their "
-          "build added 2 min "
-          "to the first run here. A quiet machine is faster.)\n")
-        w("This report: `%s` run, %s s. It was made on a machine shared with other work, so "
-          "absolute times are noisy; compare sides within this report (they ran interleaved) "
-          "rather than numbers across reports.%s\n" % (
+        w("```sh\ntools/bazel run //bench            # as root; full run: 8 min here\n"
+          "tools/bazel run //bench -- --quick # fewer sizes, fewer trials: 80 s here\n```\n"
+          "(Durations measured on the quiet 2-vCPU machine of this report, each including the "
+          "20 s build of our programs, which are then kept in ~/.cache/supervise-bench for the "
+          "next run of the same tree. On a fresh machine the first run also installs the peers "
+          "from Debian. On a busy machine a full run took 16 min.)\n")
+        w("This report: `%s` run, %s s. Other programs running at the same time make absolute "
+          "times noisy (the load line below says how busy the machine was); compare sides "
+          "within this report (they ran interleaved) rather than numbers across reports.%s\n" % (
               "--quick" if quick else "full", data.info.get("seconds", "?"),
               " A `--quick` report has few trials per cell: read it as a rough picture." if quick
               else ""))
