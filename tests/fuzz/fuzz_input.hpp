@@ -8,7 +8,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fuzz_input {
@@ -49,6 +51,25 @@ inline std::vector<char*> make_argv(std::string& program, std::vector<std::strin
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
     return argv;
+}
+
+// An example's parse_command_line over `program` followed by `words`.
+template <class Parse>
+auto parse_words(Parse parse, std::string program, std::initializer_list<const char*> words) {
+    std::vector<std::string> args(words.begin(), words.end());
+    std::vector<char*> argv = make_argv(program, args);
+    return parse(static_cast<int>(argv.size()) - 1, argv.data());
+}
+
+// The message of the Refusal that `words` give, or "" if they are accepted.
+template <class Refusal, class Parse>
+std::string refusal_of(Parse parse, std::string program, std::initializer_list<const char*> words) {
+    try {
+        parse_words(parse, std::move(program), words);
+    } catch (const Refusal& e) {
+        return e.what();
+    }
+    return "";
 }
 
 }  // namespace fuzz_input

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/fuzz/fuzz_input.hpp"
+
 // daemon.cpp without its main(). Most of its functions are then unused in this
 // translation unit, which -Wall reports.
 #define SUPERVISE_EXAMPLE_NO_MAIN
@@ -19,22 +21,11 @@
 namespace {
 
 config parse(std::initializer_list<const char*> words) {
-    std::vector<std::string> args{"daemon"};
-    args.insert(args.end(), words.begin(), words.end());
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    return parse_command_line(static_cast<int>(args.size()), argv.data());
+    return fuzz_input::parse_words(parse_command_line, "daemon", words);
 }
 
-// The message of the usage_error that `words` give, or "" if they are accepted.
 std::string refusal(std::initializer_list<const char*> words) {
-    try {
-        parse(words);
-    } catch (const config_error& e) {
-        return e.what();
-    }
-    return "";
+    return fuzz_input::refusal_of<config_error>(parse_command_line, "daemon", words);
 }
 
 }  // namespace
