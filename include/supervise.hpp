@@ -817,13 +817,15 @@ int thread_count() noexcept {
 
 // The children of this process's main thread, which is where the kernel
 // re-parents orphans for a subreaper (proc(5): /proc/PID/task/TID/children);
-// empty when /proc cannot tell.
+// empty when /proc cannot tell (no CONFIG_PROC_CHILDREN, or a /proc from
+// another PID namespace), and then `readable` is false and errno says why.
 template <class System>
-std::vector<pid_t> main_thread_children() {
+std::vector<pid_t> main_thread_children(bool* readable = nullptr) {
     const std::string path = "/proc/self/task/" + std::to_string(::getpid()) + "/children";
     std::vector<pid_t> found;
     const int fd =
         retry_on_eintr([&] { return System::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
+    if (readable != nullptr) *readable = fd >= 0;
     if (fd < 0) return found;
     std::string text;
     char buf[512];
@@ -3043,7 +3045,14 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::stop_orphans(
                 detail::decode_wait_status(status).describe());
             signalled.erase(std::remove(signalled.begin(), signalled.end(), pid), signalled.end());
         }
-        std::vector<pid_t> orphans = detail::main_thread_children<System>();
+        bool readable = false;
+        std::vector<pid_t> orphans = detail::main_thread_children<System>(&readable);
+        if (!readable) {
+            const int err = errno;
+            log(std::string("cannot list orphans to stop them: /proc/self/task/.../children: ") +
+                std::strerror(err));
+            return;
+        }
         orphans.erase(std::remove_if(orphans.begin(), orphans.end(),
                                      [&](pid_t p) {
                                          return std::find(program_children_.begin(),

@@ -682,6 +682,18 @@ TEST_CASE("close_range fails: each worker closes its siblings' descriptors one b
     }
 }
 
+TEST_CASE("subreaper mode without /proc's children file: the stop says it cannot list orphans") {
+    scenario s;
+    s.subreaper = true;
+    // The master's first open is the thread count; from the second on, the
+    // children file (at the start of run() and when the pool stops).
+    s.arm = failing(c_open, ENOENT, 2, 1000, where::master);
+    const result r = run_scenario(s);
+    check_full_life(r, 2);
+    CHECK(r.log.find("cannot list orphans to stop them") != std::string::npos);
+    CHECK(record("ENOENT on open (children file)", c_open) >= 2);
+}
+
 TEST_CASE("EPIPE and EAGAIN on the statistics output do not stop the pool") {
     SUBCASE("EAGAIN") {
         scenario s;
