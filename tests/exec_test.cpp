@@ -772,11 +772,17 @@ TEST_CASE("--preset nginx: SIGHUP replaces the copies one at a time, each new on
 
 namespace {
 
-// A copy whose subshells leave orphans behind: one that exits at once and
-// one that runs on. Reports "orphan PID" for each, then "up ...".
+// A copy whose subshells leave orphans behind: one that exits as soon as it
+// is an orphan and one that runs on. Reports "orphan PID" for each, then
+// "up ...". The first waits until its parent subshell is gone (the ppid in
+// its /proc/PID/stat is no longer the subshell's pid, which the subshell read
+// from /proc/self/stat with the builtin read): one that ended while the
+// subshell still ran would be the subshell's zombie, not an orphan.
 std::vector<std::string> orphaning_command() {
     return reporting_command(
-        "(sleep 0 & echo \"orphan $!\"); (exec sleep 1000 & echo \"orphan $!\"); ");
+        "(read -r me rest </proc/self/stat; "
+        "sh -c 'while read -r a b c q r </proc/$$/stat && [ \"$q\" = \"$1\" ]; do :; done' "
+        "orphan \"$me\" & echo \"orphan $!\"); (exec sleep 1000 & echo \"orphan $!\"); ");
 }
 
 std::vector<pid_t> orphans(const reader& out) {
