@@ -1166,6 +1166,9 @@ inline void send_record(const worker_calls& calls, int fd, int index, std::int32
         struct pollfd writable {
             fd, POLLOUT, 0
         };
+        // No timeout: the master drains these records in its loop, and once
+        // it is gone the read end is closed, so ppoll returns (POLLERR) and
+        // the next write fails with EPIPE, which ends the loop.
         calls.ppoll(&writable, 1, nullptr, nullptr);  // ready or EINTR: write again either way
     }
 }
