@@ -2294,31 +2294,29 @@ void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::close_fds(slo
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::close_siblings_fds()
     const noexcept {
+    const auto for_each_fd = [this](auto&& visit) {
+        for (const std::vector<slot>* group : {&slots_, &retirees_}) {
+            for (const slot& other : *group) {
+                for (const int fd : {other.pidfd, other.notify_read}) {
+                    if (fd >= 0) visit(fd);
+                }
+            }
+        }
+    };
     int lowest = -1;
     int highest = -1;
     std::size_t count = 0;
-    for (const std::vector<slot>* group : {&slots_, &retirees_}) {
-        for (const slot& other : *group) {
-            for (const int fd : {other.pidfd, other.notify_read}) {
-                if (fd < 0) continue;
-                if (lowest < 0 || fd < lowest) lowest = fd;
-                if (fd > highest) highest = fd;
-                ++count;
-            }
-        }
-    }
+    for_each_fd([&](int fd) {
+        if (lowest < 0 || fd < lowest) lowest = fd;
+        if (fd > highest) highest = fd;
+        ++count;
+    });
     if (count == 0) return;
     if (static_cast<std::size_t>(highest - lowest) + 1 == count &&
         System::close_range(static_cast<unsigned>(lowest), static_cast<unsigned>(highest)) == 0) {
         return;
     }
-    for (const std::vector<slot>* group : {&slots_, &retirees_}) {
-        for (const slot& other : *group) {
-            for (const int fd : {other.pidfd, other.notify_read}) {
-                if (fd >= 0) System::close(fd);
-            }
-        }
-    }
+    for_each_fd([](int fd) { System::close(fd); });
 }
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
