@@ -67,8 +67,8 @@ void write_byte(int fd, char byte) {
 
 template <class Strategy>
 int run(const supervise::options& opts, int ready_fd) {
-    auto pool = supervise::make_pool<supervise::seed_master_signals,
-                                     supervise::seed_worker_signals, Strategy>(
+    auto pool = supervise::make_pool<supervise::default_master_signals,
+                                     supervise::default_worker_signals, Strategy>(
         [ready_fd](supervise::worker_context& ctx) {
             if (ready_fd >= 0) {
                 // A replacement says it runs; the first workers leave the

@@ -10,8 +10,10 @@
 //
 // The file reads top to bottom:
 //   1. configuration   (SUPERVISE_CONFIG_* macros, version, platform checks)
-//   2. declarations    (the public API: actions, signal_map, options, pool)
-//   3. implementation  (supervise::detail and the pool's members)
+//   2. the public API, whole: actions, signal_map and the presets, strategies,
+//      options, worker_context, what run() reports, posix_system, pool
+//   3. implementation  (supervise::detail: the master's parts and its cycle,
+//      then the bodies of the public members)
 
 #ifndef SUPERVISE_HPP
 #define SUPERVISE_HPP
@@ -109,6 +111,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -125,15 +128,69 @@
 #include <string_view>
 #include <system_error>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 // ============================================================================
-// 2. Declarations
+// 2. The public API
 // ============================================================================
 
 namespace supervise {
 inline namespace SUPERVISE_ABI_NAMESPACE {
+
+// The few pieces of supervise::detail that the public types below are spelled
+// with; everything else of detail is in section 3.
+namespace detail {
+// The pending set is one 64-bit word: one bit per signal 1..64 (Linux has 64).
+constexpr int max_signal = 64;
+constexpr std::uint64_t signal_bit(int sig) noexcept {
+    return (sig >= 1 && sig <= max_signal) ? (std::uint64_t{1} << (sig - 1)) : 0;
+}
+template <class Action>
+struct is_action;
+template <class Action>
+struct is_master_action;
+template <class Action>
+struct is_worker_action;
+template <int... Signals>
+constexpr bool all_distinct() noexcept;
+template <class T>
+struct is_signal_map;
+template <class Map, template <class> class Allowed>
+struct all_rows_allowed;
+template <class MasterSignals>
+struct stops_cleanly;
+template <class Strategy>
+struct is_strategy;
+// What a worker does with its signals, reduced to masks: the worker's side is
+// not a template, so one worker_context serves every pool.
+struct worker_signal_plan {
+    std::uint64_t handled = 0;   // signals whose handler is on_signal
+    std::uint64_t stop = 0;      // terminate
+    std::uint64_t graceful = 0;  // graceful_stop
+    std::uint64_t stats = 0;     // print_stats
+    std::uint64_t deliver = 0;   // deliver
+    std::uint64_t ignored = 0;   // ignore: SIG_IGN
+};
+// Who the workers become; resolved before anything starts, so an unknown
+// user is a clear error instead of a worker dying at start-up.
+struct credentials {
+    bool drop = false;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;
+};
+struct destroy_hook {
+    std::string name;
+    std::function<void()> run;
+};
+struct worker_calls;
+struct context_init;
+struct context_factory;
+template <class System>
+class master;
+}  // namespace detail
 
 // ---- Actions: what a signal does. Used as the second argument of on<>. ----
 
@@ -171,35 +228,75 @@ struct forward {
 // worker_context::take_signal(); wait_readable() returns wait_status::signalled.
 struct deliver {};
 
+// ---- Signal tables ----
+
 // One row of a signal table: signal number and action.
 template <int Signal, class Action>
-struct on;
+struct on {
+    static_assert(Signal >= 1 && Signal <= detail::max_signal,
+                  "supervise: signal numbers must be between 1 and 64");
+    static_assert(Signal != SIGKILL && Signal != SIGSTOP,
+                  "supervise: SIGKILL and SIGSTOP cannot be caught, blocked or ignored "
+                  "(signal(7)), so they cannot appear in a signal_map");
+    static_assert(Signal != SIGSEGV && Signal != SIGBUS && Signal != SIGFPE && Signal != SIGILL,
+                  "supervise: SIGSEGV, SIGBUS, SIGFPE and SIGILL report a fault of the running "
+                  "thread; returning from their handler is undefined (signal(7)), so they "
+                  "cannot appear in a signal_map");
+    static_assert(Signal != SIGCHLD,
+                  "supervise: SIGCHLD belongs to the pool: a worker's exit is handled by the "
+                  "pool's Strategy, not by a signal_map row");
+    static_assert(detail::is_action<Action>::value,
+                  "supervise: the action of an on<> row must be one of supervise's actions "
+                  "(terminate, graceful_stop, print_stats, ignore, rolling_reload, scale_up, "
+                  "scale_down, stop_workers, forward<SIG>, deliver)");
+    static constexpr int signal = Signal;
+    using action = Action;
+};
 
 // A compile-time table of signals, one row per signal, e.g.
 //   signal_map<on<SIGTERM, terminate>, on<SIGUSR1, print_stats>>
+// When several mapped signals are pending at once, rows act in the order
+// written.
 template <class... Rows>
-struct signal_map;
+struct signal_map {
+    static_assert(detail::all_distinct<Rows::signal...>(),
+                  "supervise: a signal_map maps the same signal twice");
 
-// The seed document's table for the master process:
-// SIGINT, SIGPIPE, SIGTERM terminate; SIGUSR1 prints statistics; SIGHUP and
-// SIGUSR2 are ignored. SIGCHLD belongs to the pool: a worker's exit is handed
-// to the strategy, and the default strategy (shutdown_all) terminates, as the
-// seed's SIGCHLD row does.
-using seed_master_signals = signal_map<on<SIGINT, terminate>,     //
-                                       on<SIGPIPE, terminate>,    //
-                                       on<SIGTERM, terminate>,    //
-                                       on<SIGUSR1, print_stats>,  //
-                                       on<SIGHUP, ignore>,        //
-                                       on<SIGUSR2, ignore>>;
+    // Bits of every mapped signal.
+    static constexpr std::uint64_t mask = (detail::signal_bit(Rows::signal) | ... | 0);
 
-// The seed's children: SIGINT and SIGTERM stop the worker, SIGUSR1 prints its
-// statistics line, SIGHUP, SIGUSR2 and SIGPIPE are ignored.
-using seed_worker_signals = signal_map<on<SIGINT, terminate>,     //
-                                       on<SIGTERM, terminate>,    //
-                                       on<SIGUSR1, print_stats>,  //
-                                       on<SIGHUP, ignore>,        //
-                                       on<SIGUSR2, ignore>,       //
-                                       on<SIGPIPE, ignore>>;
+    // Bits of the signals mapped to Action.
+    template <class Action>
+    static constexpr std::uint64_t mask_of =
+        ((std::is_same_v<typename Rows::action, Action> ? detail::signal_bit(Rows::signal) : 0) |
+         ... | 0);
+};
+
+// The defaults: the seed document's tables (SER/Kamailio's process model).
+// Master: SIGINT, SIGPIPE, SIGTERM terminate; SIGUSR1 prints statistics;
+// SIGHUP and SIGUSR2 are ignored. SIGCHLD belongs to the pool: a worker's exit
+// is handed to the strategy, and the default strategy (shutdown_all)
+// terminates, as the seed's SIGCHLD row does.
+using default_master_signals = signal_map<on<SIGINT, terminate>,     //
+                                          on<SIGPIPE, terminate>,    //
+                                          on<SIGTERM, terminate>,    //
+                                          on<SIGUSR1, print_stats>,  //
+                                          on<SIGHUP, ignore>,        //
+                                          on<SIGUSR2, ignore>>;
+
+// Workers: SIGINT and SIGTERM stop the worker, SIGUSR1 prints its statistics
+// line, SIGHUP, SIGUSR2 and SIGPIPE are ignored.
+using default_worker_signals = signal_map<on<SIGINT, terminate>,     //
+                                          on<SIGTERM, terminate>,    //
+                                          on<SIGUSR1, print_stats>,  //
+                                          on<SIGHUP, ignore>,        //
+                                          on<SIGUSR2, ignore>,       //
+                                          on<SIGPIPE, ignore>>;
+
+// The names of the first version, kept: the seed document is where the
+// default tables come from.
+using seed_master_signals = default_master_signals;
+using seed_worker_signals = default_worker_signals;
 
 // nginx's table for the master: TERM and INT fast stop, QUIT graceful stop,
 // HUP rolling reload (new workers first), USR1 forwarded to the workers (log
@@ -327,7 +424,92 @@ enum class wait_status {
     signalled,  // a `deliver` signal arrived: see worker_context::take_signal()
 };
 
-class worker_context;
+// The worker's view of the pool, passed to the worker function. Only the pool
+// makes one. Its service points (stop_requested, stop_is_graceful,
+// take_signal, wait_readable, sleep_for) take the signals that arrived, carry
+// out print_stats, and beat the heartbeat.
+class worker_context {
+  public:
+    int index() const noexcept { return index_; }
+    // How many times this slot was started before (0 for the first start).
+    unsigned generation() const noexcept { return generation_; }
+    pid_t master_pid() const noexcept { return master_pid_; }
+
+    // True once a terminate or graceful_stop signal reached this worker.
+    bool stop_requested() noexcept {
+        take_pending_signals();
+        return stop_signal_ != 0;
+    }
+
+    // The signal that requested the stop, or 0.
+    int stop_signal() const noexcept { return stop_signal_; }
+
+    // True when the stop asked for is graceful (finish the current work
+    // first) and no fast stop came after it.
+    bool stop_is_graceful() noexcept {
+        take_pending_signals();
+        return stop_signal_ != 0 && !fast_stop_;
+    }
+
+    // True (once) if `sig`, mapped to `deliver`, arrived since the last call.
+    bool take_signal(int sig) noexcept {
+        take_pending_signals();
+        const std::uint64_t bit = detail::signal_bit(sig);
+        const bool seen = (delivered_ & bit) != 0;
+        delivered_ &= ~bit;
+        return seen;
+    }
+
+    // Waits until fd is readable, a stop is requested or the timeout passes
+    // (negative: no timeout). Race-free: signals are blocked while the flag is
+    // checked and unblocked atomically by ppoll(2), so a signal arriving just
+    // before the wait cannot be lost (the seed's pause() race). With
+    // wake_on::fast_stop a graceful stop does not end the wait, so a worker
+    // can finish reading the request it holds (still beating its heartbeat,
+    // still woken by a fast stop).
+    wait_status wait_readable(int fd,
+                              std::chrono::milliseconds timeout = std::chrono::milliseconds(-1),
+                              wake_on wake = wake_on::any_stop);
+
+    // Sleeps, waking early on a stop request. Returns false if stopped.
+    bool sleep_for(std::chrono::milliseconds duration) {
+        return wait_readable(-1, duration) != wait_status::stop_requested;
+    }
+
+    // Tells the master this worker serves (with options::wait_for_ready).
+    void ready() noexcept;
+
+    // Proves to the watchdog that this worker is alive. Every service point
+    // does it too, and wait_readable wakes by itself often enough while the
+    // watchdog is on.
+    void heartbeat() noexcept;
+
+  private:
+    friend struct detail::context_factory;
+    explicit worker_context(const detail::context_init& init) noexcept;
+    void take_pending_signals() noexcept;
+    void write_statistics_line() noexcept;
+
+    int index_ = 0;
+    unsigned generation_ = 0;
+    pid_t master_pid_ = 0;
+    int stats_fd_ = -1;
+    std::int64_t started_ms_ = 0;
+    detail::worker_signal_plan plan_;
+    std::uint64_t signals_seen_ = 0;
+    std::uint64_t delivered_ = 0;
+    int stop_signal_ = 0;
+    bool fast_stop_ = false;
+    int report_fd_ = -1;
+    bool reported_ready_ = false;
+    std::atomic<std::int64_t>* beat_ = nullptr;
+    std::int64_t heartbeat_ms_ = 0;
+    // In no-fork mode the statistics are the master's table.
+    void (*print_table_)(void*) = nullptr;
+    void* owner_ = nullptr;
+    // The pool's System, as a table (detail::worker_calls_of).
+    const detail::worker_calls* calls_ = nullptr;
+};
 
 // ---- What run() reports. ----
 
@@ -395,11 +577,18 @@ struct outcome {
     int hooks_failed = 0;  // destroy hooks that threw
 };
 
-// The operating-system seam. Every system call the pool makes, in the master
-// and in its workers (worker_context included), goes through these static
-// functions, so a test (or a user's test, docs/testing-your-daemon.md) can
-// derive from posix_system, hide one of them and inject a failure. Each keeps
-// the -1/errno convention. Outside the seam, on purpose:
+// "SIGTERM", "SIGRTMIN+3", "signal 99".
+std::string signal_name(int sig);
+// "idle", "running", "stopping", "exited", "parked".
+const char* to_string(worker_state state) noexcept;
+
+// ---- The operating-system seam ----
+
+// Every system call the pool makes, in the master and in its workers
+// (worker_context included), goes through these static functions, so a test
+// (or a user's test, docs/testing-your-daemon.md) can derive from
+// posix_system, hide one of them and inject a failure. Each keeps the
+// -1/errno convention. Outside the seam, on purpose:
 // - signal handlers (on_signal, on_destroy_deadline): they must stay
 //   async-signal-safe, and a user's replacement need not be;
 // - calls that cannot fail in a way the pool could handle: getpid, geteuid,
@@ -498,26 +687,97 @@ struct posix_system {
     }
 };
 
-// The pool: a master and its workers.
+// ---- The pool: a master and its workers. ----
+
 //   Worker          callable as void(worker_context&) or int(worker_context&)
-//   MasterSignals   signal_map for the master
+//   MasterSignals   signal_map for the master; it must map SIGTERM to
+//                   terminate or graceful_stop (docs/signals.md)
 //   WorkerSignals   signal_map for each worker
-//   Strategy        shutdown_all
+//   Strategy        shutdown_all, one_for_one, one_for_all or rest_for_one
 //   System          posix_system, or a type derived from it (tests)
-template <class Worker, class MasterSignals = seed_master_signals,
-          class WorkerSignals = seed_worker_signals, class Strategy = shutdown_all,
+template <class Worker, class MasterSignals = default_master_signals,
+          class WorkerSignals = default_worker_signals, class Strategy = shutdown_all,
           class System = posix_system>
-class pool;
+class pool {
+    static_assert(detail::is_signal_map<MasterSignals>::value,
+                  "supervise: MasterSignals must be a supervise::signal_map<...>");
+    static_assert(detail::is_signal_map<WorkerSignals>::value,
+                  "supervise: WorkerSignals must be a supervise::signal_map<...>");
+    static_assert(detail::stops_cleanly<MasterSignals>::value,
+                  "supervise: the master's signal_map must map SIGTERM to terminate or "
+                  "graceful_stop: SIGTERM is how systemd, Kubernetes, docker stop and kill(1) "
+                  "stop a service, and without that row the master dies of the default action "
+                  "(exit 143) with no destroy hook run and its workers left to the "
+                  "parent-death signal");
+    static_assert(detail::all_rows_allowed<MasterSignals, detail::is_master_action>::value,
+                  "supervise: deliver is a worker action: it cannot appear in MasterSignals");
+    static_assert(detail::all_rows_allowed<WorkerSignals, detail::is_worker_action>::value,
+                  "supervise: rolling_reload, scale_up, scale_down, stop_workers and forward<> "
+                  "are master actions: they cannot appear in WorkerSignals");
+    static_assert(detail::is_strategy<Strategy>::value,
+                  "supervise: the strategy must be shutdown_all, one_for_one, one_for_all or "
+                  "rest_for_one");
+    static_assert(std::is_base_of_v<posix_system, System>,
+                  "supervise: System must be posix_system or derive from it");
+    static_assert(std::is_invocable_v<Worker&, worker_context&>,
+                  "supervise: the worker must be callable as worker(worker_context&)");
+
+  public:
+    // Checks the options (std::invalid_argument with the reason); starts
+    // nothing.
+    explicit pool(Worker worker, options opts = {});
+
+    // Registers a destroy hook (the seed's module destroy functions). Hooks
+    // run once, in reverse order of registration, after every worker has been
+    // reaped, on every way the pool stops.
+    void on_destroy(std::string name, std::function<void()> hook) {
+        hooks_.push_back(detail::destroy_hook{std::move(name), std::move(hook)});
+    }
+
+    // Called in the master once, when every worker is ready: it has its
+    // signal handling in place (each worker reports it through a pipe, so a
+    // signal sent from here on reaches a worker that acts on it), and, with
+    // options::wait_for_ready or notify_fd, it said so itself. The example
+    // daemon prints its "ready" line here; systemd gets READY=1 just before.
+    void on_ready(std::function<void()> hook) { ready_hook_ = std::move(hook); }
+
+    // Supervises until the pool stops; returns why. Throws std::logic_error
+    // before starting anything if another pool is running in this process or
+    // if other threads exist and options::allow_threads is false.
+    outcome run();
+
+    // The pool as it is (from a hook or the ready callback during run()), or
+    // as it was when the last run() ended.
+    statistics snapshot() const;
+
+    const options& settings() const noexcept { return options_; }
+
+  private:
+    Worker worker_;
+    options options_;
+    detail::credentials credentials_;
+    std::vector<detail::destroy_hook> hooks_;
+    std::function<void()> ready_hook_;
+    const detail::master<System>* running_ = nullptr;
+    statistics last_run_;
+};
+
+// `supervise::pool pool{worker, opts};` takes the default maps and strategy.
+template <class Worker>
+pool(Worker) -> pool<Worker>;
+template <class Worker>
+pool(Worker, options) -> pool<Worker>;
 
 // Spells the maps and strategy without naming the worker's (lambda) type:
 //   auto p = supervise::make_pool<my_master_map>(worker, opts);
-template <class MasterSignals = seed_master_signals, class WorkerSignals = seed_worker_signals,
-          class Strategy = shutdown_all, class System = posix_system, class Worker>
+template <class MasterSignals = default_master_signals,
+          class WorkerSignals = default_worker_signals, class Strategy = shutdown_all,
+          class System = posix_system, class Worker>
 pool<Worker, MasterSignals, WorkerSignals, Strategy, System> make_pool(Worker worker,
-                                                                       options opts = {});
-
-// "SIGTERM", "SIGRTMIN+3", "signal 99".
-std::string signal_name(int sig);
+                                                                       options opts = {}) {
+    return pool<Worker, MasterSignals, WorkerSignals, Strategy, System>(std::move(worker),
+                                                                        std::move(opts));
+}
 
 }  // namespace SUPERVISE_ABI_NAMESPACE
 }  // namespace supervise
@@ -525,17 +785,24 @@ std::string signal_name(int sig);
 // ============================================================================
 // 3. Implementation
 // ============================================================================
+//
+// supervise::detail, in the order a master uses it:
+//   signal state and the handlers      what a signal handler may touch
+//   compile-time tables                signal maps checked and turned into values
+//   small helpers                      time, text, EINTR, the worker's seam
+//   descriptors                        unique_fd, one owner per descriptor
+//   options, credentials, systemd      checked before anything starts
+//   the master's parts                 signal_scope, subreaper_scope,
+//                                      heartbeat_table, restart_policy,
+//                                      process_table, worker_launch, cleanup
+//   the master's cycle                 master<System>: one run() of a pool
+// then the bodies of the public members (worker_context, statistics, pool).
 
 namespace supervise {
 inline namespace SUPERVISE_ABI_NAMESPACE {
 namespace detail {
 
-// The pending set is one 64-bit word: one bit per signal 1..64 (Linux has 64).
-constexpr int max_signal = 64;
-
-constexpr std::uint64_t signal_bit(int sig) noexcept {
-    return (sig >= 1 && sig <= max_signal) ? (std::uint64_t{1} << (sig - 1)) : 0;
-}
+// ---- signal state and the handlers ----
 
 // Everything a signal handler touches. A handler may only use lock-free
 // atomics (C++17 [support.signal]): a lock inside std::atomic would deadlock
@@ -612,7 +879,7 @@ inline void on_signal(int sig) noexcept {
 // may supervise at a time.
 inline std::atomic<bool> pool_running{false};
 
-// ---- compile-time checks of signal maps ----
+// ---- compile-time tables ----
 
 // Which actions a master map and a worker map may use.
 template <class Action>
@@ -638,8 +905,6 @@ struct is_forward : std::false_type {};
 template <int Signal>
 struct is_forward<forward<Signal>> : std::true_type {};
 
-template <class Map, template <class> class Allowed>
-struct all_rows_allowed;
 template <class... Rows, template <class> class Allowed>
 struct all_rows_allowed<signal_map<Rows...>, Allowed>
     : std::bool_constant<(Allowed<typename Rows::action>::value && ...)> {};
@@ -659,6 +924,170 @@ template <class T>
 struct is_signal_map : std::false_type {};
 template <class... Rows>
 struct is_signal_map<signal_map<Rows...>> : std::true_type {};
+
+// A master that cannot be stopped by SIGTERM dies of it. Anything that is not
+// a signal_map passes here: the assertion before this one names that error.
+template <class MasterSignals>
+struct stops_cleanly : std::true_type {};
+template <class... Rows>
+struct stops_cleanly<signal_map<Rows...>>
+    : std::bool_constant<((signal_map<Rows...>::template mask_of<terminate> |
+                           signal_map<Rows...>::template mask_of<graceful_stop>)&signal_bit(
+                              SIGTERM)) != 0> {};
+
+template <class Strategy>
+struct is_strategy
+    : std::bool_constant<std::is_same_v<Strategy, shutdown_all> ||
+                         std::is_same_v<Strategy, one_for_one> ||
+                         std::is_same_v<Strategy, one_for_all> ||
+                         std::is_same_v<Strategy, rest_for_one>> {};
+
+// What the master does with a signal: a new master action is one enumerator
+// here, one line in master_row_of and one `case` in master::perform.
+enum class master_action : std::uint8_t {
+    ignore,
+    terminate,
+    graceful_stop,
+    print_stats,
+    rolling_reload,
+    scale_up,
+    scale_down,
+    stop_workers,
+    forward,
+};
+struct master_row {
+    int signal;
+    master_action action;
+    int forwarded;  // forward<SIG>'s SIG, else 0
+};
+template <class Action>
+constexpr master_row master_row_of(int sig) noexcept {
+    if constexpr (std::is_same_v<Action, terminate>) return {sig, master_action::terminate, 0};
+    if constexpr (std::is_same_v<Action, graceful_stop>) {
+        return {sig, master_action::graceful_stop, 0};
+    }
+    if constexpr (std::is_same_v<Action, print_stats>) return {sig, master_action::print_stats, 0};
+    if constexpr (std::is_same_v<Action, rolling_reload>) {
+        return {sig, master_action::rolling_reload, 0};
+    }
+    if constexpr (std::is_same_v<Action, scale_up>) return {sig, master_action::scale_up, 0};
+    if constexpr (std::is_same_v<Action, scale_down>) return {sig, master_action::scale_down, 0};
+    if constexpr (std::is_same_v<Action, stop_workers>) {
+        return {sig, master_action::stop_workers, 0};
+    }
+    if constexpr (is_forward<Action>::value) return {sig, master_action::forward, Action::signal};
+    if constexpr (std::is_same_v<Action, ignore>) return {sig, master_action::ignore, 0};
+}
+
+// The master's map as rows in the order written (the order in which pending
+// signals act).
+template <class Map>
+struct master_rows;
+template <class... Rows>
+struct master_rows<signal_map<Rows...>> {
+    static constexpr std::array<master_row, sizeof...(Rows)> rows{
+        {master_row_of<typename Rows::action>(Rows::signal)...}};
+};
+
+enum class strategy_kind { shutdown_all, one_for_one, one_for_all, rest_for_one };
+template <class Strategy>
+constexpr strategy_kind strategy_of() noexcept {
+    if constexpr (std::is_same_v<Strategy, one_for_one>) return strategy_kind::one_for_one;
+    if constexpr (std::is_same_v<Strategy, one_for_all>) return strategy_kind::one_for_all;
+    if constexpr (std::is_same_v<Strategy, rest_for_one>) return strategy_kind::rest_for_one;
+    return strategy_kind::shutdown_all;
+}
+
+// A pool's template arguments as values: what master<System> needs of them.
+struct pool_plan {
+    const master_row* rows;
+    std::size_t row_count;
+    std::uint64_t master_mask;  // the mapped signals, SIGCHLD not included
+    worker_signal_plan worker;
+    // The signal a graceful stop sends: the worker map's graceful_stop row
+    // (the lowest-numbered one), or SIGTERM when it has none.
+    int graceful_signal;
+    strategy_kind strategy;
+    // The master's own rows as a worker plan, for no_fork (the worker is the
+    // master itself).
+    worker_signal_plan inline_worker;
+};
+
+constexpr int lowest_signal(std::uint64_t mask, int otherwise) noexcept {
+    for (int sig = 1; sig <= max_signal; ++sig) {
+        if (mask & signal_bit(sig)) return sig;
+    }
+    return otherwise;
+}
+
+template <class Map>
+constexpr worker_signal_plan worker_plan_of() noexcept {
+    worker_signal_plan plan;
+    plan.stop = Map::template mask_of<terminate>;
+    plan.graceful = Map::template mask_of<graceful_stop>;
+    plan.stats = Map::template mask_of<print_stats>;
+    plan.deliver = Map::template mask_of<deliver>;
+    plan.handled = plan.stop | plan.graceful | plan.stats | plan.deliver;
+    plan.ignored = Map::template mask_of<ignore>;
+    return plan;
+}
+
+template <class MasterSignals, class WorkerSignals, class Strategy>
+constexpr pool_plan plan_of() noexcept {
+    worker_signal_plan inline_worker = worker_plan_of<MasterSignals>();
+    inline_worker.handled = MasterSignals::mask;
+    inline_worker.ignored = 0;
+    return pool_plan{master_rows<MasterSignals>::rows.data(),
+                     master_rows<MasterSignals>::rows.size(),
+                     MasterSignals::mask,
+                     worker_plan_of<WorkerSignals>(),
+                     lowest_signal(WorkerSignals::template mask_of<graceful_stop>, SIGTERM),
+                     strategy_of<Strategy>(),
+                     inline_worker};
+}
+
+// A worker function behind one signature, so the master's code is not a
+// template on the worker's type.
+struct worker_entry {
+    void* object;
+    int (*call)(void* object, worker_context& context);
+};
+template <class Worker>
+int call_worker(void* object, worker_context& context) {
+    Worker& worker = *static_cast<Worker*>(object);
+    if constexpr (std::is_convertible_v<std::invoke_result_t<Worker&, worker_context&>, int>) {
+        return worker(context);
+    } else {
+        worker(context);
+        return EXIT_SUCCESS;
+    }
+}
+
+// The one place a worker's code runs, forked or inline: its exit status, or
+// why it threw.
+struct worker_result {
+    int code = EXIT_SUCCESS;
+    std::string failure;  // empty unless it threw
+};
+inline worker_result run_worker_code(const worker_entry& entry, worker_context& context,
+                                     int index) noexcept {
+    worker_result result;
+    try {
+        try {
+            result.code = entry.call(entry.object, context);
+        } catch (const std::exception& e) {
+            result.code = EXIT_FAILURE;
+            result.failure = "worker " + std::to_string(index) + " threw: " + e.what();
+        } catch (...) {
+            result.code = EXIT_FAILURE;
+            result.failure = "worker " + std::to_string(index) + " threw a non-standard exception";
+        }
+    } catch (...) {
+        // No memory left for the message: the status still says it failed.
+        result.code = EXIT_FAILURE;
+    }
+    return result;
+}
 
 // ---- small helpers ----
 
@@ -860,14 +1289,246 @@ inline sigset_t sigset_without(sigset_t set, std::uint64_t bits) noexcept {
     return set;
 }
 
-// What a worker does with its signals, reduced to masks: the worker's side is
-// not a template, so the same worker_context serves every pool.
-struct worker_signal_plan {
-    std::uint64_t handled = 0;   // signals whose handler is on_signal
-    std::uint64_t stop = 0;      // terminate
-    std::uint64_t graceful = 0;  // graceful_stop
-    std::uint64_t stats = 0;     // print_stats
-    std::uint64_t deliver = 0;   // deliver
+// ---- the worker's side of the pool ----
+
+// What the pool hands a new worker_context; only the pool makes one.
+struct context_init {
+    int index;
+    unsigned generation;
+    pid_t master_pid;
+    int stats_fd;
+    worker_signal_plan plan;
+    void (*print_table)(void*);  // no_fork: the master's table; else null
+    void* owner;
+    int report_fd;                     // where ready() reports, or -1
+    std::atomic<std::int64_t>* beat;   // this worker's heartbeat slot, or null
+    std::int64_t heartbeat_ms;         // the watchdog's timeout, 0 when off
+    const worker_calls* calls;         // the pool's System
+};
+struct context_factory {
+    static worker_context make(const context_init& init) noexcept { return worker_context(init); }
+};
+
+// What a worker tells the master through the start-up pipe: 12 bytes, one
+// write, atomic on a pipe (pipe(7), PIPE_BUF), so records never interleave.
+// A record must arrive (without it the worker never counts as set up or
+// ready), unlike a log line: the pipe is non-blocking because the master must
+// never block on it, so a full pipe (EAGAIN) is waited out with
+// ppoll(POLLOUT) instead of dropping the record. Any other error means the
+// master is gone, and then there is nobody to tell.
+enum : std::int32_t { record_set_up = 0, record_ready = 1 };
+inline void write_record(const worker_calls& calls, int fd, int index, std::int32_t kind) noexcept {
+    if (fd < 0) return;
+    const std::int32_t record[3] = {index, static_cast<std::int32_t>(::getpid()), kind};
+    for (;;) {
+        const ssize_t n = calls.write(fd, record, sizeof record);
+        if (n == static_cast<ssize_t>(sizeof record)) return;
+        if (n < 0 && errno == EINTR) continue;
+        if (n >= 0 || errno != EAGAIN) return;
+        struct pollfd writable {
+            fd, POLLOUT, 0
+        };
+        // No timeout: the master drains these records in its loop, and once
+        // it is gone the read end is closed, so ppoll returns (POLLERR) and
+        // the next write fails with EPIPE, which ends the loop.
+        calls.ppoll(&writable, 1, nullptr, nullptr);  // ready or EINTR: write again either way
+    }
+}
+
+// ---- descriptors ----
+
+// One owner per descriptor ({fmt}'s file): move-only, closed through the
+// seam when the owner goes. A worker ends with _exit, so nothing in a child
+// relies on these destructors, and a child never writes to an owner it
+// inherited (copy-on-write: that would copy the master's page into it).
+template <class System>
+class unique_fd {
+  public:
+    unique_fd() noexcept = default;
+    explicit unique_fd(int fd) noexcept : fd_(fd) {}
+    unique_fd(unique_fd&& other) noexcept : fd_(other.release()) {}
+    unique_fd& operator=(unique_fd&& other) noexcept {
+        if (this != &other) reset(other.release());
+        return *this;
+    }
+    unique_fd(const unique_fd&) = delete;
+    unique_fd& operator=(const unique_fd&) = delete;
+    ~unique_fd() { reset(); }
+
+    int get() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+    // Gives the descriptor up without closing it.
+    int release() noexcept {
+        const int fd = fd_;
+        fd_ = -1;
+        return fd;
+    }
+    void reset(int fd = -1) noexcept {
+        if (fd_ >= 0) System::close(fd_);
+        fd_ = fd;
+    }
+
+  private:
+    int fd_ = -1;
+};
+
+// pipe2(2) into two owners; false (errno set) when it fails.
+template <class System>
+bool make_pipe(unique_fd<System>& read_end, unique_fd<System>& write_end, int flags) noexcept {
+    int fds[2] = {-1, -1};
+    if (System::pipe2(fds, flags) != 0) return false;
+    read_end.reset(fds[0]);
+    write_end.reset(fds[1]);
+    return true;
+}
+
+// ---- options, credentials, systemd ----
+// Everything that can be wrong with options, found before anything starts.
+// fcntl is the pool's System's, to tell whether log_fd and stats_fd are open.
+inline void check_options(const options& opts, int (*fcntl)(int, int, int)) {
+    const auto fd_is_open = [fcntl](int fd) { return fcntl(fd, F_GETFD, 0) != -1; };
+    auto fail = [](const std::string& what) { throw std::invalid_argument("supervise: " + what); };
+    if (opts.workers < 1 || opts.workers > SUPERVISE_CONFIG_MAX_WORKERS) {
+        fail("workers must be between 1 and " + std::to_string(SUPERVISE_CONFIG_MAX_WORKERS) +
+             " (got " + std::to_string(opts.workers) + ")");
+    }
+    if (opts.no_fork && (!opts.user.empty() || opts.heartbeat_timeout.count() > 0 ||
+                         opts.notify_fd >= 0 || opts.subreaper)) {
+        fail(
+            "no_fork runs the worker in the master itself: user, heartbeat_timeout, notify_fd "
+            "and subreaper need forked workers");
+    }
+    if (opts.no_fork && opts.workers != 1) {
+        fail("no_fork runs exactly one worker inline (got workers = " +
+             std::to_string(opts.workers) + ")");
+    }
+    if (!opts.no_fork) {
+        struct rlimit limit {};
+        if (::getrlimit(RLIMIT_NPROC, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+            ::geteuid() != 0 && static_cast<rlim_t>(opts.workers) >= limit.rlim_cur) {
+            fail("workers (" + std::to_string(opts.workers) +
+                 ") does not fit under RLIMIT_NPROC (" + std::to_string(limit.rlim_cur) + ")");
+        }
+    }
+    // The upper bound keeps deadline arithmetic far from overflow.
+    constexpr std::chrono::milliseconds day = std::chrono::hours(24);
+    if (opts.shutdown_timeout.count() <= 0 || opts.shutdown_timeout > day) {
+        fail("shutdown_timeout must be between 1 ms and 24 h (got " +
+             std::to_string(opts.shutdown_timeout.count()) + " ms)");
+    }
+    if (opts.destroy_timeout.count() <= 0 || opts.destroy_timeout > day) {
+        fail("destroy_timeout must be between 1 ms and 24 h (got " +
+             std::to_string(opts.destroy_timeout.count()) + " ms)");
+    }
+    if (opts.log_fd >= 0 && !fd_is_open(opts.log_fd)) {
+        fail("log_fd " + std::to_string(opts.log_fd) + " is not an open file descriptor");
+    }
+    if (opts.stats_fd >= 0 && !fd_is_open(opts.stats_fd)) {
+        fail("stats_fd " + std::to_string(opts.stats_fd) + " is not an open file descriptor");
+    }
+    if (opts.min_workers < 1 || opts.min_workers > opts.workers ||
+        opts.max_workers < opts.workers || opts.max_workers > SUPERVISE_CONFIG_MAX_WORKERS) {
+        fail("1 <= min_workers <= workers <= max_workers <= " +
+             std::to_string(SUPERVISE_CONFIG_MAX_WORKERS) + " must hold (got " +
+             std::to_string(opts.min_workers) + ", " + std::to_string(opts.workers) + ", " +
+             std::to_string(opts.max_workers) + ")");
+    }
+    if (opts.notify_fd < -1 || (opts.notify_fd >= 0 && opts.notify_fd <= 2) ||
+        opts.notify_fd > 1023 ||
+        (opts.notify_fd >= 0 &&
+         (opts.notify_fd == opts.log_fd || opts.notify_fd == opts.stats_fd))) {
+        fail(
+            "notify_fd must be -1 (off) or a descriptor 3..1023 other than log_fd and stats_fd "
+            "(got " +
+            std::to_string(opts.notify_fd) + ")");
+    }
+    if (opts.heartbeat_timeout.count() < 0 || opts.heartbeat_timeout > day) {
+        fail("heartbeat_timeout must be between 0 (off) and 24 h (got " +
+             std::to_string(opts.heartbeat_timeout.count()) + " ms)");
+    }
+    if (opts.max_restarts < 0) {
+        fail("max_restarts must be 0 or more (got " + std::to_string(opts.max_restarts) + ")");
+    }
+    if (opts.restart_period.count() <= 0 || opts.restart_period > day) {
+        fail("restart_period must be between 1 ms and 24 h (got " +
+             std::to_string(opts.restart_period.count()) + " ms)");
+    }
+    if (opts.restart_delay.count() < 0 || opts.restart_delay > opts.restart_delay_max ||
+        opts.restart_delay_max > day) {
+        fail("restart_delay must be between 0 and restart_delay_max, at most 24 h (got " +
+             std::to_string(opts.restart_delay.count()) + " ms and " +
+             std::to_string(opts.restart_delay_max.count()) + " ms)");
+    }
+    if (opts.fatal_exit_code < -1 || opts.fatal_exit_code > 255) {
+        fail("fatal_exit_code must be -1 (off) or an exit status 0..255 (got " +
+             std::to_string(opts.fatal_exit_code) + ")");
+    }
+    if (opts.parent_death_signal < 0 || opts.parent_death_signal > max_signal) {
+        fail("parent_death_signal must be 0 (off) or a signal number (got " +
+             std::to_string(opts.parent_death_signal) + ")");
+    }
+}
+
+inline credentials resolve_credentials(const options& opts) {
+    credentials result;
+    if (opts.user.empty()) {
+        if (!opts.group.empty()) throw std::invalid_argument("supervise: group needs user");
+        return result;
+    }
+    std::vector<char> buffer(16384);
+    struct passwd entry {};
+    struct passwd* found = nullptr;
+    ::getpwnam_r(opts.user.c_str(), &entry, buffer.data(), buffer.size(), &found);
+    if (found == nullptr) {
+        char* end = nullptr;
+        const unsigned long number = std::strtoul(opts.user.c_str(), &end, 10);
+        if (end == opts.user.c_str() || *end != '\0') {
+            throw std::invalid_argument("supervise: unknown user '" + opts.user + "'");
+        }
+        ::getpwuid_r(static_cast<uid_t>(number), &entry, buffer.data(), buffer.size(), &found);
+        if (found == nullptr) {
+            throw std::invalid_argument("supervise: unknown user id " + opts.user);
+        }
+    }
+    result.uid = found->pw_uid;
+    result.gid = found->pw_gid;
+    if (!opts.group.empty()) {
+        std::vector<char> group_buffer(16384);
+        struct group group_entry {};
+        struct group* group_found = nullptr;
+        ::getgrnam_r(opts.group.c_str(), &group_entry, group_buffer.data(), group_buffer.size(),
+                     &group_found);
+        if (group_found == nullptr) {
+            throw std::invalid_argument("supervise: unknown group '" + opts.group + "'");
+        }
+        result.gid = group_found->gr_gid;
+    }
+    int count = 64;
+    result.groups.resize(static_cast<std::size_t>(count));
+    if (::getgrouplist(found->pw_name, result.gid, result.groups.data(), &count) < 0) {
+        result.groups.resize(static_cast<std::size_t>(count));
+        ::getgrouplist(found->pw_name, result.gid, result.groups.data(), &count);
+    }
+    result.groups.resize(static_cast<std::size_t>(count));
+    const uid_t me = ::geteuid();
+    if (me != 0 && me != result.uid) {
+        throw std::invalid_argument("supervise: running workers as '" + opts.user +
+                                    "' needs a master running as root");
+    }
+    result.drop = me == 0;
+    return result;
+}
+
+// Releases the process-wide guard however run() leaves.
+struct running_guard {
+    running_guard() {
+        if (pool_running.exchange(true)) {
+            throw std::logic_error("supervise: another pool is already running in this process");
+        }
+    }
+    ~running_guard() { pool_running.store(false); }
+    running_guard(const running_guard&) = delete;
+    running_guard& operator=(const running_guard&) = delete;
 };
 
 // systemd's notification protocol without libsystemd (sd_notify(3)): one
@@ -950,7 +1611,7 @@ struct systemd_notifier {
     }
 
     template <class System>
-    void send(const std::string& state) noexcept {
+    void notify(const std::string& state) noexcept {
         if (fd < 0) return;
         // A lost notification is not fatal (systemd may be gone); an
         // interrupted one is sent again.
@@ -968,171 +1629,1651 @@ struct systemd_notifier {
     }
 };
 
-// Who the workers become; resolved before anything starts, so an unknown
-// user is a clear error instead of a worker dying at start-up.
-struct credentials {
-    bool drop = false;
-    uid_t uid = 0;
-    gid_t gid = 0;
-    std::vector<gid_t> groups;
+// Lines of the master's log: "NAME[pid]: message". A log that cannot be
+// written is dropped, never fatal.
+template <class System>
+class logger {
+  public:
+    explicit logger(const options& opts) : fd_(opts.log_fd), name_(opts.name) {}
+    void operator()(const std::string& message) const {
+        if (fd_ < 0) return;
+        const std::string line = name_ + "[" + std::to_string(::getpid()) + "]: " + message + "\n";
+        write_all<System>(fd_, line.data(), line.size());
+    }
+    // For the worker's side of fork, which must reach its own _exit whatever
+    // happens: a message that cannot even be built is dropped.
+    template <class Build>
+    void line_or_nothing(Build build) const noexcept {
+        try {
+            (*this)(build());
+        } catch (...) {
+        }
+    }
+    int fd() const noexcept { return fd_; }
+
+  private:
+    int fd_;
+    std::string name_;
 };
+
+// ---- the master's parts ----
+
+// The master's signal handling for one run(), and the program's back when it
+// ends, however it ends. The mapped signals are blocked first, then the
+// self-pipe is made, then the handler installed: no handler can run before
+// the pool is ready.
+template <class System>
+class signal_scope {
+  public:
+    struct saved_signal {
+        int number;
+        struct ::sigaction action;
+    };
+
+    // Throws std::system_error with nothing left changed.
+    signal_scope(std::uint64_t handled, bool self_pipe) : handled_(handled) {
+        const sigset_t set = sigset_of(handled_);
+        if (System::thread_sigmask(SIG_BLOCK, &set, &program_mask_) != 0) {
+            throw std::system_error(errno, std::generic_category(), "supervise: pthread_sigmask");
+        }
+        process_signals.pending.store(0);
+        for (auto& counter : process_signals.received) counter.store(0, std::memory_order_relaxed);
+        if (self_pipe) {
+            if (!make_pipe(wake_read_, wake_write_, O_CLOEXEC | O_NONBLOCK)) {
+                const int err = errno;
+                System::thread_sigmask(SIG_SETMASK, &program_mask_, nullptr);
+                throw std::system_error(err, std::generic_category(), "supervise: pipe2");
+            }
+            process_signals.wake_fd.store(wake_write_.get(), std::memory_order_release);
+        }
+        for (int sig = 1; sig <= max_signal; ++sig) {
+            if (!(handled_ & signal_bit(sig))) continue;
+            struct ::sigaction action {};
+            action.sa_handler = on_signal;
+            sigemptyset(&action.sa_mask);
+            // No SA_RESTART: the master only ever blocks in ppoll, which is
+            // never restarted anyway (signal(7)); SA_NOCLDSTOP: a stopped
+            // worker is not an exited one.
+            action.sa_flags = sig == SIGCHLD ? SA_NOCLDSTOP : 0;
+            saved_signal previous{sig, {}};
+            if (System::sigaction(sig, &action, &previous.action) != 0) {
+                const int err = errno;
+                restore();
+                throw std::system_error(err, std::generic_category(),
+                                        "supervise: sigaction(" + signal_name(sig) + ")");
+            }
+            saved_.push_back(previous);
+        }
+    }
+    ~signal_scope() { restore(); }
+    signal_scope(const signal_scope&) = delete;
+    signal_scope& operator=(const signal_scope&) = delete;
+
+    // The program's mask and dispositions from before run(): the workers
+    // start from them.
+    const sigset_t& program_mask() const noexcept { return program_mask_; }
+    const std::vector<saved_signal>& program_dispositions() const noexcept { return saved_; }
+    // The master waits with the program's mask minus the mapped signals.
+    sigset_t wait_mask() const noexcept { return sigset_without(program_mask_, handled_); }
+    int wake_read() const noexcept { return wake_read_.get(); }
+    int wake_write() const noexcept { return wake_write_.get(); }
+
+    void drain_wake_pipe() noexcept {
+        char drain[256];
+        while (retry_on_eintr([&] { return System::read(wake_read_.get(), drain, sizeof drain); }) >
+               0) {
+        }
+    }
+
+  private:
+    // A signal that arrived after the last check is still pending in the
+    // kernel; unblocking it under the restored (often default) disposition
+    // would kill the embedding program. It was meant for the pool, so it is
+    // consumed first.
+    void discard_pending_signals() noexcept {
+        const sigset_t handled = sigset_of(handled_);
+        const struct timespec now {};
+        // EINTR is not "nothing pending": stopping there would leave a signal
+        // to the program's default disposition.
+        while (retry_on_eintr([&] { return System::sigtimedwait(&handled, &now); }) > 0) {
+        }
+    }
+    void restore() noexcept {
+        discard_pending_signals();
+        for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+            System::sigaction(it->number, &it->action, nullptr);
+        }
+        saved_.clear();
+        process_signals.wake_fd.store(-1, std::memory_order_release);
+        process_signals.pending.store(0);
+        wake_read_.reset();
+        wake_write_.reset();
+        System::thread_sigmask(SIG_SETMASK, &program_mask_, nullptr);
+    }
+
+    std::uint64_t handled_;
+    sigset_t program_mask_{};
+    unique_fd<System> wake_read_;
+    unique_fd<System> wake_write_;
+    std::vector<saved_signal> saved_;
+};
+
+// PR_SET_CHILD_SUBREAPER for one run(). The program's own setting is put
+// back only once it was read and ours took its place: a failed set-up must
+// not clobber it.
+template <class System>
+class subreaper_scope {
+  public:
+    explicit subreaper_scope(bool wanted) {
+        if (!wanted) return;
+        const char* failed = nullptr;
+        if (System::get_child_subreaper(&previous_) != 0) {
+            failed = "supervise: prctl(PR_GET_CHILD_SUBREAPER)";
+        } else if (System::set_child_subreaper(true) != 0) {
+            failed = "supervise: prctl(PR_SET_CHILD_SUBREAPER)";
+        }
+        if (failed != nullptr) throw std::system_error(errno, std::generic_category(), failed);
+        changed_ = true;
+    }
+    ~subreaper_scope() {
+        if (changed_) System::set_child_subreaper(previous_ != 0);
+    }
+    subreaper_scope(const subreaper_scope&) = delete;
+    subreaper_scope& operator=(const subreaper_scope&) = delete;
+
+  private:
+    int previous_ = 0;
+    bool changed_ = false;
+};
+
+// systemd's notification socket for one run(); "no systemd" is a socket of -1.
+template <class System>
+class systemd_scope {
+  public:
+    explicit systemd_scope(const logger<System>& log) {
+        if (const int err = notifier_.open<System>()) {
+            log(std::string("systemd notifications off: socket: ") + std::strerror(err));
+        }
+    }
+    ~systemd_scope() { notifier_.close<System>(); }
+    systemd_scope(const systemd_scope&) = delete;
+    systemd_scope& operator=(const systemd_scope&) = delete;
+
+    void notify(const std::string& state) noexcept { notifier_.notify<System>(state); }
+    std::int64_t watchdog_ms() const noexcept { return notifier_.watchdog_ms; }
+    int fd() const noexcept { return notifier_.fd; }
+
+  private:
+    systemd_notifier notifier_;
+};
+
+// One heartbeat per slot up to max_workers, in memory shared with the
+// workers (mmap before fork), while the watchdog is on.
+template <class System>
+class heartbeat_table {
+  public:
+    heartbeat_table(bool on, int slots) {
+        if (!on) return;
+        size_ = sizeof(std::atomic<std::int64_t>) * static_cast<std::size_t>(slots);
+        void* table = System::mmap(size_);
+        if (table == MAP_FAILED) {
+            throw std::system_error(errno, std::generic_category(), "supervise: mmap (heartbeats)");
+        }
+        beats_ = static_cast<std::atomic<std::int64_t>*>(table);
+    }
+    ~heartbeat_table() {
+        if (beats_ != nullptr) System::munmap(beats_, size_);
+    }
+    heartbeat_table(const heartbeat_table&) = delete;
+    heartbeat_table& operator=(const heartbeat_table&) = delete;
+
+    bool on() const noexcept { return beats_ != nullptr; }
+    // The slot's heartbeat, or null with the watchdog off.
+    std::atomic<std::int64_t>* of(int index) const noexcept {
+        return beats_ != nullptr ? &beats_[index] : nullptr;
+    }
+    std::int64_t last(int index) const noexcept {
+        return beats_[index].load(std::memory_order_relaxed);
+    }
+    // A new worker has a full heartbeat_timeout before its first beat.
+    void reset(int index, std::int64_t now) noexcept {
+        if (beats_ != nullptr) beats_[index].store(now, std::memory_order_relaxed);
+    }
+
+  private:
+    std::atomic<std::int64_t>* beats_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// The restarting strategies' arithmetic, with no system call: what to do
+// with an exit nobody asked for.
+struct restart_decision {
+    enum class verdict {
+        restart,        // after delay_ms
+        fatal,          // the worker said so with fatal_exit_code: stop the pool
+        not_restarted,  // its restart type says no
+        give_up,        // too many restarts within restart_period: stop the pool
+    };
+    verdict what = verdict::restart;
+    std::int64_t delay_ms = 0;
+};
+
+class restart_policy {
+  public:
+    explicit restart_policy(const options& opts) noexcept
+        : restart_(opts.restart),
+          fatal_exit_code_(opts.fatal_exit_code),
+          max_restarts_(opts.max_restarts),
+          period_ms_(opts.restart_period.count()),
+          delay_ms_(opts.restart_delay.count()),
+          delay_max_ms_(opts.restart_delay_max.count()) {}
+
+    // A worker that started at started_ms ended at now as `how`; `failures`
+    // is its slot's run of consecutive failures, updated here. A restart is
+    // counted against the intensity limit when it is decided.
+    restart_decision decide(const exit_info& how, std::int64_t started_ms, std::int64_t now,
+                            int& failures) {
+        if (how.how == exit_info::kind::exited && how.code == fatal_exit_code_) {
+            return {restart_decision::verdict::fatal, 0};
+        }
+        const bool clean = how.how == exit_info::kind::exited && how.code == 0;
+        if (restart_ == restart_type::temporary ||
+            (restart_ == restart_type::transient && clean)) {
+            return {restart_decision::verdict::not_restarted, 0};
+        }
+        recent_.erase(std::remove_if(recent_.begin(), recent_.end(),
+                                     [&](std::int64_t t) { return t <= now - period_ms_; }),
+                      recent_.end());
+        if (static_cast<int>(recent_.size()) >= max_restarts_) {
+            return {restart_decision::verdict::give_up, 0};
+        }
+        recent_.push_back(now);
+        // A worker that stayed up for a whole restart_period starts afresh.
+        if (now - started_ms >= period_ms_) failures = 0;
+        ++failures;
+        return {restart_decision::verdict::restart, backoff_ms(failures)};
+    }
+
+    // Exponential back-off for a slot that keeps failing: the first restart
+    // is immediate, then delay, 2*delay, ... capped at delay_max.
+    std::int64_t backoff_ms(int failures) const noexcept {
+        if (failures <= 1) return 0;
+        std::int64_t delay = delay_ms_;
+        for (int i = 2; i < failures && delay < delay_max_ms_; ++i) delay *= 2;
+        return std::min(delay, delay_max_ms_);
+    }
+
+    restart_type type() const noexcept { return restart_; }
+    int max_restarts() const noexcept { return max_restarts_; }
+    std::int64_t period_ms() const noexcept { return period_ms_; }
+
+  private:
+    restart_type restart_;
+    int fatal_exit_code_;
+    int max_restarts_;
+    std::int64_t period_ms_;
+    std::int64_t delay_ms_;
+    std::int64_t delay_max_ms_;
+    std::vector<std::int64_t> recent_;  // restarts within the last period
+};
+
+enum class stop_phase { running, graceful, fast, killed };
+
+// One forked worker process, from fork() until it is reaped.
+template <class System>
+struct worker_process {
+    pid_t pid = 0;  // 0 once reaped: a reaped pid is never signalled
+    int index = 0;  // the slot it serves, or served once retired
+    unique_fd<System> pidfd;        // empty where the kernel has no pidfds
+    unique_fd<System> notify_read;  // its notify_fd pipe, until it is ready
+    bool set_up = false;            // its signal handling is in place
+    bool ready = false;             // it serves (see options::wait_for_ready)
+    // Where its stop stands; the next signal goes out at next_step_ms.
+    stop_phase phase = stop_phase::running;
+    std::int64_t next_step_ms = 0;
+    // A retiree of a rolling reload, kept running until its successor is up.
+    bool awaiting_successor = false;
+};
+
+// A place in the pool: the process that serves it now, and its history.
+template <class System>
+struct slot {
+    worker_process<System> process;
+    // idle (never started), running, exited or parked; while its process is
+    // asked to stop, state_of() says stopping.
+    worker_state state = worker_state::idle;
+    std::int64_t started_ms = 0;  // when its latest process started
+    unsigned generation = 0;
+    unsigned restarts = 0;
+    exit_info last_exit;
+    // To be started again at restart_at_ms once it (and its group) is out.
+    bool restart_pending = false;
+    std::int64_t restart_at_ms = 0;
+    int consecutive_failures = 0;
+};
+
+template <class System>
+worker_state state_of(const slot<System>& s) noexcept {
+    if (s.process.pid <= 0) return s.state;
+    return s.process.phase == stop_phase::running ? worker_state::running : worker_state::stopping;
+}
+
+// The master's per-worker descriptors (pidfds, notify_fd pipes) as a new
+// worker sees them, computed in the master before fork: reading the table in
+// the child would fault in its pages there, N times for N workers.
+struct descriptor_block {
+    int lowest = -1;
+    int highest = -1;
+    std::size_t count = 0;
+    // Each spawn takes the lowest free numbers, so they are usually one
+    // unbroken block holding nothing else (as many descriptors as numbers),
+    // and then no descriptor of the worker's own can be inside it.
+    bool unbroken() const noexcept {
+        return count > 0 && static_cast<std::size_t>(highest - lowest) + 1 == count;
+    }
+};
+
+// Every worker process of the pool, serving or retired: signalling, stop
+// deadlines, reaping. Processes replaced by a rolling reload, scaled down or
+// parked are retirees: stopping, reaped here, never handed to the strategy.
+template <class System>
+class process_table {
+  public:
+    process_table(const options& opts, const logger<System>& log, int graceful_signal)
+        : opts_(opts), log_(log), graceful_signal_(graceful_signal) {
+        slots_.resize(static_cast<std::size_t>(opts.workers));
+        for (std::size_t i = 0; i < slots_.size(); ++i) slots_[i].process.index = static_cast<int>(i);
+    }
+    // Only an exception can leave a process behind (an allocation failure, a
+    // throwing destroy-hook machinery): none may outlive run().
+    ~process_table() {
+        for_each_process([](worker_process<System>& p) {
+            if (p.pid <= 0) return;
+            if (p.pidfd) {
+                System::pidfd_send_signal(p.pidfd.get(), SIGKILL);
+            } else {
+                System::kill(p.pid, SIGKILL);
+            }
+            int status = 0;
+            retry_on_eintr([&] { return System::waitpid(p.pid, &status, 0); });
+            p.pid = 0;
+        });
+    }
+    process_table(const process_table&) = delete;
+    process_table& operator=(const process_table&) = delete;
+
+    std::size_t size() const noexcept { return slots_.size(); }
+    slot<System>& operator[](std::size_t index) noexcept { return slots_[index]; }
+    const slot<System>& operator[](std::size_t index) const noexcept { return slots_[index]; }
+    std::vector<slot<System>>& slots() noexcept { return slots_; }
+    const std::vector<slot<System>>& slots() const noexcept { return slots_; }
+
+    // scale_up's new slot, and scale_down's removal of the newest one (its
+    // process retired first).
+    void add_slot() {
+        slots_.emplace_back();
+        slots_.back().process.index = static_cast<int>(slots_.size() - 1);
+    }
+    void remove_last_slot() { slots_.pop_back(); }
+
+    // fork() returned pid for the slot.
+    void started(std::size_t index, pid_t pid, unique_fd<System> notify_read, std::int64_t now) {
+        slot<System>& s = slots_[index];
+        s.state = worker_state::running;
+        s.started_ms = now;
+        worker_process<System>& p = s.process;
+        p.pid = pid;
+        p.index = static_cast<int>(index);
+        p.pidfd.reset(System::pidfd_open(pid));
+        p.notify_read = std::move(notify_read);
+        p.set_up = false;
+        p.ready = false;
+        p.phase = stop_phase::running;
+        p.next_step_ms = 0;
+        p.awaiting_successor = false;
+    }
+
+    // The slot's process becomes a retiree, which owns its descriptors from
+    // now on; the slot is free for a successor. A rolling reload's retiree
+    // keeps serving until its successor is ready; any other is asked to stop
+    // gracefully at once.
+    void retire(std::size_t index, bool until_successor_ready) {
+        worker_process<System>& p = slots_[index].process;
+        if (p.pid <= 0) return;
+        retirees_.push_back(std::move(p));
+        p = worker_process<System>{};
+        p.index = static_cast<int>(index);
+        slots_[index].state = worker_state::exited;
+        if (until_successor_ready) {
+            retirees_.back().awaiting_successor = true;
+        } else {
+            request_stop(retirees_.back(), true);
+        }
+    }
+    // The slot's successor is ready: its predecessors stop gracefully.
+    void release_predecessors(std::size_t index) {
+        for (worker_process<System>& old : retirees_) {
+            if (old.awaiting_successor && old.index == static_cast<int>(index)) {
+                request_stop(old, true);
+            }
+        }
+    }
+
+    // One kill(2) to one live process. Never kill(0): that would reach the
+    // launching shell or test runner, which share our process group; never a
+    // reaped pid: it may already belong to another process.
+    void signal(worker_process<System>& p, int sig) {
+        if (p.pid <= 0 || p.phase == stop_phase::killed) return;
+        const int rc = p.pidfd ? System::pidfd_send_signal(p.pidfd.get(), sig)
+                               : System::kill(p.pid, sig);
+        if (rc != 0 && errno != ESRCH) {
+            log_("kill(" + std::to_string(p.pid) + ", " + signal_name(sig) +
+                 "): " + std::strerror(errno));
+        }
+        if (sig == SIGKILL) p.phase = stop_phase::killed;
+    }
+    // Every process serving a slot (forward<SIG>); retirees are leaving.
+    void signal_serving(int sig) {
+        for (slot<System>& s : slots_) signal(s.process, sig);
+    }
+
+    // Graceful: the graceful signal, then SIGTERM after shutdown_timeout.
+    // Fast: SIGTERM, then SIGKILL after shutdown_timeout. Each step happens
+    // once.
+    void request_stop(worker_process<System>& p, bool graceful) {
+        if (p.pid <= 0) return;
+        p.awaiting_successor = false;
+        const std::int64_t deadline = monotonic_ms() + opts_.shutdown_timeout.count();
+        if (graceful && graceful_signal_ != SIGTERM) {
+            if (p.phase != stop_phase::running) return;
+            signal(p, graceful_signal_);
+            p.phase = stop_phase::graceful;
+        } else {
+            if (p.phase == stop_phase::fast || p.phase == stop_phase::killed) return;
+            signal(p, SIGTERM);
+            p.phase = stop_phase::fast;
+        }
+        p.next_step_ms = deadline;
+    }
+    // The watchdog's SIGABRT, then the usual SIGKILL deadline.
+    void abort_stale(worker_process<System>& p, std::int64_t now) {
+        signal(p, SIGABRT);
+        p.phase = stop_phase::fast;
+        p.next_step_ms = now + opts_.shutdown_timeout.count();
+    }
+    // Newest first (OTP stops children in reverse start order).
+    void stop_all(bool graceful) {
+        for_each_process([&](worker_process<System>& p) { request_stop(p, graceful); });
+    }
+    void kill_all(int sig) {
+        for_each_process([&](worker_process<System>& p) { signal(p, sig); });
+    }
+
+    // The stop steps that are due: a graceful stop past its time becomes a
+    // fast one, a fast one past its time SIGKILL.
+    void enforce_deadlines(std::int64_t now) {
+        bool hurried = false;
+        bool killed = false;
+        for_each_process([&](worker_process<System>& p) {
+            if (p.pid <= 0 || now < p.next_step_ms) return;
+            if (p.phase == stop_phase::graceful) {
+                if (!hurried) {
+                    log_("workers still busy after " +
+                         std::to_string(opts_.shutdown_timeout.count()) +
+                         " ms of graceful stop; sending SIGTERM");
+                }
+                hurried = true;
+                request_stop(p, false);
+            } else if (p.phase == stop_phase::fast) {
+                if (!killed) {
+                    log_("workers still running after " +
+                         std::to_string(opts_.shutdown_timeout.count()) + " ms; sending SIGKILL");
+                }
+                killed = true;
+                signal(p, SIGKILL);
+            }
+        });
+    }
+    // The earliest stop step still to take, or -1.
+    std::int64_t next_stop_step() const noexcept {
+        std::int64_t earliest = -1;
+        for_each_process([&](const worker_process<System>& p) {
+            if (p.pid > 0 && (p.phase == stop_phase::graceful || p.phase == stop_phase::fast) &&
+                (earliest < 0 || p.next_step_ms < earliest)) {
+                earliest = p.next_step_ms;
+            }
+        });
+        return earliest;
+    }
+
+    // Retirees count too: a reload's draining predecessor must be reaped
+    // before the destroy hooks run and run() returns.
+    bool all_reaped() const noexcept {
+        const auto alive = [](const slot<System>& s) { return s.process.pid > 0; };
+        return std::none_of(slots_.begin(), slots_.end(), alive) &&
+               std::none_of(retirees_.begin(), retirees_.end(),
+                            [](const worker_process<System>& p) { return p.pid > 0; });
+    }
+
+    // Reaps only this pool's pids, never waitpid(-1): another library's
+    // children in the same program stay theirs. Only as a subreaper or PID 1,
+    // where every orphan of the process tree lands here, does it reap whatever
+    // comes. A slot's process that ended goes to ended(index, what): "worker
+    // 2 (pid 4242) exited with status 0".
+    template <class Ended>
+    void reap(bool adopting, Ended&& ended) {
+        const auto how_it_ended = [](pid_t pid, pid_t rc, int status) {
+            exit_info how = decode_wait_status(status);
+            if (rc != pid) how = exit_info{exit_info::kind::lost, 0, 0, false};
+            return how;
+        };
+        for (std::size_t r = 0; r < retirees_.size();) {
+            int status = 0;
+            const pid_t pid = retirees_[r].pid;
+            const pid_t rc = retry_on_eintr([&] { return System::waitpid(pid, &status, WNOHANG); });
+            if (rc == 0) {
+                ++r;
+                continue;
+            }
+            retiree_ended(r, how_it_ended(pid, rc, status));
+        }
+        for (std::size_t i = 0; i < slots_.size(); ++i) {
+            const pid_t pid = slots_[i].process.pid;
+            if (pid <= 0) continue;
+            int status = 0;
+            const pid_t rc = retry_on_eintr([&] { return System::waitpid(pid, &status, WNOHANG); });
+            if (rc != 0) slot_ended(i, how_it_ended(pid, rc, status), ended);
+        }
+        while (adopting) {
+            int status = 0;
+            const pid_t pid = retry_on_eintr([&] { return System::waitpid(-1, &status, WNOHANG); });
+            if (pid <= 0) break;
+            const exit_info how = decode_wait_status(status);
+            const auto serving = std::find_if(slots_.begin(), slots_.end(), [pid](const auto& s) {
+                return s.process.pid == pid;
+            });
+            const auto retiree = std::find_if(retirees_.begin(), retirees_.end(),
+                                              [pid](const auto& p) { return p.pid == pid; });
+            if (serving != slots_.end()) {
+                slot_ended(static_cast<std::size_t>(serving - slots_.begin()), how, ended);
+            } else if (retiree != retirees_.end()) {
+                retiree_ended(static_cast<std::size_t>(retiree - retirees_.begin()), how);
+            } else {
+                log_("reaped orphan pid " + std::to_string(pid) + ", " + how.describe());
+            }
+        }
+    }
+
+    // What a new worker must close of the master's.
+    descriptor_block master_descriptors() const noexcept {
+        descriptor_block block;
+        for_each_master_descriptor([&](int fd) {
+            if (block.lowest < 0 || fd < block.lowest) block.lowest = fd;
+            if (fd > block.highest) block.highest = fd;
+            ++block.count;
+        });
+        return block;
+    }
+    // In a new worker, when the block is broken (read-only: see unique_fd).
+    template <class Visit>
+    void for_each_master_descriptor(Visit&& visit) const noexcept {
+        for_each_process([&](const worker_process<System>& p) {
+            for (const int fd : {p.pidfd.get(), p.notify_read.get()}) {
+                if (fd >= 0) visit(fd);
+            }
+        });
+    }
+
+  private:
+    // Serving processes then retirees, each newest first.
+    template <class Visit>
+    void for_each_process(Visit&& visit) {
+        for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) visit(it->process);
+        for (auto it = retirees_.rbegin(); it != retirees_.rend(); ++it) visit(*it);
+    }
+    template <class Visit>
+    void for_each_process(Visit&& visit) const {
+        for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) visit(it->process);
+        for (auto it = retirees_.rbegin(); it != retirees_.rend(); ++it) visit(*it);
+    }
+
+    template <class Ended>
+    void slot_ended(std::size_t index, const exit_info& how, Ended& ended) {
+        slot<System>& s = slots_[index];
+        const std::string what = "worker " + std::to_string(index) + " (pid " +
+                                 std::to_string(s.process.pid) + ") " + how.describe();
+        s.last_exit = how;
+        s.state = worker_state::exited;
+        s.process = worker_process<System>{};
+        s.process.index = static_cast<int>(index);
+        ended(index, what);
+    }
+    void retiree_ended(std::size_t position, const exit_info& how) {
+        const worker_process<System>& p = retirees_[position];
+        log_("worker " + std::to_string(p.index) + " (pid " + std::to_string(p.pid) +
+             ", retired) " + how.describe());
+        retirees_.erase(retirees_.begin() + static_cast<std::ptrdiff_t>(position));
+    }
+
+    const options& opts_;
+    const logger<System>& log_;
+    int graceful_signal_;
+    std::vector<slot<System>> slots_;
+    std::vector<worker_process<System>> retirees_;
+};
+
+// The child's side of fork(), up to the worker's first instruction. The
+// master's signals are still blocked here, so no handler can run until the
+// worker's own dispositions are in place (Boost.Asio issue 1069: a signal
+// meant for the child ran the parent's handler in the child). Everything it
+// needs was computed by the master before fork; it writes nothing the master
+// owns, and it ends with _exit whatever happens.
+template <class System>
+struct worker_launch {
+    const options& opts;
+    const credentials& creds;
+    const logger<System>& log;
+    const worker_signal_plan& plan;
+    std::uint64_t master_handled;
+    const signal_scope<System>& signals;
+    const process_table<System>& table;
+    descriptor_block master_fds;
+    int records_read;   // the master's end of the start-up pipe
+    int records_write;  // where this worker reports
+    int systemd_fd;
+    pid_t master_pid;
+    pid_t pgid;
+    int index;
+    unsigned generation;
+    int notify_write;  // -1 without notify_fd
+    std::atomic<std::int64_t>* beat;
+    worker_entry worker;
+
+    [[noreturn]] void run() noexcept {
+        System::setpgid(0, pgid);
+        process_signals.wake_fd.store(-1, std::memory_order_relaxed);
+        // $NOTIFY_SOCKET speaks for the master (MAINPID); a worker holding the
+        // socket could send READY=1 or STOPPING=1 in its name.
+        for (const int fd : {signals.wake_read(), signals.wake_write(), records_read, systemd_fd}) {
+            if (fd >= 0) System::close(fd);
+        }
+        close_master_descriptors();
+        move_notify_fd();
+        set_dispositions();
+        process_signals.pending.store(0);
+        for (auto& counter : process_signals.received) counter.store(0, std::memory_order_relaxed);
+
+        // Before the parent-death signal: changing the effective user clears
+        // it (prctl(2), PR_SET_PDEATHSIG).
+        drop_privileges();
+        if (opts.parent_death_signal != 0) {
+            // A worker that would outlive its master must not start.
+            if (System::set_parent_death_signal(opts.parent_death_signal) != 0) {
+                setup_failed("prctl(PR_SET_PDEATHSIG)");
+            }
+            // The master may have died between fork() and prctl(): then the
+            // death signal will never come (prctl(2)), so check by hand.
+            if (System::getppid() != master_pid) ::_exit(EXIT_FAILURE);
+        }
+        const sigset_t worker_mask = sigset_without(signals.program_mask(), plan.handled);
+        if (System::thread_sigmask(SIG_SETMASK, &worker_mask, nullptr) != 0) {
+            setup_failed("pthread_sigmask");
+        }
+        write_record(worker_calls_of<System>(), records_write, index, record_set_up);
+
+        int code = EXIT_FAILURE;
+        {
+            worker_context context = context_factory::make(context_init{
+                index, generation, master_pid, opts.stats_fd, plan, nullptr, nullptr,
+                records_write, beat, static_cast<std::int64_t>(opts.heartbeat_timeout.count()),
+                &worker_calls_of<System>()});
+            const worker_result result = run_worker_code(worker, context, index);
+            if (!result.failure.empty()) log.line_or_nothing([&] { return result.failure; });
+            code = result.code;
+        }
+        std::fflush(nullptr);
+        // _exit, not exit: the master's atexit handlers and static destructors
+        // belong to the master.
+        ::_exit(code);
+    }
+
+  private:
+    // Siblings' pidfds and start-up pipes are the master's business: one
+    // close_range(2) for the usual unbroken block (closing them one by one
+    // cost N workers N^2/2 close() calls between them, docs/benchmarks.md),
+    // one close() each otherwise.
+    void close_master_descriptors() const noexcept {
+        if (master_fds.count == 0) return;
+        if (master_fds.unbroken() &&
+            System::close_range(static_cast<unsigned>(master_fds.lowest),
+                                static_cast<unsigned>(master_fds.highest)) == 0) {
+            return;
+        }
+        table.for_each_master_descriptor([](int fd) { System::close(fd); });
+    }
+
+    void move_notify_fd() noexcept {
+        if (notify_write < 0) return;
+        // The start-up pipe must not sit where notify_fd goes: move it first.
+        if (records_write == opts.notify_fd) {
+            records_write = System::fcntl(records_write, F_DUPFD_CLOEXEC, 3);
+            if (records_write < 0) setup_failed("fcntl(F_DUPFD_CLOEXEC)");
+        }
+        // dup2 clears FD_CLOEXEC on the copy: the descriptor survives exec.
+        // When the pipe already has that number dup2 does nothing, so the
+        // flag is cleared by hand. dup2 can be interrupted (dup2(2), EINTR).
+        if (notify_write == opts.notify_fd) {
+            if (System::fcntl(notify_write, F_SETFD, 0) < 0) setup_failed("fcntl(F_SETFD)");
+        } else {
+            if (retry_on_eintr([&] { return System::dup2(notify_write, opts.notify_fd); }) < 0) {
+                setup_failed("dup2");
+            }
+            System::close(notify_write);
+        }
+    }
+
+    // The worker map on top of the program's dispositions, one sigaction(2)
+    // per signal that changes: a signal both maps handle already has the
+    // master's handler, which is the worker's too (on_signal, no SA_RESTART,
+    // an empty sa_mask).
+    void set_dispositions() const noexcept {
+        for (const auto& previous : signals.program_dispositions()) {
+            const std::uint64_t bit = signal_bit(previous.number);
+            if ((plan.handled | plan.ignored) & bit) continue;
+            if (System::sigaction(previous.number, &previous.action, nullptr) != 0) {
+                setup_failed("sigaction");
+            }
+        }
+        for (int sig = 1; sig <= max_signal; ++sig) {
+            const std::uint64_t bit = signal_bit(sig);
+            if (!((plan.handled | plan.ignored) & bit)) continue;
+            if ((plan.handled & bit) && (master_handled & bit)) continue;
+            struct ::sigaction action {};
+            sigemptyset(&action.sa_mask);
+            // Ignored signals use SIG_IGN so they do not interrupt the
+            // worker's system calls with EINTR; the others use the common
+            // handler without SA_RESTART so a blocking call returns and the
+            // worker can look at its stop flag.
+            action.sa_handler = (plan.handled & bit) ? on_signal : SIG_IGN;
+            if (System::sigaction(sig, &action, nullptr) != 0) setup_failed("sigaction");
+        }
+    }
+
+    // Supplementary groups first (they need root), then the group, then the
+    // user; then prove root cannot come back.
+    void drop_privileges() const noexcept {
+        if (!creds.drop) return;
+        const char* failed = nullptr;
+        if (System::setgroups(creds.groups.size(), creds.groups.data()) != 0) {
+            failed = "setgroups";
+        } else if (System::setgid(creds.gid) != 0) {
+            failed = "setgid";
+        } else if (System::setuid(creds.uid) != 0) {
+            failed = "setuid";
+        } else if (creds.uid != 0 &&
+                   (System::setuid(0) == 0 || ::geteuid() != creds.uid || ::getegid() != creds.gid)) {
+            failed = "regaining root was still possible after setuid";
+        }
+        if (failed == nullptr) return;
+        const int err = errno;
+        log.line_or_nothing([&] {
+            return "worker " + std::to_string(index) + ": cannot drop privileges to '" + opts.user +
+                   "': " + failed + (err != 0 ? std::string(": ") + std::strerror(err) : "");
+        });
+        fatal_exit();
+    }
+
+    // A worker whose set-up failed (its signal dispositions, its mask, its
+    // parent-death signal, its notify_fd) must not run the worker's code half
+    // set up.
+    [[noreturn]] void setup_failed(const char* call) const noexcept {
+        const int err = errno;
+        log.line_or_nothing(
+            [&] { return "worker " + std::to_string(index) + ": " + call + ": " + std::strerror(err); });
+        fatal_exit();
+    }
+    // A restart would fail the same way: the fatal status stops the pool.
+    [[noreturn]] void fatal_exit() const noexcept {
+        ::_exit(opts.fatal_exit_code >= 0 ? opts.fatal_exit_code : EXIT_FAILURE);
+    }
+};
+
+// ---- cleanup: destroy hooks and orphans ----
+
+// The hooks in reverse order of registration, all under one real-time timer
+// whose handler ends the process: a hook that hangs cannot be interrupted any
+// other way. Returns how many threw.
+template <class System>
+int run_destroy_hooks(const std::vector<destroy_hook>& hooks,
+                      std::chrono::milliseconds destroy_timeout, const logger<System>& log) {
+    if (hooks.empty()) return 0;
+    process_signals.deadline_fd.store(log.fd(), std::memory_order_release);
+    struct ::sigaction deadline {};
+    struct ::sigaction previous_alarm {};
+    deadline.sa_handler = on_destroy_deadline;
+    sigemptyset(&deadline.sa_mask);
+    System::sigaction(SIGALRM, &deadline, &previous_alarm);
+    sigset_t alarm_only;
+    sigemptyset(&alarm_only);
+    sigaddset(&alarm_only, SIGALRM);
+    sigset_t previous_mask;
+    System::thread_sigmask(SIG_UNBLOCK, &alarm_only, &previous_mask);
+    struct itimerval limit {};
+    struct itimerval previous_timer {};
+    limit.it_value.tv_sec = static_cast<time_t>(destroy_timeout.count() / 1000);
+    limit.it_value.tv_usec = static_cast<suseconds_t>((destroy_timeout.count() % 1000) * 1000);
+    System::setitimer(ITIMER_REAL, &limit, &previous_timer);
+
+    int failed = 0;
+    for (auto it = hooks.rbegin(); it != hooks.rend(); ++it) {
+        try {
+            it->run();
+        } catch (const std::exception& e) {
+            ++failed;
+            log("destroy hook '" + it->name + "' failed: " + e.what());
+        } catch (...) {
+            ++failed;
+            log("destroy hook '" + it->name + "' failed with a non-standard exception");
+        }
+    }
+
+    System::setitimer(ITIMER_REAL, &previous_timer, nullptr);
+    System::thread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
+    System::sigaction(SIGALRM, &previous_alarm, nullptr);
+    process_signals.deadline_fd.store(-1, std::memory_order_release);
+    return failed;
+}
+
+// As a subreaper (or PID 1) the workers' orphaned descendants are the
+// master's children. Returning with them still running would leave them to
+// whoever is above the program, with nobody to stop them (and as PID 1 the
+// kernel SIGKILLs them without a SIGTERM). So they get what workers get:
+// SIGTERM, SIGKILL after shutdown_timeout, and they are reaped. A descendant
+// orphaned meanwhile joins them. Children the program had before run() are
+// its own and are left alone. wait(ms) is the master's wait, which SIGCHLD
+// (or any mapped signal) ends early.
+template <class System, class Wait>
+void stop_orphans(const std::vector<pid_t>& program_children,
+                  std::chrono::milliseconds shutdown_timeout, const logger<System>& log,
+                  Wait&& wait) {
+    const std::int64_t deadline = monotonic_ms() + shutdown_timeout.count();
+    // After SIGKILL the kernel needs no cooperation; the extra bound only
+    // protects against a process stuck in an uninterruptible wait.
+    const std::int64_t give_up = deadline + shutdown_timeout.count();
+    std::vector<pid_t> signalled;
+    bool killing = false;
+    for (;;) {
+        int status = 0;
+        pid_t pid;
+        while ((pid = retry_on_eintr([&] { return System::waitpid(-1, &status, WNOHANG); })) > 0) {
+            log("reaped orphan pid " + std::to_string(pid) + ", " +
+                decode_wait_status(status).describe());
+            signalled.erase(std::remove(signalled.begin(), signalled.end(), pid), signalled.end());
+        }
+        bool readable = false;
+        std::vector<pid_t> orphans = main_thread_children<System>(&readable);
+        if (!readable) {
+            const int err = errno;
+            log(std::string("cannot list orphans to stop them: /proc/self/task/.../children: ") +
+                std::strerror(err));
+            return;
+        }
+        orphans.erase(std::remove_if(orphans.begin(), orphans.end(),
+                                     [&](pid_t p) {
+                                         return std::find(program_children.begin(),
+                                                          program_children.end(),
+                                                          p) != program_children.end();
+                                     }),
+                      orphans.end());
+        if (orphans.empty()) return;
+        const std::int64_t now = monotonic_ms();
+        if (now >= give_up) {
+            log(std::to_string(orphans.size()) + " orphans still not reaped; giving up on them");
+            return;
+        }
+        if (!killing && now >= deadline) {
+            log("orphans still running after " + std::to_string(shutdown_timeout.count()) +
+                " ms; sending SIGKILL");
+            killing = true;
+            signalled.clear();
+        }
+        for (const pid_t orphan : orphans) {
+            if (std::find(signalled.begin(), signalled.end(), orphan) != signalled.end()) continue;
+            // Unreaped, so the pid cannot belong to anyone else yet.
+            System::kill(orphan, killing ? SIGKILL : SIGTERM);
+            signalled.push_back(orphan);
+        }
+        wait((killing ? give_up : deadline) - now);
+    }
+}
+
+// ---- the master's cycle ----
+
+// One run() of a pool: built when run() starts and gone when it returns, so
+// nothing is left over for the next one. Its members are acquired in the
+// order they are declared and released in the reverse one, however run()
+// ends: the process table (no worker outlives run()), the heartbeats,
+// systemd's socket, the subreaper setting, the start-up pipe, and last the
+// program's signal dispositions and mask.
+template <class System>
+class master {
+  public:
+    master(const options& opts, const pool_plan& plan, const credentials& creds,
+           worker_entry worker, const std::vector<destroy_hook>& hooks,
+           const std::function<void()>& ready_hook)
+        : opts_(opts),
+          plan_(plan),
+          credentials_(creds),
+          worker_(worker),
+          hooks_(hooks),
+          ready_hook_(ready_hook),
+          log_(opts),
+          master_pid_(::getpid()),
+          started_ms_(monotonic_ms()),
+          signals_(plan.master_mask | signal_bit(SIGCHLD), !opts.no_fork),
+          records_(start_up_pipe(!opts.no_fork)),
+          adopting_(!opts.no_fork && (opts.subreaper || master_pid_ == 1)),
+          program_children_(adopting_ ? main_thread_children<System>() : std::vector<pid_t>{}),
+          subreaper_(opts.subreaper && !opts.no_fork),
+          systemd_(log_),
+          heartbeats_(opts.heartbeat_timeout.count() > 0 && !opts.no_fork, opts.max_workers),
+          table_(opts, log_, plan.graceful_signal),
+          restarts_(opts),
+          next_keepalive_ms_(started_ms_ + systemd_.watchdog_ms()) {}
+    master(const master&) = delete;
+    master& operator=(const master&) = delete;
+
+    outcome run() {
+        if (opts_.no_fork) return run_inline();
+        start_workers();
+        // nginx's master cycle: wait for the next event, then each kind of
+        // work in a fixed order.
+        while (!(stopping_ && table_.all_reaped())) {
+            wait_for_events(next_deadline());
+            // Signals first: when a stop signal reaches the master and its
+            // workers together (pkill, systemd's KillMode=control-group), the
+            // workers' exits then belong to the requested stop, not a failure.
+            dispatch_signals();
+            reap();
+            check_heartbeats();
+            table_.enforce_deadlines(monotonic_ms());
+            keep_systemd_alive();
+            if (!stopping_) start_due_restarts();
+        }
+        return finish();
+    }
+
+    statistics snapshot() const;
+
+  private:
+    struct pipe_ends {
+        unique_fd<System> read;
+        unique_fd<System> write;
+    };
+    static pipe_ends start_up_pipe(bool wanted) {
+        pipe_ends ends;
+        if (wanted && !make_pipe(ends.read, ends.write, O_CLOEXEC | O_NONBLOCK)) {
+            throw std::system_error(errno, std::generic_category(), "supervise: pipe2");
+        }
+        return ends;
+    }
+
+    // ---- start-up and the events the cycle waits for ----
+
+    void start_workers() {
+        // Buffered stdio data would otherwise be written once by every worker.
+        std::fflush(nullptr);
+        for (std::size_t index = 0; index < table_.size(); ++index) {
+            // A signal during start-up (SIGTERM, a worker already dead) is
+            // honoured before the next fork, not after all of them.
+            wait_for_events(0);
+            dispatch_signals();
+            reap();
+            if (stopping_) return;
+            if (!spawn(index)) return;
+        }
+    }
+
+    bool spawn(std::size_t index) {
+        const int number = static_cast<int>(index);
+        heartbeats_.reset(number, monotonic_ms());
+        // At start-up the pool never came up; later it is a failed worker.
+        const stop_reason failure =
+            announced_ready_ ? stop_reason::worker_failed : stop_reason::startup_failed;
+        unique_fd<System> notify_read;
+        unique_fd<System> notify_write;
+        if (opts_.notify_fd >= 0 && !make_pipe(notify_read, notify_write, O_CLOEXEC | O_NONBLOCK)) {
+            const int err = errno;
+            begin_stop(failure, 0,
+                       "cannot start worker " + std::to_string(index) + ": pipe2: " +
+                           std::strerror(err));
+            return false;
+        }
+        // The pool's group lives while one of its workers does (a zombie
+        // counts); once every worker is reaped it is gone, and the next worker
+        // leads a new one instead of failing to join it (EPERM).
+        if (table_.all_reaped()) pgid_ = 0;
+        worker_launch<System> launch{opts_,
+                                     credentials_,
+                                     log_,
+                                     plan_.worker,
+                                     plan_.master_mask | signal_bit(SIGCHLD),
+                                     signals_,
+                                     table_,
+                                     table_.master_descriptors(),
+                                     records_.read.get(),
+                                     records_.write.get(),
+                                     systemd_.fd(),
+                                     master_pid_,
+                                     pgid_,
+                                     number,
+                                     table_[index].generation,
+                                     notify_write.get(),
+                                     heartbeats_.of(number),
+                                     worker_};
+        const pid_t pid = System::fork();
+        if (pid == 0) {
+            if (notify_read) System::close(notify_read.get());
+            launch.run();
+        }
+        notify_write.reset();
+        if (pid < 0) {
+            const int err = errno;
+            begin_stop(failure, 0,
+                       "cannot start worker " + std::to_string(index) + ": fork: " +
+                           std::strerror(err));
+            return false;
+        }
+        // Both sides call setpgid so the group is right whichever runs first
+        // (the classic job-control race, setpgid(2)).
+        if (System::setpgid(pid, pgid_) != 0 && errno != EACCES && errno != ESRCH) {
+            log_("worker " + std::to_string(index) + ": setpgid: " + std::strerror(errno));
+        }
+        if (pgid_ == 0) pgid_ = pid;
+        table_.started(index, pid, std::move(notify_read), monotonic_ms());
+        return true;
+    }
+
+    // Waits for a signal with the mapped signals unblocked only inside ppoll:
+    // the check-then-wait race of the seed's pause() cannot happen.
+    // timeout_ms < 0 waits without a timer, so an idle master never wakes.
+    void wait_for_events(std::int64_t timeout_ms) {
+        const sigset_t wait_mask = signals_.wait_mask();
+        struct timespec limit = to_timespec(timeout_ms);
+        // The self-pipe, the start-up pipe, and the notify_fd pipes of the
+        // workers that are not ready yet.
+        std::vector<struct pollfd> pfds(2);
+        pfds[0] = {signals_.wake_read(), POLLIN, 0};
+        pfds[1] = {records_.read.get(), POLLIN, 0};
+        for (const slot<System>& s : table_.slots()) {
+            if (s.process.notify_read) pfds.push_back({s.process.notify_read.get(), POLLIN, 0});
+        }
+        const int rc =
+            System::ppoll(pfds.data(), pfds.size(), timeout_ms < 0 ? nullptr : &limit, &wait_mask);
+        if (rc <= 0) return;  // EINTR is the normal wake-up: the loop re-checks everything
+        if (pfds[0].revents != 0) signals_.drain_wake_pipe();
+        if (pfds[1].revents != 0) read_startup_records();
+        for (std::size_t i = 2; i < pfds.size(); ++i) {
+            if (pfds[i].revents == 0) continue;
+            for (slot<System>& s : table_.slots()) {
+                if (s.process.notify_read.get() == pfds[i].fd) read_notifications(s);
+            }
+        }
+        // ppoll(2) that returns ready descriptors restores the mask without
+        // delivering signals that were pending, so let them in explicitly: a
+        // SIGTERM must not wait behind a stream of start-up records.
+        const struct timespec now {};
+        System::ppoll(nullptr, 0, &now, &wait_mask);
+    }
+
+    // Milliseconds until the earliest thing the cycle must do by itself, or
+    // -1: with no deadline the master waits without a timer and never wakes
+    // idle.
+    std::int64_t next_deadline() const noexcept {
+        std::int64_t earliest = table_.next_stop_step();
+        const auto consider = [&](std::int64_t at) {
+            if (earliest < 0 || at < earliest) earliest = at;
+        };
+        for (const slot<System>& s : table_.slots()) {
+            if (s.process.pid <= 0 && s.restart_pending && !stopping_) consider(s.restart_at_ms);
+            if (heartbeats_.on() && !stopping_ && s.process.pid > 0 &&
+                s.process.phase == stop_phase::running) {
+                consider(heartbeats_.last(s.process.index) + opts_.heartbeat_timeout.count());
+            }
+        }
+        if (systemd_.watchdog_ms() > 0) consider(next_keepalive_ms_);
+        if (earliest < 0) return -1;
+        return std::max<std::int64_t>(0, earliest - monotonic_ms());
+    }
+
+    // ---- signals: one table of rows, one switch of actions ----
+
+    void dispatch_signals() {
+        // SIGCHLD's bit stays: reap() takes it, and a SIGCHLD arriving between
+        // reap() and here must still make the next reap() look.
+        const std::uint64_t taken =
+            process_signals.pending.fetch_and(~plan_.master_mask, std::memory_order_acquire) &
+            plan_.master_mask;
+        if (taken == 0) return;
+        // Several terminate signals taken in one pass are one request, not an
+        // escalation: only a signal after the stop began escalates it.
+        const bool was_stopping = stopping_;
+        for (std::size_t i = 0; i < plan_.row_count; ++i) {
+            const master_row& row = plan_.rows[i];
+            if (taken & signal_bit(row.signal)) perform(row, was_stopping);
+        }
+    }
+
+    void perform(const master_row& row, bool was_stopping) {
+        switch (row.action) {
+            case master_action::terminate:
+                return stop_signal_received(row.signal, false, was_stopping);
+            case master_action::graceful_stop:
+                return stop_signal_received(row.signal, true, was_stopping);
+            case master_action::print_stats:
+                return print_statistics();
+            case master_action::rolling_reload:
+                return begin_rolling_reload(row.signal);
+            case master_action::scale_up:
+                return add_worker(row.signal);
+            case master_action::scale_down:
+                return remove_worker(row.signal);
+            case master_action::stop_workers:
+                return park_workers(row.signal);
+            case master_action::forward:
+                return table_.signal_serving(row.forwarded);
+            case master_action::ignore:
+                return;
+        }
+    }
+
+    void stop_signal_received(int sig, bool graceful, bool was_stopping) {
+        const std::string received = signal_name(sig) + " received";
+        if (!was_stopping) {
+            if (!stopping_) begin_stop(stop_reason::requested, sig, received, graceful);
+        } else if (!graceful && graceful_stop_) {
+            // As nginx: a fast-stop signal during a graceful stop hurries it.
+            log_(received + "; fast stop");
+            graceful_stop_ = false;
+            table_.stop_all(false);
+        } else if (!graceful && reason_ == stop_reason::requested) {
+            log_(received + " again; sending SIGKILL");
+            table_.kill_all(SIGKILL);
+        } else if (!graceful) {
+            // The pool was already stopping on its own (a worker failed): this
+            // is the operator's first stop signal, not an escalation.
+            log_(received + "; already stopping (" + why_ + ")");
+        }
+    }
+
+    void begin_rolling_reload(int sig) {
+        if (stopping_) return;
+        const std::string received = signal_name(sig) + " received";
+        if (reload_next_ >= 0) {
+            log_(received + "; a rolling reload is already under way");
+            return;
+        }
+        log_(received + "; rolling reload of " + std::to_string(table_.size()) + " workers");
+        reload_next_ = 0;
+        step_reload();
+    }
+
+    // Rolling reload, one slot at a time: start the successor while the
+    // predecessor still serves; once the successor is ready (mark_ready) the
+    // predecessor is stopped gracefully and the next slot follows. Capacity
+    // never drops below the pool's size.
+    void step_reload() {
+        while (reload_next_ >= 0 && !stopping_) {
+            if (reload_next_ >= static_cast<int>(table_.size())) {
+                log_("rolling reload done");
+                reload_next_ = -1;
+                return;
+            }
+            const auto index = static_cast<std::size_t>(reload_next_);
+            if (table_[index].restart_pending) {  // the strategy is bringing it back anyway
+                ++reload_next_;
+                continue;
+            }
+            table_.retire(index, true);
+            ++table_[index].generation;
+            std::fflush(nullptr);
+            spawn(index);
+            return;  // mark_ready() goes on once the successor is up
+        }
+    }
+
+    void add_worker(int sig) {
+        if (stopping_) return;
+        const std::string received = signal_name(sig) + " received";
+        auto& slots = table_.slots();
+        const auto parked = std::find_if(slots.begin(), slots.end(), [](const slot<System>& s) {
+            return s.state == worker_state::parked;
+        });
+        if (parked != slots.end()) {
+            const auto index = static_cast<std::size_t>(parked - slots.begin());
+            log_(received + "; bringing back worker " + std::to_string(index));
+            ++parked->generation;
+            std::fflush(nullptr);
+            spawn(index);
+            return;
+        }
+        if (static_cast<int>(table_.size()) >= opts_.max_workers) {
+            log_(received + "; already at max_workers (" + std::to_string(opts_.max_workers) + ")");
+            return;
+        }
+        table_.add_slot();
+        log_(received + "; adding worker " + std::to_string(table_.size() - 1));
+        std::fflush(nullptr);
+        spawn(table_.size() - 1);
+    }
+
+    void remove_worker(int sig) {
+        if (stopping_) return;
+        const std::string received = signal_name(sig) + " received";
+        if (static_cast<int>(table_.size()) <= opts_.min_workers) {
+            log_(received + "; already at min_workers (" + std::to_string(opts_.min_workers) + ")");
+            return;
+        }
+        const std::size_t last = table_.size() - 1;
+        log_(received + "; removing worker " + std::to_string(last));
+        table_.release_predecessors(last);
+        table_.retire(last, false);
+        table_.remove_last_slot();
+        if (reload_next_ >= static_cast<int>(table_.size())) step_reload();
+    }
+
+    void park_workers(int sig) {
+        if (stopping_) return;
+        log_(signal_name(sig) + " received; stopping every worker, the master stays");
+        reload_next_ = -1;
+        for (std::size_t i = table_.size(); i-- > 0;) {
+            table_.release_predecessors(i);
+            table_.retire(i, false);
+            table_[i].state = worker_state::parked;
+            table_[i].restart_pending = false;
+        }
+    }
+
+    void print_statistics() {
+        const std::string table = snapshot().table();
+        write_all<System>(opts_.stats_fd, table.data(), table.size());
+    }
+
+    // ---- what workers tell the master ----
+
+    void read_startup_records() {
+        const bool explicit_ready = opts_.wait_for_ready || opts_.notify_fd >= 0;
+        std::int32_t records[64][3];
+        for (;;) {
+            const ssize_t n = retry_on_eintr(
+                [&] { return System::read(records_.read.get(), records, sizeof records); });
+            if (n <= 0) break;
+            for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof records[0]; ++i) {
+                const auto index = static_cast<std::size_t>(records[i][0]);
+                // The pid check drops a record from a worker that died meanwhile.
+                if (index >= table_.size() || table_[index].process.pid != records[i][1]) continue;
+                if (records[i][2] == record_set_up) table_[index].process.set_up = true;
+                if (records[i][2] == record_ready ||
+                    (!explicit_ready && records[i][2] == record_set_up)) {
+                    mark_ready(index);
+                }
+            }
+        }
+    }
+
+    // A newline on the worker's notify_fd means ready (s6); end of file
+    // before one means it closed the descriptor without ever being ready.
+    void read_notifications(slot<System>& s) {
+        char buf[256];
+        for (;;) {
+            const ssize_t n = System::read(s.process.notify_read.get(), buf, sizeof buf);
+            if (n > 0 && std::memchr(buf, '\n', static_cast<std::size_t>(n)) == nullptr) continue;
+            // EINTR is no verdict: only a newline, end of file or a real error is.
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return;
+            s.process.notify_read.reset();
+            if (n > 0) mark_ready(static_cast<std::size_t>(s.process.index));
+            return;
+        }
+    }
+
+    // A worker is ready: a rolling reload may retire its predecessor, and
+    // once every worker is ready the pool says so (log, systemd, on_ready).
+    void mark_ready(std::size_t index) {
+        slot<System>& s = table_[index];
+        if (s.process.ready || s.process.pid <= 0) return;
+        s.process.ready = true;
+        if (s.generation > 0) {
+            log_("worker " + std::to_string(index) + " (pid " + std::to_string(s.process.pid) +
+                 ") is back, generation " + std::to_string(s.generation));
+        }
+        if (static_cast<int>(index) == reload_next_) {
+            table_.release_predecessors(index);
+            ++reload_next_;
+            step_reload();
+        }
+        if (announced_ready_ || stopping_) return;
+        const auto& slots = table_.slots();
+        if (!std::all_of(slots.begin(), slots.end(),
+                         [](const slot<System>& w) { return w.process.ready; })) {
+            return;
+        }
+        announced_ready_ = true;
+        log_("started " + std::to_string(table_.size()) + " workers");
+        systemd_.notify("READY=1\nMAINPID=" + std::to_string(master_pid_) +
+                        "\nSTATUS=" + status_line());
+        call_ready_hook();
+    }
+
+    void reap() {
+        // Only a SIGCHLD makes a look worth it: without this, starting N
+        // workers (which looks before every fork) would cost N^2 waitpid
+        // calls. Standard signals merge, so one bit stands for any number of
+        // exits, and a child that ends during the look sets it again for the
+        // next pass.
+        if (!(process_signals.pending.fetch_and(~signal_bit(SIGCHLD), std::memory_order_acquire) &
+              signal_bit(SIGCHLD))) {
+            return;
+        }
+        table_.reap(adopting_, [this](std::size_t index, const std::string& what) {
+            if (stopping_) {
+                log_(what);
+            } else {
+                apply_strategy(index, what);
+            }
+        });
+    }
+
+    // A worker ended and nobody asked for it: the strategy decides.
+    void apply_strategy(std::size_t index, const std::string& what) {
+        if (plan_.strategy == strategy_kind::shutdown_all) {
+            begin_stop(stop_reason::worker_failed, 0, what);  // logs "stopping: <what>"
+            return;
+        }
+        slot<System>& dead = table_[index];
+        if (dead.restart_pending) {
+            log_(what);  // stopped by us to be restarted with its group
+            return;
+        }
+        const std::int64_t now = monotonic_ms();
+        const restart_decision decision =
+            restarts_.decide(dead.last_exit, dead.started_ms, now, dead.consecutive_failures);
+        switch (decision.what) {
+            case restart_decision::verdict::fatal:
+                begin_stop(stop_reason::worker_failed, 0, what + " (fatal: not restarted)");
+                return;
+            case restart_decision::verdict::not_restarted: {
+                log_(what + "; not restarted (" +
+                     (restarts_.type() == restart_type::temporary ? "temporary" : "transient") +
+                     ")");
+                // Slots not forked yet (still in start-up) count as left too.
+                const auto& slots = table_.slots();
+                const bool any_left =
+                    std::any_of(slots.begin(), slots.end(), [](const slot<System>& s) {
+                        return s.process.pid > 0 || s.restart_pending ||
+                               s.state == worker_state::idle;
+                    });
+                if (!any_left) begin_stop(stop_reason::completed, 0, "every worker has ended");
+                return;
+            }
+            case restart_decision::verdict::give_up:
+                begin_stop(stop_reason::worker_failed, 0,
+                           what + "; more than " + std::to_string(restarts_.max_restarts()) +
+                               " restarts within " + std::to_string(restarts_.period_ms()) +
+                               " ms, giving up");
+                return;
+            case restart_decision::verdict::restart:
+                break;
+        }
+        // The group restarted with it: itself, every worker, or itself and
+        // the ones started after it. The others are stopped first.
+        std::size_t first = index;
+        std::size_t last = index;
+        if (plan_.strategy == strategy_kind::one_for_all) {
+            first = 0;
+            last = table_.size() - 1;
+        } else if (plan_.strategy == strategy_kind::rest_for_one) {
+            last = table_.size() - 1;
+        }
+        log_(what + "; restarting worker" +
+             (first == last ? " " + std::to_string(index)
+                            : "s " + std::to_string(first) + "-" + std::to_string(last)) +
+             (decision.delay_ms > 0 ? " in " + std::to_string(decision.delay_ms) + " ms" : ""));
+        for (std::size_t j = last + 1; j-- > first;) {
+            slot<System>& member = table_[j];
+            if (member.restart_pending) continue;  // already on its way back
+            member.restart_pending = true;
+            member.restart_at_ms = now + decision.delay_ms;
+            if (member.process.pid > 0) table_.request_stop(member.process, false);
+        }
+    }
+
+    // Starts, in index order, the slots whose restart is due, once every slot
+    // waiting for a restart is out (a group comes back together, in order).
+    void start_due_restarts() {
+        auto& slots = table_.slots();
+        if (std::any_of(slots.begin(), slots.end(), [](const slot<System>& s) {
+                return s.restart_pending && s.process.pid > 0;
+            })) {
+            return;
+        }
+        const std::int64_t now = monotonic_ms();
+        std::fflush(nullptr);
+        for (std::size_t i = 0; i < slots.size() && !stopping_; ++i) {
+            slot<System>& s = slots[i];
+            if (!s.restart_pending || s.restart_at_ms > now || s.process.pid > 0) continue;
+            s.restart_pending = false;
+            ++s.generation;
+            ++s.restarts;
+            spawn(i);
+        }
+    }
+
+    // The watchdog: a running worker whose heartbeat is older than the
+    // timeout gets SIGABRT, then the usual SIGKILL deadline; its exit goes to
+    // the strategy like any other.
+    void check_heartbeats() {
+        if (!heartbeats_.on() || stopping_) return;
+        const std::int64_t now = monotonic_ms();
+        for (slot<System>& s : table_.slots()) {
+            worker_process<System>& p = s.process;
+            if (p.pid <= 0 || p.phase != stop_phase::running) continue;
+            const std::int64_t age = now - heartbeats_.last(p.index);
+            if (age < opts_.heartbeat_timeout.count()) continue;
+            log_("worker " + std::to_string(p.index) + " (pid " + std::to_string(p.pid) +
+                 ") sent no heartbeat for " + std::to_string(age) + " ms; sending SIGABRT");
+            table_.abort_stale(p, now);
+        }
+    }
+
+    void keep_systemd_alive() {
+        if (systemd_.watchdog_ms() <= 0) return;
+        const std::int64_t now = monotonic_ms();
+        if (now < next_keepalive_ms_) return;
+        systemd_.notify("WATCHDOG=1");
+        next_keepalive_ms_ = now + systemd_.watchdog_ms();
+    }
+
+    // ---- the stop ----
+
+    void begin_stop(stop_reason reason, int sig, std::string why, bool graceful = false) {
+        if (stopping_) return;
+        stopping_ = true;
+        graceful_stop_ = graceful;
+        reason_ = reason;
+        stop_signal_ = sig;
+        why_ = std::move(why);
+        log_(std::string(graceful ? "stopping gracefully: " : "stopping: ") + why_);
+        systemd_.notify("STOPPING=1\nSTATUS=stopping: " + why_);
+        reload_next_ = -1;
+        for (slot<System>& s : table_.slots()) s.restart_pending = false;
+        table_.stop_all(graceful);
+    }
+
+    outcome finish() {
+        // Before the destroy hooks, which may release what the orphans still use.
+        if (adopting_) {
+            stop_orphans<System>(program_children_, opts_.shutdown_timeout, log_,
+                                 [this](std::int64_t ms) { wait_for_events(ms); });
+        }
+        outcome result;
+        result.hooks_failed = run_destroy_hooks<System>(hooks_, opts_.destroy_timeout, log_);
+        result.reason = reason_;
+        // "completed" succeeds only if every worker's last exit was a clean one.
+        const auto& slots = table_.slots();
+        const bool all_clean = std::all_of(slots.begin(), slots.end(), [](const slot<System>& s) {
+            return s.last_exit.how == exit_info::kind::exited && s.last_exit.code == 0;
+        });
+        result.exit_status =
+            reason_ == stop_reason::requested || (reason_ == stop_reason::completed && all_clean)
+                ? EXIT_SUCCESS
+                : EXIT_FAILURE;
+        result.signal = stop_signal_;
+        result.detail = why_;
+        // Logged while SIGPIPE is still the pool's (signals_ puts the
+        // program's back after this): with the program's default disposition,
+        // a log pipe without a reader would kill it here.
+        log_("stopped (" + why_ + "); exit status " + std::to_string(result.exit_status));
+        return result;
+    }
+
+    // The seed's dont_fork, without its cleanup-in-the-handler: signals still
+    // only set bits, the worker sees them through its context, the hooks run
+    // after it returns.
+    outcome run_inline() {
+        slot<System>& s = table_[0];
+        // s.process.pid stays 0: the slot is this very process, which nothing
+        // may signal.
+        s.state = worker_state::running;
+        s.started_ms = monotonic_ms();
+        log_("running one worker inline (no_fork)");
+        call_ready_hook();
+        if (stopping_) return finish();
+
+        worker_context context = context_factory::make(context_init{
+            0, 0, master_pid_, opts_.stats_fd, plan_.inline_worker,
+            [](void* self) { static_cast<master*>(self)->print_statistics(); }, this,
+            // Inline there is no master to report to, and nobody to watch it.
+            -1, nullptr, 0, &worker_calls_of<System>()});
+        // The worker runs with the mapped signals unblocked so they interrupt
+        // its blocking calls; its context blocks them again around each check.
+        const sigset_t run_mask = signals_.wait_mask();
+        System::thread_sigmask(SIG_SETMASK, &run_mask, nullptr);
+        const worker_result result = run_worker_code(worker_, context, 0);
+        const sigset_t handled = sigset_of(plan_.master_mask | signal_bit(SIGCHLD));
+        System::thread_sigmask(SIG_BLOCK, &handled, nullptr);
+
+        s.state = worker_state::exited;
+        s.last_exit.how = exit_info::kind::exited;
+        s.last_exit.code = result.code;
+        if (!result.failure.empty()) {
+            log_(result.failure);
+            begin_stop(stop_reason::worker_failed, 0, result.failure);
+        } else if (context.stop_requested()) {
+            const int sig = context.stop_signal();
+            begin_stop(stop_reason::requested, sig, signal_name(sig) + " received");
+        } else {
+            begin_stop(stop_reason::worker_failed, 0,
+                       "worker 0 returned without a stop request (" + s.last_exit.describe() +
+                           ")");
+        }
+        return finish();
+    }
+
+    // A throwing ready hook must not leave workers running behind run()'s
+    // back: it is a failed start-up like a failed fork.
+    void call_ready_hook() {
+        if (!ready_hook_) return;
+        try {
+            ready_hook_();
+        } catch (const std::exception& e) {
+            begin_stop(stop_reason::startup_failed, 0,
+                       std::string("ready hook failed: ") + e.what());
+        } catch (...) {
+            begin_stop(stop_reason::startup_failed, 0,
+                       "ready hook failed with a non-standard exception");
+        }
+    }
+
+    std::string status_line() const {
+        const auto& slots = table_.slots();
+        const auto ready = std::count_if(slots.begin(), slots.end(), [](const slot<System>& s) {
+            return s.process.pid > 0 && s.process.ready;
+        });
+        return std::to_string(ready) + " of " + std::to_string(table_.size()) + " workers ready";
+    }
+
+    const options& opts_;
+    const pool_plan& plan_;
+    const credentials& credentials_;
+    worker_entry worker_;
+    const std::vector<destroy_hook>& hooks_;
+    const std::function<void()>& ready_hook_;
+    logger<System> log_;
+    pid_t master_pid_;
+    std::int64_t started_ms_;
+    // Acquired in this order, released in the reverse one.
+    signal_scope<System> signals_;
+    // Workers write a start-up record here once their signal set-up is done,
+    // so on_ready means "every worker can take signals", not "fork returned".
+    pipe_ends records_;
+    bool adopting_;  // reaping orphans as a subreaper or PID 1
+    // Children the program had before run(): not orphans, never stopped.
+    std::vector<pid_t> program_children_;
+    subreaper_scope<System> subreaper_;
+    systemd_scope<System> systemd_;
+    heartbeat_table<System> heartbeats_;
+    process_table<System> table_;
+    restart_policy restarts_;
+    // The stop under way.
+    bool stopping_ = false;
+    bool graceful_stop_ = false;  // ...is graceful and was not hurried
+    stop_reason reason_ = stop_reason::requested;
+    int stop_signal_ = 0;
+    std::string why_;
+    // Rolling reload: the slot being replaced, -1 when none is under way.
+    int reload_next_ = -1;
+    bool announced_ready_ = false;
+    pid_t pgid_ = 0;
+    std::int64_t next_keepalive_ms_;
+};
+
+template <class System>
+statistics master<System>::snapshot() const {
+    statistics stats;
+    const std::int64_t now = monotonic_ms();
+    stats.master_pid = master_pid_;
+    stats.uptime = std::chrono::milliseconds(now - started_ms_);
+    stats.signals_by_number.assign(max_signal + 1, 0);
+    for (int sig = 1; sig <= max_signal; ++sig) {
+        const std::uint32_t n = process_signals.received[sig].load(std::memory_order_relaxed);
+        stats.signals_by_number[static_cast<std::size_t>(sig)] = n;
+        stats.signals_received += n;
+    }
+    for (std::size_t i = 0; i < table_.size(); ++i) {
+        const slot<System>& s = table_[i];
+        worker_statistics w;
+        w.index = static_cast<int>(i);
+        w.pid = opts_.no_fork ? master_pid_ : s.process.pid;
+        w.state = state_of(s);
+        w.uptime =
+            std::chrono::milliseconds(s.process.pid > 0 || opts_.no_fork ? now - s.started_ms : 0);
+        w.generation = s.generation;
+        w.restarts = s.restarts;
+        if (heartbeats_.on() && s.process.pid > 0) {
+            w.heartbeat_age = std::chrono::milliseconds(now - heartbeats_.last(w.index));
+        }
+        w.last_exit = s.last_exit;
+        stats.workers.push_back(w);
+    }
+    return stats;
+}
 
 }  // namespace detail
 
-// ---- signal_map ----
+// ---- the public members' bodies ----
 
-template <int Signal, class Action>
-struct on {
-    static_assert(Signal >= 1 && Signal <= detail::max_signal,
-                  "supervise: signal numbers must be between 1 and 64");
-    static_assert(Signal != SIGKILL && Signal != SIGSTOP,
-                  "supervise: SIGKILL and SIGSTOP cannot be caught, blocked or ignored "
-                  "(signal(7)), so they cannot appear in a signal_map");
-    static_assert(Signal != SIGSEGV && Signal != SIGBUS && Signal != SIGFPE && Signal != SIGILL,
-                  "supervise: SIGSEGV, SIGBUS, SIGFPE and SIGILL report a fault of the running "
-                  "thread; returning from their handler is undefined (signal(7)), so they "
-                  "cannot appear in a signal_map");
-    static_assert(Signal != SIGCHLD,
-                  "supervise: SIGCHLD belongs to the pool: a worker's exit is handled by the "
-                  "pool's Strategy, not by a signal_map row");
-    static_assert(detail::is_action<Action>::value,
-                  "supervise: the action of an on<> row must be one of supervise's actions "
-                  "(terminate, graceful_stop, print_stats, ignore, rolling_reload, scale_up, "
-                  "scale_down, stop_workers, forward<SIG>, deliver)");
-    static constexpr int signal = Signal;
-    using action = Action;
-};
-
-template <class... Rows>
-struct signal_map {
-    static_assert(detail::all_distinct<Rows::signal...>(),
-                  "supervise: a signal_map maps the same signal twice");
-
-    // Bits of every mapped signal.
-    static constexpr std::uint64_t mask = (detail::signal_bit(Rows::signal) | ... | 0);
-
-    // Bits of the signals mapped to Action.
-    template <class Action>
-    static constexpr std::uint64_t mask_of =
-        ((std::is_same_v<typename Rows::action, Action> ? detail::signal_bit(Rows::signal) : 0) |
-         ... | 0);
-
-    // Calls visit(signal, Action{}) for each row whose bit is in `bits`, in
-    // the order of the rows.
-    template <class Visitor>
-    static void dispatch([[maybe_unused]] std::uint64_t bits, Visitor&& visit) {
-        ((bits & detail::signal_bit(Rows::signal) ? visit(Rows::signal, typename Rows::action{})
-                                                  : void()),
-         ...);
-    }
-};
-
-// ---- worker_context ----
-
-class worker_context {
-  public:
-    int index() const noexcept { return index_; }
-    // How many times this slot was started before (0 for the first start).
-    unsigned generation() const noexcept { return generation_; }
-    pid_t master_pid() const noexcept { return master_pid_; }
-
-    // True once a terminate signal reached this worker. Also carries out
-    // pending worker actions (print_stats), so a loop that checks it serves
-    // SIGUSR1 too.
-    bool stop_requested() noexcept {
-        service();
-        return stop_signal_ != 0;
-    }
-
-    // The signal that requested the stop, or 0.
-    int stop_signal() const noexcept { return stop_signal_; }
-
-    // True when the stop asked for is graceful (finish the current work
-    // first) and no fast stop came after it.
-    bool stop_is_graceful() noexcept {
-        service();
-        return stop_signal_ != 0 && !fast_stop_;
-    }
-
-    // True (once) if `sig`, mapped to `deliver`, arrived since the last call.
-    bool take_signal(int sig) noexcept {
-        service();
-        const std::uint64_t bit = detail::signal_bit(sig);
-        const bool seen = (delivered_ & bit) != 0;
-        delivered_ &= ~bit;
-        return seen;
-    }
-
-    // Waits until fd is readable, a stop is requested or the timeout passes
-    // (negative: no timeout). Race-free: signals are blocked while the flag is
-    // checked and unblocked atomically by ppoll(2), so a signal arriving just
-    // before the wait cannot be lost (the seed's pause() race). With
-    // wake_on::fast_stop a graceful stop does not end the wait, so a worker
-    // can finish reading the request it holds (still beating its heartbeat,
-    // still woken by a fast stop).
-    wait_status wait_readable(int fd,
-                              std::chrono::milliseconds timeout = std::chrono::milliseconds(-1),
-                              wake_on wake = wake_on::any_stop);
-
-    // Tells the master this worker serves (with options::wait_for_ready).
-    void ready() noexcept;
-
-    // Proves to the watchdog that this worker is alive. Every service point
-    // (stop_requested, wait_readable, sleep_for) does it too, and
-    // wait_readable wakes by itself often enough while the watchdog is on.
-    void heartbeat() noexcept {
-        if (beat_ != nullptr) beat_->store(detail::monotonic_ms(), std::memory_order_relaxed);
-    }
-
-    // Sleeps, waking early on a stop request. Returns false if stopped.
-    bool sleep_for(std::chrono::milliseconds duration) {
-        return wait_readable(-1, duration) != wait_status::stop_requested;
-    }
-
-    // Not for users: the pool builds contexts.
-    struct internals;
-    explicit worker_context(const internals& init) noexcept;
-
-  private:
-    void service() noexcept;
-    void write_statistics_line() noexcept;
-
-    int index_ = 0;
-    unsigned generation_ = 0;
-    pid_t master_pid_ = 0;
-    int stats_fd_ = -1;
-    std::int64_t started_ms_ = 0;
-    detail::worker_signal_plan plan_;
-    std::uint64_t signals_seen_ = 0;
-    std::uint64_t delivered_ = 0;
-    int stop_signal_ = 0;
-    bool fast_stop_ = false;
-    int report_fd_ = -1;
-    bool reported_ready_ = false;
-    std::atomic<std::int64_t>* beat_ = nullptr;
-    std::int64_t heartbeat_ms_ = 0;
-    // In no-fork mode the statistics are the master's table.
-    void (*print_table_)(void*) = nullptr;
-    void* owner_ = nullptr;
-    // The pool's System, as a table (detail::worker_calls_of).
-    const detail::worker_calls* calls_ = nullptr;
-};
-
-struct worker_context::internals {
-    int index;
-    unsigned generation;
-    pid_t master_pid;
-    int stats_fd;
-    detail::worker_signal_plan plan;
-    void (*print_table)(void*);
-    void* owner;
-    int report_fd;                    // where ready() reports, or -1
-    std::atomic<std::int64_t>* beat;  // this worker's heartbeat slot, or null
-    std::int64_t heartbeat_ms;        // the watchdog's timeout, 0 when off
-    const detail::worker_calls* calls;  // the pool's System
-};
-
-inline worker_context::worker_context(const internals& init) noexcept
+inline worker_context::worker_context(const detail::context_init& init) noexcept
     : index_(init.index),
       generation_(init.generation),
       master_pid_(init.master_pid),
@@ -1146,41 +3287,17 @@ inline worker_context::worker_context(const internals& init) noexcept
       owner_(init.owner),
       calls_(init.calls) {}
 
-namespace detail {
-// What a worker tells the master through the start-up pipe: 12 bytes, one
-// write, atomic on a pipe (pipe(7), PIPE_BUF), so records never interleave.
-// A record must arrive (without it the worker never counts as set up or
-// ready), unlike a log line: the pipe is non-blocking because the master must
-// never block on it, so a full pipe (EAGAIN) is waited out with
-// ppoll(POLLOUT) instead of dropping the record. Any other error means the
-// master is gone, and then there is nobody to tell.
-enum : std::int32_t { record_set_up = 0, record_ready = 1 };
-inline void send_record(const worker_calls& calls, int fd, int index, std::int32_t kind) noexcept {
-    if (fd < 0) return;
-    const std::int32_t record[3] = {index, static_cast<std::int32_t>(::getpid()), kind};
-    for (;;) {
-        const ssize_t n = calls.write(fd, record, sizeof record);
-        if (n == static_cast<ssize_t>(sizeof record)) return;
-        if (n < 0 && errno == EINTR) continue;
-        if (n >= 0 || errno != EAGAIN) return;
-        struct pollfd writable {
-            fd, POLLOUT, 0
-        };
-        // No timeout: the master drains these records in its loop, and once
-        // it is gone the read end is closed, so ppoll returns (POLLERR) and
-        // the next write fails with EPIPE, which ends the loop.
-        calls.ppoll(&writable, 1, nullptr, nullptr);  // ready or EINTR: write again either way
-    }
+inline void worker_context::heartbeat() noexcept {
+    if (beat_ != nullptr) beat_->store(detail::monotonic_ms(), std::memory_order_relaxed);
 }
-}  // namespace detail
 
 inline void worker_context::ready() noexcept {
     if (reported_ready_ || report_fd_ < 0) return;
     reported_ready_ = true;
-    detail::send_record(*calls_, report_fd_, index_, detail::record_ready);
+    detail::write_record(*calls_, report_fd_, index_, detail::record_ready);
 }
 
-inline void worker_context::service() noexcept {
+inline void worker_context::take_pending_signals() noexcept {
     heartbeat();
     const std::uint64_t taken =
         detail::process_signals.pending.fetch_and(~plan_.handled, std::memory_order_acquire) &
@@ -1410,405 +3527,22 @@ inline std::string statistics::table() const {
     return out;
 }
 
-// ---- pool ----
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-class pool {
-    static_assert(detail::is_signal_map<MasterSignals>::value,
-                  "supervise: MasterSignals must be a supervise::signal_map<...>");
-    static_assert(detail::is_signal_map<WorkerSignals>::value,
-                  "supervise: WorkerSignals must be a supervise::signal_map<...>");
-    static_assert(detail::all_rows_allowed<MasterSignals, detail::is_master_action>::value,
-                  "supervise: deliver is a worker action: it cannot appear in MasterSignals");
-    static_assert(detail::all_rows_allowed<WorkerSignals, detail::is_worker_action>::value,
-                  "supervise: rolling_reload, scale_up, scale_down, stop_workers and forward<> "
-                  "are master actions: they cannot appear in WorkerSignals");
-    static_assert(std::is_same_v<Strategy, shutdown_all> || std::is_same_v<Strategy, one_for_one> ||
-                      std::is_same_v<Strategy, one_for_all> ||
-                      std::is_same_v<Strategy, rest_for_one>,
-                  "supervise: the strategy must be shutdown_all, one_for_one, one_for_all or "
-                  "rest_for_one");
-    static constexpr bool restarts_workers = !std::is_same_v<Strategy, shutdown_all>;
-    static_assert(std::is_base_of_v<posix_system, System>,
-                  "supervise: System must be posix_system or derive from it");
-    static_assert(std::is_invocable_v<Worker&, worker_context&>,
-                  "supervise: the worker must be callable as worker(worker_context&)");
-
-  public:
-    explicit pool(Worker worker, options opts = {});
-
-    // Registers a destroy hook (the seed's module destroy functions). Hooks
-    // run once, in reverse order of registration, after every worker has been
-    // reaped, on every way the pool stops.
-    void on_destroy(std::string name, std::function<void()> hook) {
-        hooks_.push_back(hook_entry{std::move(name), std::move(hook)});
-    }
-
-    // Called in the master once, when every worker is ready: it has its
-    // signal handling in place (each worker reports it through a pipe, so a
-    // signal sent from here on reaches a worker that acts on it), and, with
-    // options::wait_for_ready or notify_fd, it said so itself. The example
-    // daemon prints its "ready" line here; systemd gets READY=1 just before.
-    void on_ready(std::function<void()> hook) { ready_hook_ = std::move(hook); }
-
-    // Supervises until the pool stops; returns why. Throws std::logic_error
-    // before starting anything if another pool is running in this process or
-    // if other threads exist and options::allow_threads is false.
-    outcome run();
-
-    // A snapshot for the embedding program (valid from a destroy hook too).
-    statistics snapshot() const;
-
-    const options& settings() const noexcept { return opts_; }
-
-  private:
-    struct hook_entry {
-        std::string name;
-        std::function<void()> run;
-    };
-    enum class stop_phase { running, graceful, fast, killed };
-    struct slot {
-        pid_t pid = 0;  // 0 once reaped: a reaped pid is never signalled
-        worker_state state = worker_state::idle;
-        std::int64_t started_ms = 0;
-        int pidfd = -1;        // -1 where the kernel has no pidfds
-        int notify_read = -1;  // read end of its notify_fd pipe, until it is ready
-        bool set_up = false;   // its signal handling is in place
-        bool ready = false;    // it serves (see options::wait_for_ready)
-        unsigned generation = 0;
-        unsigned restarts = 0;
-        exit_info last_exit;
-        int index = 0;
-        // Where its stop stands; the next signal goes out at next_step_ms.
-        stop_phase phase = stop_phase::running;
-        std::int64_t next_step_ms = 0;
-        // A retiree of a rolling reload, kept running until its successor is up.
-        bool awaiting_successor = false;
-        // To be started again at restart_at_ms once it (and its group) is out.
-        bool restart_pending = false;
-        std::int64_t restart_at_ms = 0;
-        int consecutive_failures = 0;
-    };
-    struct saved_signal {
-        int number;
-        struct ::sigaction action;
-    };
-
-    static constexpr std::uint64_t master_handled =
-        MasterSignals::mask | detail::signal_bit(SIGCHLD);
-
-    // The signal a graceful stop sends: the worker map's graceful_stop row
-    // (the lowest-numbered one), or SIGTERM when it has none.
-    static constexpr int graceful_signal() noexcept {
-        const std::uint64_t mask = WorkerSignals::template mask_of<graceful_stop>;
-        for (int sig = 1; sig <= detail::max_signal; ++sig) {
-            if (mask & detail::signal_bit(sig)) return sig;
-        }
-        return SIGTERM;
-    }
-
-    static detail::worker_signal_plan worker_plan() noexcept {
-        detail::worker_signal_plan plan;
-        plan.stop = WorkerSignals::template mask_of<terminate>;
-        plan.graceful = WorkerSignals::template mask_of<graceful_stop>;
-        plan.stats = WorkerSignals::template mask_of<print_stats>;
-        plan.deliver = WorkerSignals::template mask_of<deliver>;
-        plan.handled = plan.stop | plan.graceful | plan.stats | plan.deliver;
-        return plan;
-    }
-
-    // set-up and tear-down of the process-wide signal state
-    void install_signals();
-    void restore_signals() noexcept;
-    void discard_pending_signals() noexcept;
-
-    // the master's loop
-    bool start_workers();
-    bool spawn(int index);
-    [[noreturn]] void worker_main(int index, int notify_write);
-    void supervise_loop();
-    std::int64_t next_deadline() const noexcept;
-    void enforce_kill_deadlines();
-    void handle_exit(std::size_t index, const std::string& what);
-    void start_due_restarts();
-    void request_stop(slot& s, bool graceful);
-    void send(slot& s, int sig);
-    void retire(std::size_t index);
-    void step_reload();
-    template <class Action>
-    void perform(int sig, Action action, bool was_stopping);
-    void wait_for_signals(std::int64_t timeout_ms);
-    void read_startup_records();
-    void mark_ready(std::size_t index);
-    void read_notifications(slot& s);
-    void close_fds(slot& s) noexcept;
-    void close_siblings_fds() const noexcept;
-    void worker_ended(std::size_t index, exit_info how);
-    void retiree_ended(std::size_t position, exit_info how);
-    void drop_privileges(int index);
-    [[noreturn]] void worker_setup_failed(int index, const char* call) noexcept;
-    void check_heartbeats();
-    void keep_systemd_alive();
-    std::string status_line() const;
-    void reap();
-    void service();
-    void begin_stop(stop_reason reason, int sig, std::string why, bool graceful = false);
-    void kill_remaining(int sig);
-    bool all_reaped() const noexcept;
-    void print_statistics();
-    outcome run_inline();
-    void run_destroy_hooks();
-    void stop_orphans();
-    outcome finish();
-
-    void log(const std::string& message) const;
-    void call_ready_hook();
-
-    Worker worker_;
-    options opts_;
-    detail::credentials credentials_;
-    std::vector<hook_entry> hooks_;
-    std::function<void()> ready_hook_;
-
-    // per run
-    std::vector<slot> slots_;
-    std::vector<saved_signal> saved_;
-    sigset_t saved_mask_{};
-    int wake_pipe_[2] = {-1, -1};
-    // Workers write a start-up record here once their signal set-up is done,
-    // so on_ready means "every worker can take signals", not "fork returned".
-    int started_pipe_[2] = {-1, -1};
-    bool announced_ready_ = false;
-    bool adopting_ = false;       // reaping orphans as a subreaper or PID 1
-    // Children the program had before run(): not orphans, never stopped.
-    std::vector<pid_t> program_children_;
-    int previous_subreaper_ = 0;  // restored when run() ends
-    bool subreaper_changed_ = false;  // ... if run() changed it
-    // One heartbeat per slot up to max_workers, shared with the workers.
-    std::atomic<std::int64_t>* heartbeats_ = nullptr;
-    std::size_t heartbeats_size_ = 0;
-    detail::systemd_notifier systemd_;
-    std::int64_t next_keepalive_ms_ = 0;
-    pid_t master_pid_ = 0;
-    pid_t pgid_ = 0;
-    std::int64_t started_ms_ = 0;
-    bool stopping_ = false;
-    std::vector<std::int64_t> restart_times_;  // within the last restart_period
-    bool graceful_stop_ = false;               // the stop under way is graceful and was not hurried
-    // Processes replaced by a rolling reload, scaled down or parked: stopping,
-    // reaped here, never handed to the strategy.
-    std::vector<slot> retirees_;
-    // Rolling reload: the slot being replaced, -1 when none is under way.
-    int reload_next_ = -1;
-    stop_reason reason_ = stop_reason::requested;
-    int stop_signal_ = 0;
-    std::string why_;
-    int hooks_failed_ = 0;
-};
-
-// `supervise::pool pool{worker, opts};` takes the seed's maps and strategy.
-template <class Worker>
-pool(Worker) -> pool<Worker>;
-template <class Worker>
-pool(Worker, options) -> pool<Worker>;
-
-template <class MasterSignals, class WorkerSignals, class Strategy, class System, class Worker>
-pool<Worker, MasterSignals, WorkerSignals, Strategy, System> make_pool(Worker worker,
-                                                                       options opts) {
-    return pool<Worker, MasterSignals, WorkerSignals, Strategy, System>(std::move(worker),
-                                                                        std::move(opts));
-}
-
-namespace detail {
-
-// Everything that can be wrong with options, found before anything starts.
-// fcntl is the pool's System's, to tell whether log_fd and stats_fd are open.
-inline void check_options(const options& opts, int (*fcntl)(int, int, int)) {
-    const auto fd_is_open = [fcntl](int fd) { return fcntl(fd, F_GETFD, 0) != -1; };
-    auto fail = [](const std::string& what) { throw std::invalid_argument("supervise: " + what); };
-    if (opts.workers < 1 || opts.workers > SUPERVISE_CONFIG_MAX_WORKERS) {
-        fail("workers must be between 1 and " + std::to_string(SUPERVISE_CONFIG_MAX_WORKERS) +
-             " (got " + std::to_string(opts.workers) + ")");
-    }
-    if (opts.no_fork && (!opts.user.empty() || opts.heartbeat_timeout.count() > 0 ||
-                         opts.notify_fd >= 0 || opts.subreaper)) {
-        fail(
-            "no_fork runs the worker in the master itself: user, heartbeat_timeout, notify_fd "
-            "and subreaper need forked workers");
-    }
-    if (opts.no_fork && opts.workers != 1) {
-        fail("no_fork runs exactly one worker inline (got workers = " +
-             std::to_string(opts.workers) + ")");
-    }
-    if (!opts.no_fork) {
-        struct rlimit limit {};
-        if (::getrlimit(RLIMIT_NPROC, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
-            ::geteuid() != 0 && static_cast<rlim_t>(opts.workers) >= limit.rlim_cur) {
-            fail("workers (" + std::to_string(opts.workers) +
-                 ") does not fit under RLIMIT_NPROC (" + std::to_string(limit.rlim_cur) + ")");
-        }
-    }
-    // The upper bound keeps deadline arithmetic far from overflow.
-    constexpr std::chrono::milliseconds day = std::chrono::hours(24);
-    if (opts.shutdown_timeout.count() <= 0 || opts.shutdown_timeout > day) {
-        fail("shutdown_timeout must be between 1 ms and 24 h (got " +
-             std::to_string(opts.shutdown_timeout.count()) + " ms)");
-    }
-    if (opts.destroy_timeout.count() <= 0 || opts.destroy_timeout > day) {
-        fail("destroy_timeout must be between 1 ms and 24 h (got " +
-             std::to_string(opts.destroy_timeout.count()) + " ms)");
-    }
-    if (opts.log_fd >= 0 && !fd_is_open(opts.log_fd)) {
-        fail("log_fd " + std::to_string(opts.log_fd) + " is not an open file descriptor");
-    }
-    if (opts.stats_fd >= 0 && !fd_is_open(opts.stats_fd)) {
-        fail("stats_fd " + std::to_string(opts.stats_fd) + " is not an open file descriptor");
-    }
-    if (opts.min_workers < 1 || opts.min_workers > opts.workers ||
-        opts.max_workers < opts.workers || opts.max_workers > SUPERVISE_CONFIG_MAX_WORKERS) {
-        fail("1 <= min_workers <= workers <= max_workers <= " +
-             std::to_string(SUPERVISE_CONFIG_MAX_WORKERS) + " must hold (got " +
-             std::to_string(opts.min_workers) + ", " + std::to_string(opts.workers) + ", " +
-             std::to_string(opts.max_workers) + ")");
-    }
-    if (opts.notify_fd < -1 || (opts.notify_fd >= 0 && opts.notify_fd <= 2) ||
-        opts.notify_fd > 1023 ||
-        (opts.notify_fd >= 0 &&
-         (opts.notify_fd == opts.log_fd || opts.notify_fd == opts.stats_fd))) {
-        fail(
-            "notify_fd must be -1 (off) or a descriptor 3..1023 other than log_fd and stats_fd "
-            "(got " +
-            std::to_string(opts.notify_fd) + ")");
-    }
-    if (opts.heartbeat_timeout.count() < 0 || opts.heartbeat_timeout > day) {
-        fail("heartbeat_timeout must be between 0 (off) and 24 h (got " +
-             std::to_string(opts.heartbeat_timeout.count()) + " ms)");
-    }
-    if (opts.max_restarts < 0) {
-        fail("max_restarts must be 0 or more (got " + std::to_string(opts.max_restarts) + ")");
-    }
-    if (opts.restart_period.count() <= 0 || opts.restart_period > day) {
-        fail("restart_period must be between 1 ms and 24 h (got " +
-             std::to_string(opts.restart_period.count()) + " ms)");
-    }
-    if (opts.restart_delay.count() < 0 || opts.restart_delay > opts.restart_delay_max ||
-        opts.restart_delay_max > day) {
-        fail("restart_delay must be between 0 and restart_delay_max, at most 24 h (got " +
-             std::to_string(opts.restart_delay.count()) + " ms and " +
-             std::to_string(opts.restart_delay_max.count()) + " ms)");
-    }
-    if (opts.fatal_exit_code < -1 || opts.fatal_exit_code > 255) {
-        fail("fatal_exit_code must be -1 (off) or an exit status 0..255 (got " +
-             std::to_string(opts.fatal_exit_code) + ")");
-    }
-    if (opts.parent_death_signal < 0 || opts.parent_death_signal > max_signal) {
-        fail("parent_death_signal must be 0 (off) or a signal number (got " +
-             std::to_string(opts.parent_death_signal) + ")");
-    }
-}
-
-inline credentials resolve_credentials(const options& opts) {
-    credentials result;
-    if (opts.user.empty()) {
-        if (!opts.group.empty()) throw std::invalid_argument("supervise: group needs user");
-        return result;
-    }
-    std::vector<char> buffer(16384);
-    struct passwd entry {};
-    struct passwd* found = nullptr;
-    ::getpwnam_r(opts.user.c_str(), &entry, buffer.data(), buffer.size(), &found);
-    if (found == nullptr) {
-        char* end = nullptr;
-        const unsigned long number = std::strtoul(opts.user.c_str(), &end, 10);
-        if (end == opts.user.c_str() || *end != '\0') {
-            throw std::invalid_argument("supervise: unknown user '" + opts.user + "'");
-        }
-        ::getpwuid_r(static_cast<uid_t>(number), &entry, buffer.data(), buffer.size(), &found);
-        if (found == nullptr) {
-            throw std::invalid_argument("supervise: unknown user id " + opts.user);
-        }
-    }
-    result.uid = found->pw_uid;
-    result.gid = found->pw_gid;
-    if (!opts.group.empty()) {
-        std::vector<char> group_buffer(16384);
-        struct group group_entry {};
-        struct group* group_found = nullptr;
-        ::getgrnam_r(opts.group.c_str(), &group_entry, group_buffer.data(), group_buffer.size(),
-                     &group_found);
-        if (group_found == nullptr) {
-            throw std::invalid_argument("supervise: unknown group '" + opts.group + "'");
-        }
-        result.gid = group_found->gr_gid;
-    }
-    int count = 64;
-    result.groups.resize(static_cast<std::size_t>(count));
-    if (::getgrouplist(found->pw_name, result.gid, result.groups.data(), &count) < 0) {
-        result.groups.resize(static_cast<std::size_t>(count));
-        ::getgrouplist(found->pw_name, result.gid, result.groups.data(), &count);
-    }
-    result.groups.resize(static_cast<std::size_t>(count));
-    const uid_t me = ::geteuid();
-    if (me != 0 && me != result.uid) {
-        throw std::invalid_argument("supervise: running workers as '" + opts.user +
-                                    "' needs a master running as root");
-    }
-    result.drop = me == 0;
-    return result;
-}
-
-// Releases the process-wide guard however run() leaves.
-struct running_guard {
-    running_guard() {
-        if (pool_running.exchange(true)) {
-            throw std::logic_error("supervise: another pool is already running in this process");
-        }
-    }
-    ~running_guard() { pool_running.store(false); }
-    running_guard(const running_guard&) = delete;
-    running_guard& operator=(const running_guard&) = delete;
-};
-
-}  // namespace detail
-
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::pool(Worker worker, options opts)
-    : worker_(std::move(worker)), opts_(std::move(opts)) {
-    detail::check_options(opts_, &System::fcntl);
-    credentials_ = detail::resolve_credentials(opts_);
-    if (restarts_workers && opts_.no_fork) {
+    : worker_(std::move(worker)), options_(std::move(opts)) {
+    detail::check_options(options_, &System::fcntl);
+    credentials_ = detail::resolve_credentials(options_);
+    if (!std::is_same_v<Strategy, shutdown_all> && options_.no_fork) {
         throw std::invalid_argument(
             "supervise: no_fork runs the worker in the master itself, which cannot restart it: "
             "use the shutdown_all strategy");
     }
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::log(
-    const std::string& message) const {
-    if (opts_.log_fd < 0) return;
-    const std::string line = opts_.name + "[" + std::to_string(::getpid()) + "]: " + message + "\n";
-    detail::write_all<System>(opts_.log_fd, line.data(), line.size());
-}
-
-// A throwing ready hook must not leave workers running behind run()'s back:
-// it is a failed start-up like a failed fork.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::call_ready_hook() {
-    if (!ready_hook_) return;
-    try {
-        ready_hook_();
-    } catch (const std::exception& e) {
-        begin_stop(stop_reason::startup_failed, 0, std::string("ready hook failed: ") + e.what());
-    } catch (...) {
-        begin_stop(stop_reason::startup_failed, 0,
-                   "ready hook failed with a non-standard exception");
-    }
+    last_run_.signals_by_number.assign(detail::max_signal + 1, 0);
 }
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
-    if (!opts_.allow_threads) {
+    if (!options_.allow_threads) {
         const int threads = detail::thread_count<System>();
         if (threads > 1) {
             throw std::logic_error(
@@ -1819,1294 +3553,25 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
         }
     }
     detail::running_guard guard;
-
-    master_pid_ = ::getpid();
-    started_ms_ = detail::monotonic_ms();
-    stopping_ = false;
-    graceful_stop_ = false;
-    restart_times_.clear();
-    retirees_.clear();
-    reload_next_ = -1;
-    reason_ = stop_reason::requested;
-    stop_signal_ = 0;
-    why_.clear();
-    hooks_failed_ = 0;
-    pgid_ = 0;
-    announced_ready_ = false;
-    slots_.assign(static_cast<std::size_t>(opts_.workers), slot{});
-    for (std::size_t i = 0; i < slots_.size(); ++i) slots_[i].index = static_cast<int>(i);
-
-    install_signals();
-    adopting_ = !opts_.no_fork && (opts_.subreaper || master_pid_ == 1);
-    program_children_.clear();
-    if (adopting_) program_children_ = detail::main_thread_children<System>();
-    if (opts_.subreaper && !opts_.no_fork) {
-        // The program's own setting is restored only once it was read and
-        // ours took its place: a failed set-up must not clobber it.
-        const char* failed = nullptr;
-        if (System::get_child_subreaper(&previous_subreaper_) != 0) {
-            failed = "supervise: prctl(PR_GET_CHILD_SUBREAPER)";
-        } else if (System::set_child_subreaper(true) != 0) {
-            failed = "supervise: prctl(PR_SET_CHILD_SUBREAPER)";
-        }
-        if (failed != nullptr) {
-            const int err = errno;
-            restore_signals();
-            throw std::system_error(err, std::generic_category(), failed);
-        }
-        subreaper_changed_ = true;
-    }
-    if (const int err = systemd_.open<System>()) {
-        log(std::string("systemd notifications off: socket: ") + std::strerror(err));
-    }
-    next_keepalive_ms_ = started_ms_ + systemd_.watchdog_ms;
-    if (opts_.heartbeat_timeout.count() > 0 && !opts_.no_fork) {
-        heartbeats_size_ =
-            sizeof(std::atomic<std::int64_t>) * static_cast<std::size_t>(opts_.max_workers);
-        void* table = System::mmap(heartbeats_size_);
-        if (table == MAP_FAILED) {
-            const int err = errno;
-            heartbeats_size_ = 0;
-            systemd_.close<System>();
-            restore_signals();
-            throw std::system_error(err, std::generic_category(), "supervise: mmap (heartbeats)");
-        }
-        heartbeats_ = static_cast<std::atomic<std::int64_t>*>(table);
-    }
-    try {
-        if (opts_.no_fork) return run_inline();
-        start_workers();
-        supervise_loop();
-        return finish();
-    } catch (...) {
-        // Only an allocation failure or a throwing destroy-hook machinery gets
-        // here. Whatever it was, no worker may outlive run() and the program
-        // gets its signals back before the exception reaches it.
-        kill_remaining(SIGKILL);
-        for (std::vector<slot>* group : {&slots_, &retirees_}) {
-            for (slot& s : *group) {
-                if (s.pid <= 0) continue;
-                int status = 0;
-                detail::retry_on_eintr([&] { return System::waitpid(s.pid, &status, 0); });
-                s.pid = 0;
-                close_fds(s);
-            }
-        }
-        retirees_.clear();
-        restore_signals();
-        throw;
-    }
-}
-
-// Blocks the mapped signals first, then installs the handler: no handler can
-// run before the pool is ready, and nothing is installed before run().
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::install_signals() {
-    const sigset_t handled = detail::sigset_of(master_handled);
-    if (System::thread_sigmask(SIG_BLOCK, &handled, &saved_mask_) != 0) {
-        throw std::system_error(errno, std::generic_category(), "supervise: pthread_sigmask");
-    }
-    detail::process_signals.pending.store(0);
-    for (auto& counter : detail::process_signals.received)
-        counter.store(0, std::memory_order_relaxed);
-
-    if (!opts_.no_fork) {
-        if (System::pipe2(wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0 ||
-            System::pipe2(started_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
-            const int err = errno;
-            for (int* fds : {wake_pipe_, started_pipe_}) {
-                for (int i = 0; i < 2; ++i) {
-                    if (fds[i] >= 0) System::close(fds[i]);
-                    fds[i] = -1;
-                }
-            }
-            System::thread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
-            throw std::system_error(err, std::generic_category(), "supervise: pipe2");
-        }
-        detail::process_signals.wake_fd.store(wake_pipe_[1], std::memory_order_release);
-    }
-
-    saved_.clear();
-    for (int sig = 1; sig <= detail::max_signal; ++sig) {
-        if (!(master_handled & detail::signal_bit(sig))) continue;
-        struct ::sigaction action {};
-        action.sa_handler = detail::on_signal;
-        sigemptyset(&action.sa_mask);
-        // No SA_RESTART: the master only ever blocks in ppoll, which is never
-        // restarted anyway (signal(7)); SA_NOCLDSTOP: a stopped worker is not
-        // an exited one.
-        action.sa_flags = sig == SIGCHLD ? SA_NOCLDSTOP : 0;
-        saved_signal previous{sig, {}};
-        if (System::sigaction(sig, &action, &previous.action) != 0) {
-            const int err = errno;
-            restore_signals();
-            throw std::system_error(err, std::generic_category(),
-                                    "supervise: sigaction(" + signal_name(sig) + ")");
-        }
-        saved_.push_back(previous);
-    }
-}
-
-// A signal that arrived after the last check is still pending in the kernel;
-// unblocking it under the restored (often default) disposition would kill the
-// embedding program. It was meant for the pool, so it is consumed here.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy,
-          System>::discard_pending_signals() noexcept {
-    const sigset_t handled = detail::sigset_of(master_handled);
-    const struct timespec now {};
-    // EINTR is not "nothing pending": stopping there would leave a signal to
-    // the program's default disposition.
-    while (detail::retry_on_eintr([&] { return System::sigtimedwait(&handled, &now); }) > 0) {
-    }
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::restore_signals() noexcept {
-    discard_pending_signals();
-    if (subreaper_changed_) System::set_child_subreaper(previous_subreaper_ != 0);
-    subreaper_changed_ = false;
-    if (heartbeats_ != nullptr) System::munmap(heartbeats_, heartbeats_size_);
-    heartbeats_ = nullptr;
-    systemd_.close<System>();
-    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
-        System::sigaction(it->number, &it->action, nullptr);
-    }
-    saved_.clear();
-    detail::process_signals.wake_fd.store(-1, std::memory_order_release);
-    detail::process_signals.pending.store(0);
-    for (int* fds : {wake_pipe_, started_pipe_}) {
-        for (int i = 0; i < 2; ++i) {
-            if (fds[i] >= 0) System::close(fds[i]);
-            fds[i] = -1;
-        }
-    }
-    System::thread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::start_workers() {
-    // Buffered stdio data would otherwise be written once by every worker.
-    std::fflush(nullptr);
-    for (int index = 0; index < opts_.workers; ++index) {
-        // A signal during start-up (SIGTERM, a worker already dead) is
-        // honoured before the next fork, not after all of them.
-        wait_for_signals(0);
-        service();
-        reap();
-        if (stopping_) return false;
-        if (!spawn(index)) return false;
-    }
-    return true;
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::spawn(int index) {
-    // A new worker has a full heartbeat_timeout before its first beat.
-    if (heartbeats_ != nullptr) {
-        heartbeats_[index].store(detail::monotonic_ms(), std::memory_order_relaxed);
-    }
-    int notify[2] = {-1, -1};
-    if (opts_.notify_fd >= 0 && System::pipe2(notify, O_CLOEXEC | O_NONBLOCK) != 0) {
-        const int err = errno;
-        begin_stop(
-            announced_ready_ ? stop_reason::worker_failed : stop_reason::startup_failed, 0,
-            "cannot start worker " + std::to_string(index) + ": pipe2: " + std::strerror(err));
-        return false;
-    }
-    // The pool's group lives while one of its workers does (a zombie
-    // counts); once every worker is reaped it is gone, and the next worker
-    // leads a new one instead of failing to join it (EPERM).
-    const auto alive = [](const slot& s) { return s.pid > 0; };
-    if (std::none_of(slots_.begin(), slots_.end(), alive) &&
-        std::none_of(retirees_.begin(), retirees_.end(), alive)) {
-        pgid_ = 0;
-    }
-    const pid_t pid = System::fork();
-    if (pid == 0) {
-        if (notify[0] >= 0) System::close(notify[0]);
-        worker_main(index, notify[1]);
-    }
-    if (notify[1] >= 0) System::close(notify[1]);
-    if (pid < 0) {
-        if (notify[0] >= 0) System::close(notify[0]);
-        const int err = errno;
-        // At start-up the pool never came up; later it is a failed worker.
-        begin_stop(
-            announced_ready_ ? stop_reason::worker_failed : stop_reason::startup_failed, 0,
-            "cannot start worker " + std::to_string(index) + ": fork: " + std::strerror(err));
-        return false;
-    }
-    // Both sides call setpgid so the group is right whichever runs first
-    // (the classic job-control race, setpgid(2)).
-    if (System::setpgid(pid, pgid_) != 0 && errno != EACCES && errno != ESRCH) {
-        log("worker " + std::to_string(index) + ": setpgid: " + std::strerror(errno));
-    }
-    if (pgid_ == 0) pgid_ = pid;
-    slot& s = slots_[static_cast<std::size_t>(index)];
-    s.pid = pid;
-    s.pidfd = System::pidfd_open(pid);
-    s.notify_read = notify[0];
-    s.state = worker_state::running;
-    s.started_ms = detail::monotonic_ms();
-    s.set_up = false;
-    s.ready = false;
-    s.phase = stop_phase::running;
-    s.next_step_ms = 0;
-    return true;
-}
-
-// The child side of fork(). The master's signals are still blocked here, so
-// no handler can run until the worker's own dispositions are in place
-// (Boost.Asio issue 1069: a signal meant for the child ran the parent's
-// handler in the child).
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_main(int index,
-                                                                               int notify_write) {
-    System::setpgid(0, pgid_);
-    detail::process_signals.wake_fd.store(-1, std::memory_order_relaxed);
-    for (int& fd : wake_pipe_) {
-        if (fd >= 0) System::close(fd);
-        fd = -1;
-    }
-    System::close(started_pipe_[0]);
-    // $NOTIFY_SOCKET speaks for the master (MAINPID); a worker holding the
-    // socket could send READY=1 or STOPPING=1 in its name.
-    systemd_.close<System>();
-    // Siblings' pidfds and start-up pipes are the master's business. Read-only:
-    // writing -1 into the slots would copy every page of the table
-    // (copy-on-write after fork) on the respawn path, for memory this process
-    // never uses again.
-    close_siblings_fds();
-    if (notify_write >= 0) {
-        // The start-up pipe must not sit where notify_fd goes: move it first.
-        if (started_pipe_[1] == opts_.notify_fd) {
-            started_pipe_[1] = System::fcntl(started_pipe_[1], F_DUPFD_CLOEXEC, 3);
-            if (started_pipe_[1] < 0) worker_setup_failed(index, "fcntl(F_DUPFD_CLOEXEC)");
-        }
-        // dup2 clears FD_CLOEXEC on the copy: the descriptor survives exec.
-        // When the pipe already has that number dup2 does nothing, so the
-        // flag is cleared by hand. dup2 can be interrupted (dup2(2), EINTR).
-        if (notify_write == opts_.notify_fd) {
-            if (System::fcntl(notify_write, F_SETFD, 0) < 0) {
-                worker_setup_failed(index, "fcntl(F_SETFD)");
-            }
-        } else {
-            if (detail::retry_on_eintr(
-                    [&] { return System::dup2(notify_write, opts_.notify_fd); }) < 0) {
-                worker_setup_failed(index, "dup2");
-            }
-            System::close(notify_write);
-        }
-    }
-
-    // The embedding program's dispositions come back for every signal the
-    // master mapped, then the worker map is applied on top.
-    for (const saved_signal& previous : saved_) {
-        if (System::sigaction(previous.number, &previous.action, nullptr) != 0) {
-            worker_setup_failed(index, "sigaction");
-        }
-    }
-    const detail::worker_signal_plan plan = worker_plan();
-    for (int sig = 1; sig <= detail::max_signal; ++sig) {
-        if (!(WorkerSignals::mask & detail::signal_bit(sig))) continue;
-        struct ::sigaction action {};
-        sigemptyset(&action.sa_mask);
-        // Ignored signals use SIG_IGN so they do not interrupt the worker's
-        // system calls with EINTR; the others use the common handler without
-        // SA_RESTART so a blocking call returns and the worker can look at
-        // its stop flag.
-        action.sa_handler = (plan.handled & detail::signal_bit(sig)) ? detail::on_signal : SIG_IGN;
-        if (System::sigaction(sig, &action, nullptr) != 0) worker_setup_failed(index, "sigaction");
-    }
-    detail::process_signals.pending.store(0);
-    for (auto& counter : detail::process_signals.received)
-        counter.store(0, std::memory_order_relaxed);
-
-    // Before the parent-death signal: changing the effective user clears it
-    // (prctl(2), PR_SET_PDEATHSIG).
-    drop_privileges(index);
-    if (opts_.parent_death_signal != 0) {
-        // A worker that would outlive its master must not start.
-        if (System::set_parent_death_signal(opts_.parent_death_signal) != 0) {
-            worker_setup_failed(index, "prctl(PR_SET_PDEATHSIG)");
-        }
-        // The master may have died between fork() and prctl(): then the
-        // death signal will never come (prctl(2)), so check by hand.
-        if (System::getppid() != master_pid_) ::_exit(EXIT_FAILURE);
-    }
-
-    const sigset_t worker_mask = detail::sigset_without(saved_mask_, plan.handled);
-    if (System::thread_sigmask(SIG_SETMASK, &worker_mask, nullptr) != 0) {
-        worker_setup_failed(index, "pthread_sigmask");
-    }
-
-    detail::send_record(detail::worker_calls_of<System>(), started_pipe_[1], index,
-                        detail::record_set_up);
-
-    int code = EXIT_SUCCESS;
-    {
-        worker_context context(worker_context::internals{
-            index, slots_[static_cast<std::size_t>(index)].generation, master_pid_, opts_.stats_fd,
-            plan, nullptr, nullptr, started_pipe_[1],
-            heartbeats_ != nullptr ? &heartbeats_[index] : nullptr,
-            static_cast<std::int64_t>(opts_.heartbeat_timeout.count()),
-            &detail::worker_calls_of<System>()});
-        try {
-            if constexpr (std::is_convertible_v<std::invoke_result_t<Worker&, worker_context&>,
-                                                int>) {
-                code = worker_(context);
-            } else {
-                worker_(context);
-            }
-        } catch (const std::exception& e) {
-            log("worker " + std::to_string(index) + " threw: " + e.what());
-            code = EXIT_FAILURE;
-        } catch (...) {
-            log("worker " + std::to_string(index) + " threw a non-standard exception");
-            code = EXIT_FAILURE;
-        }
-    }
-    std::fflush(nullptr);
-    // _exit, not exit: the master's atexit handlers and static destructors
-    // belong to the master.
-    ::_exit(code);
-}
-
-// Waits for a signal with the mapped signals unblocked only inside ppoll: the
-// check-then-wait race of the seed's pause() cannot happen. timeout_ms < 0
-// waits without a timer, so an idle master never wakes.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::wait_for_signals(
-    std::int64_t timeout_ms) {
-    const sigset_t wait_mask = detail::sigset_without(saved_mask_, master_handled);
-    struct timespec limit = detail::to_timespec(timeout_ms);
-    // The self-pipe, the start-up pipe, and the notify_fd pipes of the
-    // workers that are not ready yet.
-    std::vector<struct pollfd> pfds(2);
-    pfds[0] = {wake_pipe_[0], POLLIN, 0};
-    pfds[1] = {started_pipe_[0], POLLIN, 0};
-    for (const slot& s : slots_) {
-        if (s.notify_read >= 0) pfds.push_back({s.notify_read, POLLIN, 0});
-    }
-    const int rc =
-        System::ppoll(pfds.data(), pfds.size(), timeout_ms < 0 ? nullptr : &limit, &wait_mask);
-    if (rc <= 0) return;  // EINTR is the normal wake-up: the loop re-checks everything
-    if (pfds[0].revents != 0) {
-        char drain[256];
-        while (detail::retry_on_eintr(
-                   [&] { return System::read(wake_pipe_[0], drain, sizeof drain); }) > 0) {
-        }
-    }
-    if (pfds[1].revents != 0) read_startup_records();
-    for (std::size_t i = 2; i < pfds.size(); ++i) {
-        if (pfds[i].revents == 0) continue;
-        for (slot& s : slots_) {
-            if (s.notify_read == pfds[i].fd) read_notifications(s);
-        }
-    }
-    // ppoll(2) that returns ready descriptors restores the mask without
-    // delivering signals that were pending, so let them in explicitly: a
-    // SIGTERM must not wait behind a stream of start-up records.
-    const struct timespec now {};
-    System::ppoll(nullptr, 0, &now, &wait_mask);
-}
-
-// A newline on the worker's notify_fd means ready (s6); end of file before
-// one means it closed the descriptor without ever being ready.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_notifications(slot& s) {
-    char buf[256];
-    for (;;) {
-        const ssize_t n = System::read(s.notify_read, buf, sizeof buf);
-        if (n > 0 && std::memchr(buf, '\n', static_cast<std::size_t>(n)) == nullptr) continue;
-        // EINTR is no verdict: only a newline, end of file or a real error is.
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && errno == EAGAIN) return;
-        System::close(s.notify_read);
-        s.notify_read = -1;
-        if (n > 0) mark_ready(static_cast<std::size_t>(s.index));
-        return;
-    }
-}
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::read_startup_records() {
-    const bool explicit_ready = opts_.wait_for_ready || opts_.notify_fd >= 0;
-    std::int32_t records[64][3];
-    for (;;) {
-        const ssize_t n = detail::retry_on_eintr(
-            [&] { return System::read(started_pipe_[0], records, sizeof records); });
-        if (n <= 0) break;
-        for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof records[0]; ++i) {
-            const auto index = static_cast<std::size_t>(records[i][0]);
-            // The pid check drops a record from a worker that died meanwhile.
-            if (index >= slots_.size() || slots_[index].pid != records[i][1]) continue;
-            if (records[i][2] == detail::record_set_up) slots_[index].set_up = true;
-            if (records[i][2] == detail::record_ready ||
-                (!explicit_ready && records[i][2] == detail::record_set_up)) {
-                mark_ready(index);
-            }
-        }
-    }
-}
-
-// A worker is ready: a rolling reload may retire its predecessor, and once
-// every worker is ready the pool says so (log, systemd, on_ready).
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::mark_ready(std::size_t index) {
-    slot& s = slots_[index];
-    if (s.ready || s.pid <= 0) return;
-    s.ready = true;
-    if (s.generation > 0) {
-        log("worker " + std::to_string(index) + " (pid " + std::to_string(s.pid) +
-            ") is back, generation " + std::to_string(s.generation));
-    }
-    if (static_cast<int>(index) == reload_next_) {
-        for (slot& old : retirees_) {
-            if (old.awaiting_successor && old.index == reload_next_) request_stop(old, true);
-        }
-        ++reload_next_;
-        step_reload();
-    }
-    if (announced_ready_ || stopping_) return;
-    if (!std::all_of(slots_.begin(), slots_.end(), [](const slot& w) { return w.ready; })) return;
-    announced_ready_ = true;
-    log("started " + std::to_string(slots_.size()) + " workers");
-    systemd_.send<System>("READY=1\nMAINPID=" + std::to_string(master_pid_) +
-                          "\nSTATUS=" + status_line());
-    call_ready_hook();
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::close_fds(slot& s) noexcept {
-    for (int* fd : {&s.pidfd, &s.notify_read}) {
-        if (*fd >= 0) System::close(*fd);
-        *fd = -1;
-    }
-}
-// In a new worker. Each spawn takes the lowest free descriptor numbers, so
-// the master's per-worker descriptors are usually one unbroken block, and
-// then one close_range(2) drops them all: closing them one by one cost N
-// workers N^2/2 close() calls between them (docs/benchmarks.md, 1b). The
-// block is used only when it holds nothing else: as many of the master's
-// descriptors as numbers in the range, so no descriptor of the worker's own
-// (its notify pipe, the program's files) can be inside it.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::close_siblings_fds()
-    const noexcept {
-    const auto for_each_fd = [this](auto&& visit) {
-        for (const std::vector<slot>* group : {&slots_, &retirees_}) {
-            for (const slot& other : *group) {
-                for (const int fd : {other.pidfd, other.notify_read}) {
-                    if (fd >= 0) visit(fd);
-                }
-            }
-        }
-    };
-    int lowest = -1;
-    int highest = -1;
-    std::size_t count = 0;
-    for_each_fd([&](int fd) {
-        if (lowest < 0 || fd < lowest) lowest = fd;
-        if (fd > highest) highest = fd;
-        ++count;
-    });
-    if (count == 0) return;
-    if (static_cast<std::size_t>(highest - lowest) + 1 == count &&
-        System::close_range(static_cast<unsigned>(lowest), static_cast<unsigned>(highest)) == 0) {
-        return;
-    }
-    for_each_fd([](int fd) { System::close(fd); });
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-std::string pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::status_line() const {
-    const auto ready = std::count_if(slots_.begin(), slots_.end(),
-                                     [](const slot& s) { return s.pid > 0 && s.ready; });
-    return std::to_string(ready) + " of " + std::to_string(slots_.size()) + " workers ready";
-}
-
-// The watchdog: a running worker whose heartbeat is older than the timeout
-// gets SIGABRT, then the usual SIGKILL deadline; its exit goes to the
-// strategy like any other.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::check_heartbeats() {
-    if (heartbeats_ == nullptr || stopping_) return;
-    const std::int64_t now = detail::monotonic_ms();
-    for (slot& s : slots_) {
-        if (s.pid <= 0 || s.phase != stop_phase::running) continue;
-        const std::int64_t age = now - heartbeats_[s.index].load(std::memory_order_relaxed);
-        if (age < opts_.heartbeat_timeout.count()) continue;
-        log("worker " + std::to_string(s.index) + " (pid " + std::to_string(s.pid) +
-            ") sent no heartbeat for " + std::to_string(age) + " ms; sending SIGABRT");
-        send(s, SIGABRT);
-        s.phase = stop_phase::fast;
-        s.state = worker_state::stopping;
-        s.next_step_ms = now + opts_.shutdown_timeout.count();
-    }
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::keep_systemd_alive() {
-    if (systemd_.watchdog_ms <= 0) return;
-    const std::int64_t now = detail::monotonic_ms();
-    if (now < next_keepalive_ms_) return;
-    systemd_.send<System>("WATCHDOG=1");
-    next_keepalive_ms_ = now + systemd_.watchdog_ms;
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::supervise_loop() {
-    while (!(stopping_ && all_reaped())) {
-        wait_for_signals(next_deadline());
-        // Signals first: when a stop signal reaches the master and its
-        // workers together (pkill, systemd's KillMode=control-group), the
-        // workers' exits then belong to the requested stop, not a failure.
-        service();
-        reap();
-        check_heartbeats();
-        enforce_kill_deadlines();
-        keep_systemd_alive();
-        if (!stopping_) start_due_restarts();
-    }
-}
-
-// Milliseconds until the earliest thing the loop must do by itself, or -1:
-// with no deadline the master waits without a timer and never wakes idle.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-std::int64_t pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::next_deadline()
-    const noexcept {
-    std::int64_t earliest = -1;
-    auto consider = [&](std::int64_t at) {
-        if (earliest < 0 || at < earliest) earliest = at;
-    };
-    for (const std::vector<slot>* group : {&slots_, &retirees_}) {
-        for (const slot& s : *group) {
-            if (s.pid > 0 && (s.phase == stop_phase::graceful || s.phase == stop_phase::fast)) {
-                consider(s.next_step_ms);
-            }
-            if (s.pid <= 0 && s.restart_pending && !stopping_) consider(s.restart_at_ms);
-        }
-    }
-    if (heartbeats_ != nullptr && !stopping_) {
-        for (const slot& s : slots_) {
-            if (s.pid > 0 && s.phase == stop_phase::running) {
-                consider(heartbeats_[s.index].load(std::memory_order_relaxed) +
-                         opts_.heartbeat_timeout.count());
-            }
-        }
-    }
-    if (systemd_.watchdog_ms > 0) consider(next_keepalive_ms_);
-    if (earliest < 0) return -1;
-    return std::max<std::int64_t>(0, earliest - detail::monotonic_ms());
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::enforce_kill_deadlines() {
-    const std::int64_t now = detail::monotonic_ms();
-    bool hurried = false;
-    bool killed = false;
-    for (std::vector<slot>* group : {&slots_, &retirees_}) {
-        for (auto it = group->rbegin(); it != group->rend(); ++it) {
-            if (it->pid <= 0 || now < it->next_step_ms) continue;
-            if (it->phase == stop_phase::graceful) {
-                if (!hurried) {
-                    log("workers still busy after " +
-                        std::to_string(opts_.shutdown_timeout.count()) +
-                        " ms of graceful stop; sending SIGTERM");
-                }
-                hurried = true;
-                request_stop(*it, false);
-            } else if (it->phase == stop_phase::fast) {
-                if (!killed) {
-                    log("workers still running after " +
-                        std::to_string(opts_.shutdown_timeout.count()) + " ms; sending SIGKILL");
-                }
-                killed = true;
-                send(*it, SIGKILL);
-            }
-        }
-    }
-}
-
-// Reaps only this pool's pids, never waitpid(-1): another library's children
-// in the same program stay theirs. Only as a subreaper or PID 1, where every
-// orphan of the process tree lands here, does it reap whatever comes.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::reap() {
-    // Only a SIGCHLD makes a scan worth it: without this, starting N workers
-    // (which looks before every fork) would cost N^2 waitpid calls. Standard
-    // signals merge, so one bit stands for any number of exits, and a child
-    // that ends during the scan sets it again for the next pass.
-    if (!(detail::process_signals.pending.fetch_and(~detail::signal_bit(SIGCHLD),
-                                                    std::memory_order_acquire) &
-          detail::signal_bit(SIGCHLD))) {
-        return;
-    }
-    auto ended = [](pid_t pid, pid_t rc, int status) {
-        exit_info how = detail::decode_wait_status(status);
-        if (rc != pid) how = exit_info{exit_info::kind::lost, 0, 0, false};
-        return how;
-    };
-    for (std::size_t r = 0; r < retirees_.size();) {
-        int status = 0;
-        const pid_t pid = retirees_[r].pid;
-        const pid_t rc =
-            detail::retry_on_eintr([&] { return System::waitpid(pid, &status, WNOHANG); });
-        if (rc == 0) {
-            ++r;
-            continue;
-        }
-        retiree_ended(r, ended(pid, rc, status));
-    }
-    for (std::size_t i = 0; i < slots_.size(); ++i) {
-        const pid_t pid = slots_[i].pid;
-        if (pid <= 0) continue;
-        int status = 0;
-        const pid_t rc =
-            detail::retry_on_eintr([&] { return System::waitpid(pid, &status, WNOHANG); });
-        if (rc != 0) worker_ended(i, ended(pid, rc, status));
-    }
-    while (adopting_) {
-        int status = 0;
-        const pid_t pid =
-            detail::retry_on_eintr([&] { return System::waitpid(-1, &status, WNOHANG); });
-        if (pid <= 0) break;
-        const exit_info how = detail::decode_wait_status(status);
-        const auto same = [pid](const slot& s) { return s.pid == pid; };
-        const auto worker = std::find_if(slots_.begin(), slots_.end(), same);
-        const auto retiree = std::find_if(retirees_.begin(), retirees_.end(), same);
-        if (worker != slots_.end()) {
-            worker_ended(static_cast<std::size_t>(worker - slots_.begin()), how);
-        } else if (retiree != retirees_.end()) {
-            retiree_ended(static_cast<std::size_t>(retiree - retirees_.begin()), how);
-        } else {
-            log("reaped orphan pid " + std::to_string(pid) + ", " + how.describe());
-        }
-    }
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::retiree_ended(
-    std::size_t position, exit_info how) {
-    slot& s = retirees_[position];
-    log("worker " + std::to_string(s.index) + " (pid " + std::to_string(s.pid) + ", retired) " +
-        how.describe());
-    close_fds(s);
-    retirees_.erase(retirees_.begin() + static_cast<std::ptrdiff_t>(position));
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_ended(std::size_t index,
-                                                                                exit_info how) {
-    slot& s = slots_[index];
-    const std::string what = "worker " + std::to_string(index) + " (pid " + std::to_string(s.pid) +
-                             ") " + how.describe();
-    s.last_exit = how;
-    s.pid = 0;
-    close_fds(s);
-    s.state = worker_state::exited;
-    if (stopping_) {
-        log(what);
-    } else {
-        handle_exit(index, what);
-    }
-}
-
-// A worker whose set-up failed (its signal dispositions, its mask, its
-// parent-death signal, its notify_fd) must not run the worker's code half set
-// up. A restart would fail the same way, so it exits with the fatal status.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::worker_setup_failed(
-    int index, const char* call) noexcept {
-    const int err = errno;
-    try {
-        log("worker " + std::to_string(index) + ": " + call + ": " + std::strerror(err));
-    } catch (...) {
-    }
-    ::_exit(opts_.fatal_exit_code >= 0 ? opts_.fatal_exit_code : EXIT_FAILURE);
-}
-
-// In the worker, before its code runs: supplementary groups first (they need
-// root), then the group, then the user; then prove root cannot come back.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::drop_privileges(int index) {
-    if (!credentials_.drop) return;
-    const detail::credentials& c = credentials_;
-    const char* failed = nullptr;
-    if (System::setgroups(c.groups.size(), c.groups.data()) != 0) {
-        failed = "setgroups";
-    } else if (System::setgid(c.gid) != 0) {
-        failed = "setgid";
-    } else if (System::setuid(c.uid) != 0) {
-        failed = "setuid";
-    } else if (c.uid != 0 &&
-               (System::setuid(0) == 0 || ::geteuid() != c.uid || ::getegid() != c.gid)) {
-        failed = "regaining root was still possible after setuid";
-    }
-    if (failed == nullptr) return;
-    log("worker " + std::to_string(index) + ": cannot drop privileges to '" + opts_.user +
-        "': " + failed + (errno != 0 ? std::string(": ") + std::strerror(errno) : ""));
-    // Restarting cannot help: the fatal status stops the pool.
-    ::_exit(opts_.fatal_exit_code >= 0 ? opts_.fatal_exit_code : EXIT_FAILURE);
-}
-// A worker ended and nobody asked for it: the strategy decides.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::handle_exit(
-    std::size_t index, const std::string& what) {
-    slot& dead = slots_[index];
-    if constexpr (!restarts_workers) {
-        begin_stop(stop_reason::worker_failed, 0, what);  // logs "stopping: <what>"
-        return;
-    } else {
-        if (dead.restart_pending) {
-            log(what);  // stopped by us to be restarted with its group
-            return;
-        }
-        const exit_info& how = dead.last_exit;
-        if (how.how == exit_info::kind::exited && how.code == opts_.fatal_exit_code) {
-            begin_stop(stop_reason::worker_failed, 0, what + " (fatal: not restarted)");
-            return;
-        }
-        const bool clean = how.how == exit_info::kind::exited && how.code == 0;
-        if (opts_.restart == restart_type::temporary ||
-            (opts_.restart == restart_type::transient && clean)) {
-            log(what + "; not restarted (" +
-                (opts_.restart == restart_type::temporary ? "temporary" : "transient") + ")");
-            // Slots not forked yet (still in start-up) count as left too.
-            const bool any_left = std::any_of(slots_.begin(), slots_.end(), [](const slot& s) {
-                return s.pid > 0 || s.restart_pending || s.state == worker_state::idle;
-            });
-            if (!any_left) begin_stop(stop_reason::completed, 0, "every worker has ended");
-            return;
-        }
-
-        const std::int64_t now = detail::monotonic_ms();
-        const std::int64_t period = opts_.restart_period.count();
-        restart_times_.erase(std::remove_if(restart_times_.begin(), restart_times_.end(),
-                                            [&](std::int64_t t) { return t <= now - period; }),
-                             restart_times_.end());
-        if (static_cast<int>(restart_times_.size()) >= opts_.max_restarts) {
-            begin_stop(stop_reason::worker_failed, 0,
-                       what + "; more than " + std::to_string(opts_.max_restarts) +
-                           " restarts within " + std::to_string(period) + " ms, giving up");
-            return;
-        }
-        restart_times_.push_back(now);
-
-        // Exponential back-off for a slot that keeps failing; a worker that
-        // stayed up for a whole restart_period starts afresh.
-        if (now - dead.started_ms >= period) dead.consecutive_failures = 0;
-        const int failures = ++dead.consecutive_failures;
-        std::int64_t delay = 0;
-        if (failures > 1) {
-            delay = opts_.restart_delay.count();
-            for (int i = 2; i < failures && delay < opts_.restart_delay_max.count(); ++i)
-                delay *= 2;
-            delay = std::min<std::int64_t>(delay, opts_.restart_delay_max.count());
-        }
-
-        // The group restarted with it: itself, every worker, or itself and
-        // the ones started after it. The others are stopped first.
-        std::size_t first = index;
-        std::size_t last = index;
-        if constexpr (std::is_same_v<Strategy, one_for_all>) {
-            first = 0;
-            last = slots_.size() - 1;
-        } else if constexpr (std::is_same_v<Strategy, rest_for_one>) {
-            last = slots_.size() - 1;
-        }
-        log(what + "; restarting worker" +
-            (first == last ? " " + std::to_string(index)
-                           : "s " + std::to_string(first) + "-" + std::to_string(last)) +
-            (delay > 0 ? " in " + std::to_string(delay) + " ms" : ""));
-        for (std::size_t j = last + 1; j-- > first;) {
-            slot& member = slots_[j];
-            if (member.restart_pending) continue;  // already on its way back
-            member.restart_pending = true;
-            member.restart_at_ms = now + delay;
-            if (member.pid > 0) request_stop(member, false);
-        }
-    }
-}
-
-// Starts, in index order, the slots whose restart is due, once every slot
-// waiting for a restart is out (a group comes back together, in order).
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::start_due_restarts() {
-    if (std::any_of(slots_.begin(), slots_.end(),
-                    [](const slot& s) { return s.restart_pending && s.pid > 0; })) {
-        return;
-    }
-    const std::int64_t now = detail::monotonic_ms();
-    std::fflush(nullptr);
-    for (std::size_t i = 0; i < slots_.size() && !stopping_; ++i) {
-        slot& s = slots_[i];
-        if (!s.restart_pending || s.restart_at_ms > now || s.pid > 0) continue;
-        s.restart_pending = false;
-        ++s.generation;
-        ++s.restarts;
-        spawn(static_cast<int>(i));
-    }
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::service() {
-    // SIGCHLD's bit stays: reap() takes it, and a SIGCHLD arriving between
-    // reap() and here must still make the next reap() look.
-    const std::uint64_t taken =
-        detail::process_signals.pending.fetch_and(~MasterSignals::mask, std::memory_order_acquire) &
-        MasterSignals::mask;
-    if (taken == 0) return;
-    // Several terminate signals taken in one pass are one request, not an
-    // escalation: only a signal after the stop began escalates it.
-    const bool was_stopping = stopping_;
-    MasterSignals::dispatch(taken,
-                            [&](int sig, auto action) { perform(sig, action, was_stopping); });
-}
-
-// One function for every master action, chosen at compile time by the row.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-template <class Action>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::perform(int sig, Action,
-                                                                           bool was_stopping) {
-    const std::string received = signal_name(sig) + " received";
-    if constexpr (std::is_same_v<Action, terminate> || std::is_same_v<Action, graceful_stop>) {
-        constexpr bool graceful = std::is_same_v<Action, graceful_stop>;
-        if (!was_stopping) {
-            if (!stopping_) begin_stop(stop_reason::requested, sig, received, graceful);
-        } else if (!graceful && graceful_stop_) {
-            // As nginx: a fast-stop signal during a graceful stop hurries it.
-            log(received + "; fast stop");
-            graceful_stop_ = false;
-            for (std::vector<slot>* group : {&slots_, &retirees_}) {
-                for (auto it = group->rbegin(); it != group->rend(); ++it) {
-                    request_stop(*it, false);
-                }
-            }
-        } else if (!graceful && reason_ == stop_reason::requested) {
-            log(received + " again; sending SIGKILL");
-            kill_remaining(SIGKILL);
-        } else if (!graceful) {
-            // The pool was already stopping on its own (a worker failed): this
-            // is the operator's first stop signal, not an escalation.
-            log(received + "; already stopping (" + why_ + ")");
-        }
-    } else if constexpr (std::is_same_v<Action, print_stats>) {
-        print_statistics();
-    } else if constexpr (std::is_same_v<Action, rolling_reload>) {
-        if (stopping_) return;
-        if (reload_next_ >= 0) {
-            log(received + "; a rolling reload is already under way");
-            return;
-        }
-        log(received + "; rolling reload of " + std::to_string(slots_.size()) + " workers");
-        reload_next_ = 0;
-        step_reload();
-    } else if constexpr (std::is_same_v<Action, scale_up>) {
-        if (stopping_) return;
-        const auto parked = std::find_if(slots_.begin(), slots_.end(), [](const slot& s) {
-            return s.state == worker_state::parked;
-        });
-        if (parked != slots_.end()) {
-            log(received + "; bringing back worker " + std::to_string(parked->index));
-            ++parked->generation;
-            std::fflush(nullptr);
-            spawn(parked->index);
-            return;
-        }
-        if (static_cast<int>(slots_.size()) >= opts_.max_workers) {
-            log(received + "; already at max_workers (" + std::to_string(opts_.max_workers) + ")");
-            return;
-        }
-        slots_.push_back(slot{});
-        slots_.back().index = static_cast<int>(slots_.size() - 1);
-        log(received + "; adding worker " + std::to_string(slots_.size() - 1));
-        std::fflush(nullptr);
-        spawn(static_cast<int>(slots_.size() - 1));
-    } else if constexpr (std::is_same_v<Action, scale_down>) {
-        if (stopping_) return;
-        if (static_cast<int>(slots_.size()) <= opts_.min_workers) {
-            log(received + "; already at min_workers (" + std::to_string(opts_.min_workers) + ")");
-            return;
-        }
-        const std::size_t last = slots_.size() - 1;
-        log(received + "; removing worker " + std::to_string(last));
-        retire(last);
-        slots_.pop_back();
-        if (reload_next_ >= static_cast<int>(slots_.size())) step_reload();
-    } else if constexpr (std::is_same_v<Action, stop_workers>) {
-        if (stopping_) return;
-        log(received + "; stopping every worker, the master stays");
-        reload_next_ = -1;
-        for (std::size_t i = slots_.size(); i-- > 0;) {
-            retire(i);
-            slots_[i].state = worker_state::parked;
-            slots_[i].restart_pending = false;
-        }
-    } else if constexpr (detail::is_forward<Action>::value) {
-        for (slot& s : slots_) {
-            if (s.pid > 0) send(s, Action::signal);
-        }
-    } else {
-        static_assert(std::is_same_v<Action, ignore>, "supervise: unhandled master action");
-    }
-}
-
-// Moves a slot's process to the retirees and asks it to stop gracefully; the
-// slot is then free for a successor.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::retire(std::size_t index) {
-    for (slot& old : retirees_) {
-        if (old.awaiting_successor && old.index == static_cast<int>(index)) request_stop(old, true);
-    }
-    slot& s = slots_[index];
-    if (s.pid <= 0) return;
-    retirees_.push_back(s);
-    request_stop(retirees_.back(), true);
-    s.pid = 0;
-    s.pidfd = -1;  // the retiree owns them now
-    s.notify_read = -1;
-    s.set_up = false;
-    s.state = worker_state::exited;
-    s.phase = stop_phase::running;
-}
-
-// Rolling reload, one slot at a time: start the successor while the
-// predecessor still serves; once the successor has reported in
-// (read_startup_records) the predecessor is stopped gracefully and the next
-// slot follows. Capacity never drops below the pool's size.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::step_reload() {
-    while (reload_next_ >= 0 && !stopping_) {
-        if (reload_next_ >= static_cast<int>(slots_.size())) {
-            log("rolling reload done");
-            reload_next_ = -1;
-            return;
-        }
-        slot& s = slots_[static_cast<std::size_t>(reload_next_)];
-        if (s.restart_pending) {  // the strategy is bringing it back anyway
-            ++reload_next_;
-            continue;
-        }
-        if (s.pid > 0) {
-            retirees_.push_back(s);
-            retirees_.back().awaiting_successor = true;
-            // The retiree owns the descriptors now. Left in the slot too, the
-            // successor's child would count them twice and could take a gap
-            // holding its own start-up pipe for part of the master's block.
-            s.pidfd = -1;
-            s.notify_read = -1;
-        }
-        ++s.generation;
-        s.pid = 0;
-        std::fflush(nullptr);
-        spawn(reload_next_);
-        return;  // read_startup_records() continues once the successor is up
-    }
-}
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::begin_stop(stop_reason reason,
-                                                                              int sig,
-                                                                              std::string why,
-                                                                              bool graceful) {
-    if (stopping_) return;
-    stopping_ = true;
-    graceful_stop_ = graceful;
-    reason_ = reason;
-    stop_signal_ = sig;
-    why_ = std::move(why);
-    log(std::string(graceful ? "stopping gracefully: " : "stopping: ") + why_);
-    systemd_.send<System>("STOPPING=1\nSTATUS=stopping: " + why_);
-    reload_next_ = -1;
-    for (slot& s : slots_) s.restart_pending = false;
-    // Newest first (OTP stops children in reverse start order).
-    for (std::vector<slot>* group : {&slots_, &retirees_}) {
-        for (auto it = group->rbegin(); it != group->rend(); ++it) request_stop(*it, graceful);
-    }
-}
-// One kill(2) per live worker, newest first (OTP stops children in reverse
-// start order). Never kill(0): that would reach the launching shell or test
-// runner, which share our process group; never a reaped pid: it may already
-// belong to another process.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::kill_remaining(int sig) {
-    for (std::vector<slot>* group : {&slots_, &retirees_}) {
-        for (auto it = group->rbegin(); it != group->rend(); ++it) send(*it, sig);
-    }
-}
-// Graceful: the graceful signal, then SIGTERM after shutdown_timeout. Fast:
-// SIGTERM, then SIGKILL after shutdown_timeout. Each step happens once.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::request_stop(slot& s,
-                                                                                bool graceful) {
-    if (s.pid <= 0) return;
-    s.awaiting_successor = false;
-    const std::int64_t deadline = detail::monotonic_ms() + opts_.shutdown_timeout.count();
-    if (graceful && graceful_signal() != SIGTERM) {
-        if (s.phase != stop_phase::running) return;
-        send(s, graceful_signal());
-        s.phase = stop_phase::graceful;
-    } else {
-        if (s.phase == stop_phase::fast || s.phase == stop_phase::killed) return;
-        send(s, SIGTERM);
-        s.phase = stop_phase::fast;
-    }
-    s.next_step_ms = deadline;
-    s.state = worker_state::stopping;
-}
-
-// One kill(2) to one live worker. Never kill(0): that would reach the
-// launching shell or test runner, which share our process group; never a
-// reaped pid: it may already belong to another process.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::send(slot& s, int sig) {
-    if (s.pid <= 0 || s.phase == stop_phase::killed) return;
-    const int rc =
-        s.pidfd >= 0 ? System::pidfd_send_signal(s.pidfd, sig) : System::kill(s.pid, sig);
-    if (rc != 0 && errno != ESRCH) {
-        log("kill(" + std::to_string(s.pid) + ", " + signal_name(sig) +
-            "): " + std::strerror(errno));
-    }
-    if (sig == SIGKILL) {
-        s.phase = stop_phase::killed;
-        s.state = worker_state::stopping;
-    }
-}
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-bool pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::all_reaped() const noexcept {
-    // Retirees count too: a reload's draining predecessor must be reaped
-    // before the destroy hooks run and run() returns.
-    const auto alive = [](const slot& s) { return s.pid > 0; };
-    return std::none_of(slots_.begin(), slots_.end(), alive) &&
-           std::none_of(retirees_.begin(), retirees_.end(), alive);
+    // The template arguments, turned into values once.
+    static constexpr detail::pool_plan plan =
+        detail::plan_of<MasterSignals, WorkerSignals, Strategy>();
+    detail::master<System> master(options_, plan, credentials_,
+                                  detail::worker_entry{&worker_, &detail::call_worker<Worker>},
+                                  hooks_, ready_hook_);
+    struct forget_master {
+        const detail::master<System>*& running;
+        ~forget_master() { running = nullptr; }
+    } forget{running_};
+    running_ = &master;
+    outcome result = master.run();
+    last_run_ = master.snapshot();
+    return result;
 }
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 statistics pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::snapshot() const {
-    statistics stats;
-    const std::int64_t now = detail::monotonic_ms();
-    stats.master_pid = master_pid_;
-    stats.uptime = std::chrono::milliseconds(master_pid_ != 0 ? now - started_ms_ : 0);
-    stats.signals_by_number.assign(detail::max_signal + 1, 0);
-    for (int sig = 1; sig <= detail::max_signal; ++sig) {
-        const std::uint32_t n =
-            detail::process_signals.received[sig].load(std::memory_order_relaxed);
-        stats.signals_by_number[static_cast<std::size_t>(sig)] = n;
-        stats.signals_received += n;
-    }
-    for (std::size_t i = 0; i < slots_.size(); ++i) {
-        const slot& s = slots_[i];
-        worker_statistics w;
-        w.index = static_cast<int>(i);
-        w.pid = opts_.no_fork ? master_pid_ : s.pid;
-        w.state = s.state;
-        w.uptime = std::chrono::milliseconds(s.pid > 0 || opts_.no_fork ? now - s.started_ms : 0);
-        w.generation = s.generation;
-        w.restarts = s.restarts;
-        if (heartbeats_ != nullptr && s.pid > 0) {
-            w.heartbeat_age = std::chrono::milliseconds(
-                now - heartbeats_[s.index].load(std::memory_order_relaxed));
-        }
-        w.last_exit = s.last_exit;
-        stats.workers.push_back(w);
-    }
-    return stats;
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::print_statistics() {
-    const std::string table = snapshot().table();
-    detail::write_all<System>(opts_.stats_fd, table.data(), table.size());
-}
-
-// The seed's dont_fork, without its cleanup-in-the-handler: signals still only
-// set bits, the worker sees them through its context, the hooks run after it
-// returns.
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_inline() {
-    detail::worker_signal_plan plan;
-    plan.stop = MasterSignals::template mask_of<terminate>;
-    plan.graceful = MasterSignals::template mask_of<graceful_stop>;
-    plan.stats = MasterSignals::template mask_of<print_stats>;
-    plan.handled = MasterSignals::mask;
-    slot& s = slots_[0];
-    // s.pid stays 0: the slot is this very process, which nothing may signal.
-    s.state = worker_state::running;
-    s.started_ms = detail::monotonic_ms();
-    log("running one worker inline (no_fork)");
-    call_ready_hook();
-    if (stopping_) return finish();
-
-    worker_context context(worker_context::internals{
-        0, 0, master_pid_, opts_.stats_fd, plan,
-        [](void* self) { static_cast<pool*>(self)->print_statistics(); }, this,
-        // Inline there is no master to report to, and nobody to watch it.
-        -1, nullptr, 0, &detail::worker_calls_of<System>()});
-    // The worker runs with the mapped signals unblocked so they interrupt its
-    // blocking calls; its context blocks them again around each check.
-    const sigset_t run_mask = detail::sigset_without(saved_mask_, master_handled);
-    System::thread_sigmask(SIG_SETMASK, &run_mask, nullptr);
-    int code = EXIT_SUCCESS;
-    std::string failure;
-    try {
-        if constexpr (std::is_convertible_v<std::invoke_result_t<Worker&, worker_context&>, int>) {
-            code = worker_(context);
-        } else {
-            worker_(context);
-        }
-    } catch (const std::exception& e) {
-        failure = std::string("worker 0 threw: ") + e.what();
-    } catch (...) {
-        failure = "worker 0 threw a non-standard exception";
-    }
-    const sigset_t handled = detail::sigset_of(master_handled);
-    System::thread_sigmask(SIG_BLOCK, &handled, nullptr);
-
-    s.pid = 0;
-    s.state = worker_state::exited;
-    s.last_exit.how = exit_info::kind::exited;
-    s.last_exit.code = code;
-    if (!failure.empty()) {
-        log(failure);
-        begin_stop(stop_reason::worker_failed, 0, failure);
-    } else if (context.stop_requested()) {
-        const int sig = context.stop_signal();
-        begin_stop(stop_reason::requested, sig, signal_name(sig) + " received");
-    } else {
-        begin_stop(stop_reason::worker_failed, 0,
-                   "worker 0 returned without a stop request (" + s.last_exit.describe() + ")");
-    }
-    return finish();
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run_destroy_hooks() {
-    if (hooks_.empty()) return;
-    // A hook that hangs cannot be interrupted from outside, so the whole set
-    // runs under one real-time timer whose handler ends the process.
-    detail::process_signals.deadline_fd.store(opts_.log_fd, std::memory_order_release);
-    struct ::sigaction deadline {};
-    struct ::sigaction previous_alarm {};
-    deadline.sa_handler = detail::on_destroy_deadline;
-    sigemptyset(&deadline.sa_mask);
-    System::sigaction(SIGALRM, &deadline, &previous_alarm);
-    sigset_t alarm_only;
-    sigemptyset(&alarm_only);
-    sigaddset(&alarm_only, SIGALRM);
-    sigset_t previous_mask;
-    System::thread_sigmask(SIG_UNBLOCK, &alarm_only, &previous_mask);
-    struct itimerval limit {};
-    struct itimerval previous_timer {};
-    limit.it_value.tv_sec = static_cast<time_t>(opts_.destroy_timeout.count() / 1000);
-    limit.it_value.tv_usec =
-        static_cast<suseconds_t>((opts_.destroy_timeout.count() % 1000) * 1000);
-    System::setitimer(ITIMER_REAL, &limit, &previous_timer);
-
-    for (auto it = hooks_.rbegin(); it != hooks_.rend(); ++it) {
-        try {
-            it->run();
-        } catch (const std::exception& e) {
-            ++hooks_failed_;
-            log("destroy hook '" + it->name + "' failed: " + e.what());
-        } catch (...) {
-            ++hooks_failed_;
-            log("destroy hook '" + it->name + "' failed with a non-standard exception");
-        }
-    }
-
-    System::setitimer(ITIMER_REAL, &previous_timer, nullptr);
-    System::thread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
-    System::sigaction(SIGALRM, &previous_alarm, nullptr);
-    detail::process_signals.deadline_fd.store(-1, std::memory_order_release);
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-void pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::stop_orphans() {
-    if (!adopting_) return;
-    // As a subreaper (or PID 1) the workers' orphaned descendants are the
-    // master's children. Returning with them still running would leave them
-    // to whoever is above the program, with nobody to stop them (and as PID 1
-    // the kernel SIGKILLs them without a SIGTERM). So they get what workers
-    // get: SIGTERM, SIGKILL after shutdown_timeout, and they are reaped. A
-    // descendant orphaned meanwhile joins them. Children the program had
-    // before run() are its own and are left alone.
-    const std::int64_t deadline = detail::monotonic_ms() + opts_.shutdown_timeout.count();
-    // After SIGKILL the kernel needs no cooperation; the extra bound only
-    // protects against a process stuck in an uninterruptible wait.
-    const std::int64_t give_up = deadline + opts_.shutdown_timeout.count();
-    std::vector<pid_t> signalled;
-    bool killing = false;
-    for (;;) {
-        int status = 0;
-        pid_t pid;
-        while ((pid = detail::retry_on_eintr(
-                    [&] { return System::waitpid(-1, &status, WNOHANG); })) > 0) {
-            log("reaped orphan pid " + std::to_string(pid) + ", " +
-                detail::decode_wait_status(status).describe());
-            signalled.erase(std::remove(signalled.begin(), signalled.end(), pid), signalled.end());
-        }
-        bool readable = false;
-        std::vector<pid_t> orphans = detail::main_thread_children<System>(&readable);
-        if (!readable) {
-            const int err = errno;
-            log(std::string("cannot list orphans to stop them: /proc/self/task/.../children: ") +
-                std::strerror(err));
-            return;
-        }
-        orphans.erase(std::remove_if(orphans.begin(), orphans.end(),
-                                     [&](pid_t p) {
-                                         return std::find(program_children_.begin(),
-                                                          program_children_.end(),
-                                                          p) != program_children_.end();
-                                     }),
-                      orphans.end());
-        if (orphans.empty()) return;
-        const std::int64_t now = detail::monotonic_ms();
-        if (now >= give_up) {
-            log(std::to_string(orphans.size()) + " orphans still not reaped; giving up on them");
-            return;
-        }
-        if (!killing && now >= deadline) {
-            log("orphans still running after " + std::to_string(opts_.shutdown_timeout.count()) +
-                " ms; sending SIGKILL");
-            killing = true;
-            signalled.clear();
-        }
-        for (const pid_t orphan : orphans) {
-            if (std::find(signalled.begin(), signalled.end(), orphan) != signalled.end()) continue;
-            // Unreaped, so the pid cannot belong to anyone else yet.
-            System::kill(orphan, killing ? SIGKILL : SIGTERM);
-            signalled.push_back(orphan);
-        }
-        // SIGCHLD (or any mapped signal) ends the wait early.
-        wait_for_signals((killing ? give_up : deadline) - now);
-    }
-}
-
-template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
-outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::finish() {
-    // Before the destroy hooks, which may release what the orphans still use.
-    stop_orphans();
-    run_destroy_hooks();
-    outcome result;
-    result.reason = reason_;
-    // "completed" succeeds only if every worker's last exit was a clean one.
-    const bool all_clean = std::all_of(slots_.begin(), slots_.end(), [](const slot& s) {
-        return s.last_exit.how == exit_info::kind::exited && s.last_exit.code == 0;
-    });
-    result.exit_status =
-        reason_ == stop_reason::requested || (reason_ == stop_reason::completed && all_clean)
-            ? EXIT_SUCCESS
-            : EXIT_FAILURE;
-    result.signal = stop_signal_;
-    result.detail = why_;
-    result.hooks_failed = hooks_failed_;
-    // Logged while SIGPIPE is still the pool's: with the program's default
-    // disposition back, a log pipe without a reader would kill it here.
-    log("stopped (" + why_ + "); exit status " + std::to_string(result.exit_status));
-    restore_signals();
-    return result;
+    return running_ != nullptr ? running_->snapshot() : last_run_;
 }
 
 }  // namespace SUPERVISE_ABI_NAMESPACE

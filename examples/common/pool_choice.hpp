@@ -242,7 +242,7 @@ int dispatch(const pool_flags& flags, Visit&& visit) {
     switch (flags.preset) {
         case preset_kind::seed:
             return with_maps(
-                signal_maps<supervise::seed_master_signals, supervise::seed_worker_signals>{});
+                signal_maps<supervise::default_master_signals, supervise::default_worker_signals>{});
         case preset_kind::nginx:
             return with_maps(
                 signal_maps<supervise::nginx_master_signals, supervise::nginx_worker_signals>{});

@@ -1,14 +1,14 @@
-// A pool whose maps are empty: signal_map<> is accepted by every static_assert, so it must also
-// compile warning-free. KNOWN FAILURE with g++: signal_map<>::dispatch leaves its parameter
-// `bits` unused (-Wunused-but-set-parameter, part of -Wextra); header_standalone_test.sh expects
-// that failure until the header marks the parameter [[maybe_unused]].
+// The smallest maps a pool accepts: a master map with its one required row (SIGTERM, see
+// docs/signals.md) and an empty worker map. Both must compile warning-free; the master map
+// that is empty too is rejected (signal_map_compile_fail_test.sh, master_map_empty).
 #include <supervise.hpp>
 
-int run_with_empty_maps();
+int run_with_smallest_maps();
 
-int run_with_empty_maps() {
+int run_with_smallest_maps() {
     using no_signals = supervise::signal_map<>;
+    using sigterm_only = supervise::signal_map<supervise::on<SIGTERM, supervise::terminate>>;
     static_assert(no_signals::mask == 0, "an empty map maps nothing");
-    auto p = supervise::make_pool<no_signals, no_signals>([](supervise::worker_context&) {});
+    auto p = supervise::make_pool<sigterm_only, no_signals>([](supervise::worker_context&) {});
     return p.run().exit_status;
 }

@@ -3,7 +3,7 @@
 #   header_standalone.cpp   includes nothing but the header (a missing #include fails here);
 #   header_instantiate.cpp  instantiates every pool member with the default and custom maps, so
 #                           the template bodies are compiled too;
-#   header_empty_map.cpp    a pool whose signal maps are both signal_map<>.
+#   header_empty_map.cpp    a pool with the smallest maps: SIGTERM alone, and signal_map<>.
 # Warnings are errors; beyond -Wall -Wextra -Wpedantic the header is held to EXTRA_WARNINGS.
 # shellcheck source-path=SCRIPTDIR source=compile_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/compile_lib.sh"

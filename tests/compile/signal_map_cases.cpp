@@ -35,6 +35,11 @@ struct not_an_action {};
 struct reload {};  // an action the library does not have
 using master_map = signal_map<on<SIGTERM, terminate>, on<SIGUSR1, print_stats>>;
 using not_a_map = std::tuple<on<SIGTERM, terminate>, on<SIGUSR1, print_stats>>;
+// Master maps without a row that stops the pool on SIGTERM, and the accepted ones.
+using empty_map = signal_map<>;
+using sigint_only_master = signal_map<on<SIGINT, terminate>>;
+using sigterm_ignored_master = signal_map<on<SIGTERM, ignore>, on<SIGINT, terminate>>;
+using sigterm_graceful_master = signal_map<on<SIGTERM, supervise::graceful_stop>>;
 struct worker {
     void operator()(supervise::worker_context&) const {}
 };
@@ -113,6 +118,19 @@ static_assert(instantiated<signal_map<on<SIGHUP, PICK(not_an_action, print_stats
 #if defined(CASE_master_signals_not_a_map) || defined(ALL_TWINS)
 #define CASE_SELECTED
 static_assert(instantiated<supervise::pool<worker, PICK(not_a_map, master_map)>>);
+#endif
+#if defined(CASE_master_map_empty) || defined(ALL_TWINS)
+#define CASE_SELECTED
+static_assert(instantiated<supervise::pool<worker, PICK(empty_map, master_map)>>);
+#endif
+#if defined(CASE_master_without_sigterm) || defined(ALL_TWINS)
+#define CASE_SELECTED
+static_assert(instantiated<supervise::pool<worker, PICK(sigint_only_master, master_map)>>);
+#endif
+#if defined(CASE_master_sigterm_ignored) || defined(ALL_TWINS)
+#define CASE_SELECTED
+static_assert(
+    instantiated<supervise::pool<worker, PICK(sigterm_ignored_master, sigterm_graceful_master)>>);
 #endif
 #if defined(CASE_worker_signals_not_a_map) || defined(ALL_TWINS)
 #define CASE_SELECTED

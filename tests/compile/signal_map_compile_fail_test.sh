@@ -14,6 +14,7 @@ readonly FAULT="report a fault of the running thread"
 readonly CHILD="SIGCHLD belongs to the pool"
 readonly RANGE="signal numbers must be between 1 and 64"
 readonly ACTION="supervise: the action of an on<> row must be"
+readonly NO_STOP="the master's signal_map must map SIGTERM to terminate or graceful_stop"
 
 # "case|phrase of its static_assert message"
 readonly CASES=(
@@ -33,6 +34,9 @@ readonly CASES=(
     "action_int|${ACTION}"
     "action_struct|${ACTION}"
     "master_signals_not_a_map|MasterSignals must be a supervise::signal_map"
+    "master_map_empty|${NO_STOP}"
+    "master_without_sigterm|${NO_STOP}"
+    "master_sigterm_ignored|${NO_STOP}"
     "worker_signals_not_a_map|WorkerSignals must be a supervise::signal_map"
     "strategy|supervise: the strategy must be"
     "system|System must be posix_system or derive from it"
