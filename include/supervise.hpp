@@ -97,6 +97,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -121,8 +122,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <functional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -601,6 +604,9 @@ struct posix_system {
     static pid_t waitpid(pid_t pid, int* status, int flags) noexcept {
         return ::waitpid(pid, status, flags);
     }
+    static int waitid(idtype_t type, id_t id, siginfo_t* info, int flags) noexcept {
+        return ::waitid(type, id, info, flags);
+    }
     static int sigaction(int sig, const struct ::sigaction* act, struct ::sigaction* old) noexcept {
         return ::sigaction(sig, act, old);
     }
@@ -829,6 +835,11 @@ struct signal_state {
     std::atomic<int> wake_fd{-1};
     // Where the destroy-hook deadline handler writes its one line.
     std::atomic<int> deadline_fd{-1};
+    // Handlers between their load of wake_fd and the end of their write:
+    // the pipe is closed only once none is (signal_scope's restore), or a
+    // handler in another thread could write its byte into whatever file
+    // took the number next.
+    std::atomic<int> writing{0};
     std::atomic<std::uint32_t> received[max_signal + 1]{};
 };
 
@@ -848,7 +859,8 @@ inline void on_signal(int sig) noexcept {
     if (sig >= 1 && sig <= max_signal) {
         process_signals.received[sig].fetch_add(1, std::memory_order_relaxed);
         process_signals.pending.fetch_or(signal_bit(sig), std::memory_order_release);
-        const int fd = process_signals.wake_fd.load(std::memory_order_acquire);
+        process_signals.writing.fetch_add(1, std::memory_order_seq_cst);
+        const int fd = process_signals.wake_fd.load(std::memory_order_seq_cst);
         if (fd >= 0) {
             // static: an address-taken local would get a stack canary, and a
             // call to __stack_chk_fail, under -fstack-protector-strong.
@@ -857,6 +869,7 @@ inline void on_signal(int sig) noexcept {
             if (::write(fd, &byte, 1) < 0) {
             }
         }
+        process_signals.writing.fetch_sub(1, std::memory_order_release);
     }
     errno = saved_errno;
 }
@@ -1744,7 +1757,10 @@ class signal_scope {
             System::sigaction(it->number, &it->action, nullptr);
         }
         saved_.clear();
-        process_signals.wake_fd.store(-1, std::memory_order_release);
+        process_signals.wake_fd.store(-1, std::memory_order_seq_cst);
+        // Only a handler running in another thread can be writing now (one in
+        // this thread has returned), and it ends without waiting for anything.
+        while (process_signals.writing.load(std::memory_order_acquire) != 0) ::sched_yield();
         process_signals.pending.store(0);
         wake_read_.reset();
         wake_write_.reset();
@@ -1958,19 +1974,37 @@ worker_state state_of(const slot<System>& s) noexcept {
     return s.process.phase == stop_phase::running ? worker_state::running : worker_state::stopping;
 }
 
-// The master's per-worker descriptors (pidfds, notify_fd pipes) as a new
-// worker sees them, computed in the master before fork: reading the table in
-// the child would fault in its pages there, N times for N workers.
-struct descriptor_block {
-    int lowest = -1;
-    int highest = -1;
+// The master's descriptors a new worker must close (the self-pipe, the
+// master's end of the start-up pipe, systemd's socket, every process's pidfd
+// and notify_fd pipe) as runs of consecutive numbers, found in the master
+// before fork: reading the table in the child would fault its pages in there,
+// N times for N workers. Each spawn takes the lowest free numbers, so there
+// are usually one or two runs, each holding only the master's descriptors:
+// one close_range(2) a run, where closing them one by one cost N workers
+// N^2/2 close() calls between them (docs/benchmarks.md).
+struct descriptor_runs {
+    static constexpr std::size_t most = 8;
+    struct run {
+        int first;
+        int last;
+    };
+    std::array<run, most> runs{};
     std::size_t count = 0;
-    // Each spawn takes the lowest free numbers, so they are usually one
-    // unbroken block holding nothing else (as many descriptors as numbers),
-    // and then no descriptor of the worker's own can be inside it.
-    bool unbroken() const noexcept {
-        return count > 0 && static_cast<std::size_t>(highest - lowest) + 1 == count;
+    // More runs than fit: the child closes the master's descriptors above
+    // the last run one by one.
+    bool complete = true;
+
+    // Descriptors in increasing order.
+    void add(int fd) noexcept {
+        if (count > 0 && runs[count - 1].last + 1 == fd) {
+            runs[count - 1].last = fd;
+        } else if (count < most && complete) {
+            runs[count++] = run{fd, fd};
+        } else {
+            complete = false;
+        }
     }
+    int covered_up_to() const noexcept { return count > 0 ? runs[count - 1].last : -1; }
 };
 
 // Every worker process of the pool, serving or retired: signalling, stop
@@ -2024,8 +2058,13 @@ class process_table {
         worker_process<System>& p = s.process;
         p.pid = pid;
         p.index = static_cast<int>(index);
+        serving_[pid] = index;
+        ++live_;
         p.pidfd.reset(System::pidfd_open(pid));
         p.notify_read = std::move(notify_read);
+        for (const int fd : {p.pidfd.get(), p.notify_read.get()}) {
+            if (fd >= 0) descriptors_.insert(fd);
+        }
         p.set_up = false;
         p.ready = false;
         p.phase = stop_phase::running;
@@ -2040,6 +2079,7 @@ class process_table {
     void retire(std::size_t index, bool until_successor_ready) {
         worker_process<System>& p = slots_[index].process;
         if (p.pid <= 0) return;
+        serving_.erase(p.pid);
         retirees_.push_back(std::move(p));
         p = worker_process<System>{};
         p.index = static_cast<int>(index);
@@ -2070,7 +2110,10 @@ class process_table {
             log_("kill(" + std::to_string(p.pid) + ", " + signal_name(sig) +
                  "): " + std::strerror(errno));
         }
-        if (sig == SIGKILL) p.phase = stop_phase::killed;
+        if (sig == SIGKILL && p.phase != stop_phase::killed) {
+            p.phase = stop_phase::killed;
+            schedule(p, monotonic_ms() + opts_.shutdown_timeout.count());
+        }
     }
     // Every process serving a slot (forward<SIG>); retirees are leaving.
     void signal_serving(int sig) {
@@ -2093,13 +2136,13 @@ class process_table {
             signal(p, SIGTERM);
             p.phase = stop_phase::fast;
         }
-        p.next_step_ms = deadline;
+        schedule(p, deadline);
     }
     // The watchdog's SIGABRT, then the usual SIGKILL deadline.
     void abort_stale(worker_process<System>& p, std::int64_t now) {
         signal(p, SIGABRT);
         p.phase = stop_phase::fast;
-        p.next_step_ms = now + opts_.shutdown_timeout.count();
+        schedule(p, now + opts_.shutdown_timeout.count());
     }
     // Newest first (OTP stops children in reverse start order).
     void stop_all(bool graceful) {
@@ -2109,13 +2152,20 @@ class process_table {
         for_each_process([&](worker_process<System>& p) { signal(p, sig); });
     }
 
-    // The stop steps that are due: a graceful stop past its time becomes a
-    // fast one, a fast one past its time SIGKILL.
+    // The stop steps that are due, from the front of the queue: a graceful
+    // stop past its time becomes a fast one, a fast one past its time
+    // SIGKILL. A process still there long after its SIGKILL was reaped
+    // behind the pool's back (another waitpid(-1) in the program) or is stuck
+    // in the kernel: the next reap asks each pid.
     void enforce_deadlines(std::int64_t now) {
         bool hurried = false;
         bool killed = false;
-        for_each_process([&](worker_process<System>& p) {
-            if (p.pid <= 0 || now < p.next_step_ms) return;
+        while (!steps_.empty() && steps_.front().at <= now) {
+            const step due = steps_.front();
+            steps_.pop_front();
+            worker_process<System>* found = find(due.pid);
+            if (found == nullptr || found->next_step_ms != due.at) continue;  // a stale entry
+            worker_process<System>& p = *found;
             if (p.phase == stop_phase::graceful) {
                 if (!hurried) {
                     log_("workers still busy after " +
@@ -2131,100 +2181,154 @@ class process_table {
                 }
                 killed = true;
                 signal(p, SIGKILL);
+            } else if (p.phase == stop_phase::killed) {
+                ask_each_pid_ = true;
+                schedule(p, now + opts_.shutdown_timeout.count());
             }
-        });
+        }
     }
-    // The earliest stop step still to take, or -1.
+    // The earliest stop step still to take, or -1. Every step is scheduled
+    // shutdown_timeout after the moment it is set, so the queue is in the
+    // order of its deadlines and its front is the earliest.
     std::int64_t next_stop_step() const noexcept {
-        std::int64_t earliest = -1;
-        for_each_process([&](const worker_process<System>& p) {
-            if (p.pid > 0 && (p.phase == stop_phase::graceful || p.phase == stop_phase::fast) &&
-                (earliest < 0 || p.next_step_ms < earliest)) {
-                earliest = p.next_step_ms;
-            }
-        });
-        return earliest;
+        while (!steps_.empty()) {
+            const worker_process<System>* p = find(steps_.front().pid);
+            if (p != nullptr && p->next_step_ms == steps_.front().at) return steps_.front().at;
+            steps_.pop_front();
+        }
+        return -1;
     }
 
     // Retirees count too: a reload's draining predecessor must be reaped
     // before the destroy hooks run and run() returns.
-    bool all_reaped() const noexcept {
-        const auto alive = [](const slot<System>& s) { return s.process.pid > 0; };
-        return std::none_of(slots_.begin(), slots_.end(), alive) &&
-               std::none_of(retirees_.begin(), retirees_.end(),
-                            [](const worker_process<System>& p) { return p.pid > 0; });
-    }
+    bool all_reaped() const noexcept { return live_ == 0; }
+    // A reap is due without a SIGCHLD (see enforce_deadlines).
+    bool reap_due() const noexcept { return ask_each_pid_; }
 
-    // Reaps only this pool's pids, never waitpid(-1): another library's
-    // children in the same program stay theirs. Only as a subreaper or PID 1,
-    // where every orphan of the process tree lands here, does it reap whatever
-    // comes. A slot's process that ended goes to ended(index, what): "worker
-    // 2 (pid 4242) exited with status 0".
+    // One look per ended child: waitid(WNOWAIT) names a child that has ended
+    // without reaping it, and one of ours is then reaped by its pid, so an
+    // exit costs two calls, not one per worker. Only this pool's pids are
+    // reaped, never waitpid(-1): another library's children in the same
+    // program stay theirs, and since the look cannot see past one of them,
+    // each of our pids is then asked instead. Only as a subreaper or PID 1,
+    // where every orphan of the process tree lands here, is whatever comes
+    // reaped. A slot's process that ended goes to ended(index, what):
+    // "worker 2 (pid 4242) exited with status 0".
     template <class Ended>
     void reap(bool adopting, Ended&& ended) {
-        const auto how_it_ended = [](pid_t pid, pid_t rc, int status) {
-            exit_info how = decode_wait_status(status);
-            if (rc != pid) how = exit_info{exit_info::kind::lost, 0, 0, false};
-            return how;
-        };
-        for (std::size_t r = 0; r < retirees_.size();) {
-            int status = 0;
-            const pid_t pid = retirees_[r].pid;
-            const pid_t rc = retry_on_eintr([&] { return System::waitpid(pid, &status, WNOHANG); });
-            if (rc == 0) {
-                ++r;
-                continue;
+        bool ask_each = ask_each_pid_;
+        ask_each_pid_ = false;
+        while (!ask_each && live_ + (adopting ? 1 : 0) > 0) {
+            siginfo_t info{};
+            const int rc = retry_on_eintr([&] {
+                return System::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT);
+            });
+            if (rc != 0 || info.si_pid == 0) break;  // nothing ended (ECHILD: no child at all)
+            const pid_t pid = info.si_pid;
+            if (find(pid) != nullptr) {
+                // It ended, so only a failed waitpid can leave it: then ask each.
+                if (!reap_pid(pid, ended)) ask_each = true;
+            } else if (adopting) {
+                int status = 0;
+                if (retry_on_eintr([&] { return System::waitpid(pid, &status, WNOHANG); }) != pid) {
+                    break;  // it would be named again and again
+                }
+                log_("reaped orphan pid " + std::to_string(pid) + ", " +
+                     decode_wait_status(status).describe());
+            } else {
+                ask_each = true;
             }
-            retiree_ended(r, how_it_ended(pid, rc, status));
+        }
+        if (!ask_each) return;
+        for (std::size_t r = 0; r < retirees_.size();) {
+            const pid_t pid = retirees_[r].pid;
+            if (reap_pid(pid, ended)) continue;
+            ++r;
         }
         for (std::size_t i = 0; i < slots_.size(); ++i) {
             const pid_t pid = slots_[i].process.pid;
-            if (pid <= 0) continue;
-            int status = 0;
-            const pid_t rc = retry_on_eintr([&] { return System::waitpid(pid, &status, WNOHANG); });
-            if (rc != 0) slot_ended(i, how_it_ended(pid, rc, status), ended);
-        }
-        while (adopting) {
-            int status = 0;
-            const pid_t pid = retry_on_eintr([&] { return System::waitpid(-1, &status, WNOHANG); });
-            if (pid <= 0) break;
-            const exit_info how = decode_wait_status(status);
-            const auto serving = std::find_if(slots_.begin(), slots_.end(), [pid](const auto& s) {
-                return s.process.pid == pid;
-            });
-            const auto retiree = std::find_if(retirees_.begin(), retirees_.end(),
-                                              [pid](const auto& p) { return p.pid == pid; });
-            if (serving != slots_.end()) {
-                slot_ended(static_cast<std::size_t>(serving - slots_.begin()), how, ended);
-            } else if (retiree != retirees_.end()) {
-                retiree_ended(static_cast<std::size_t>(retiree - retirees_.begin()), how);
-            } else {
-                log_("reaped orphan pid " + std::to_string(pid) + ", " + how.describe());
-            }
+            if (pid > 0) reap_pid(pid, ended);
         }
     }
 
-    // What a new worker must close of the master's.
-    descriptor_block master_descriptors() const noexcept {
-        descriptor_block block;
-        for_each_master_descriptor([&](int fd) {
-            if (block.lowest < 0 || fd < block.lowest) block.lowest = fd;
-            if (fd > block.highest) block.highest = fd;
-            ++block.count;
-        });
-        return block;
+    // What a new worker must close: the descriptors of every process here,
+    // and `own`, the master's others (-1 for none), as runs.
+    descriptor_runs master_descriptors(std::array<int, 4> own) const noexcept {
+        std::sort(own.begin(), own.end());
+        descriptor_runs runs;
+        auto next_own = own.begin();
+        for (const int fd : descriptors_) {
+            for (; next_own != own.end() && *next_own < fd; ++next_own) {
+                if (*next_own >= 0) runs.add(*next_own);
+            }
+            runs.add(fd);
+        }
+        for (; next_own != own.end(); ++next_own) {
+            if (*next_own >= 0) runs.add(*next_own);
+        }
+        return runs;
     }
-    // In a new worker, when the block is broken (read-only: see unique_fd).
+    // In a new worker, when the runs were not complete (read-only: see
+    // unique_fd).
     template <class Visit>
     void for_each_master_descriptor(Visit&& visit) const noexcept {
-        for_each_process([&](const worker_process<System>& p) {
-            for (const int fd : {p.pidfd.get(), p.notify_read.get()}) {
-                if (fd >= 0) visit(fd);
-            }
-        });
+        for (const int fd : descriptors_) visit(fd);
+    }
+    // The master's end of a notify_fd pipe, once the worker is ready.
+    void close_notify(worker_process<System>& p) noexcept {
+        descriptors_.erase(p.notify_read.get());
+        p.notify_read.reset();
     }
 
   private:
+    struct step {
+        std::int64_t at;
+        pid_t pid;
+    };
+    void schedule(worker_process<System>& p, std::int64_t at) {
+        p.next_step_ms = at;
+        steps_.push_back(step{at, p.pid});
+    }
+    // The live process with this pid, serving or retired, or null.
+    worker_process<System>* find(pid_t pid) noexcept {
+        const auto serving = serving_.find(pid);
+        if (serving != serving_.end()) return &slots_[serving->second].process;
+        for (worker_process<System>& p : retirees_) {
+            if (p.pid == pid) return &p;
+        }
+        return nullptr;
+    }
+    const worker_process<System>* find(pid_t pid) const noexcept {
+        return const_cast<process_table*>(this)->find(pid);
+    }
+    // waitpid(pid, WNOHANG) for one of ours; true if it ended (ECHILD: it was
+    // reaped elsewhere, and how it ended is lost).
+    template <class Ended>
+    bool reap_pid(pid_t pid, Ended& ended) {
+        int status = 0;
+        const pid_t rc = retry_on_eintr([&] { return System::waitpid(pid, &status, WNOHANG); });
+        if (rc == 0) return false;
+        exit_info how = decode_wait_status(status);
+        if (rc != pid) how = exit_info{exit_info::kind::lost, 0, 0, false};
+        const auto serving = serving_.find(pid);
+        if (serving != serving_.end()) {
+            slot_ended(serving->second, how, ended);
+            return true;
+        }
+        for (std::size_t r = 0; r < retirees_.size(); ++r) {
+            if (retirees_[r].pid == pid) {
+                retiree_ended(r, how);
+                return true;
+            }
+        }
+        return false;
+    }
+
+    void forget_descriptors(const worker_process<System>& p) noexcept {
+        descriptors_.erase(p.pidfd.get());
+        descriptors_.erase(p.notify_read.get());
+    }
+
     // Serving processes then retirees, each newest first.
     template <class Visit>
     void for_each_process(Visit&& visit) {
@@ -2244,6 +2348,9 @@ class process_table {
                                  std::to_string(s.process.pid) + ") " + how.describe();
         s.last_exit = how;
         s.state = worker_state::exited;
+        serving_.erase(s.process.pid);
+        --live_;
+        forget_descriptors(s.process);
         s.process = worker_process<System>{};
         s.process.index = static_cast<int>(index);
         ended(index, what);
@@ -2252,7 +2359,9 @@ class process_table {
         const worker_process<System>& p = retirees_[position];
         log_("worker " + std::to_string(p.index) + " (pid " + std::to_string(p.pid) +
              ", retired) " + how.describe());
+        forget_descriptors(p);
         retirees_.erase(retirees_.begin() + static_cast<std::ptrdiff_t>(position));
+        --live_;
     }
 
     const options& opts_;
@@ -2260,6 +2369,11 @@ class process_table {
     int graceful_signal_;
     std::vector<slot<System>> slots_;
     std::vector<worker_process<System>> retirees_;
+    std::unordered_map<pid_t, std::size_t> serving_;  // pid -> slot, for the processes serving
+    std::set<int> descriptors_;  // the processes' pidfds and notify_fd pipes
+    std::size_t live_ = 0;                            // processes not reaped yet
+    mutable std::deque<step> steps_;                  // stop deadlines, earliest first
+    bool ask_each_pid_ = false;
 };
 
 // The child's side of fork(), up to the worker's first instruction. The
@@ -2277,10 +2391,10 @@ struct worker_launch {
     std::uint64_t master_handled;
     const signal_scope<System>& signals;
     const process_table<System>& table;
-    descriptor_block master_fds;
-    int records_read;   // the master's end of the start-up pipe
+    descriptor_runs master_fds;
+    int records_read;   // the master's own: in master_fds, and here for the rest
+    int systemd_fd;     // (see close_master_descriptors)
     int records_write;  // where this worker reports
-    int systemd_fd;
     pid_t master_pid;
     pid_t pgid;
     int index;
@@ -2292,16 +2406,16 @@ struct worker_launch {
     [[noreturn]] void run() noexcept {
         System::setpgid(0, pgid);
         process_signals.wake_fd.store(-1, std::memory_order_relaxed);
-        // $NOTIFY_SOCKET speaks for the master (MAINPID); a worker holding the
-        // socket could send READY=1 or STOPPING=1 in its name.
-        for (const int fd : {signals.wake_read(), signals.wake_write(), records_read, systemd_fd}) {
-            if (fd >= 0) System::close(fd);
-        }
         close_master_descriptors();
         move_notify_fd();
         set_dispositions();
-        process_signals.pending.store(0);
-        for (auto& counter : process_signals.received) counter.store(0, std::memory_order_relaxed);
+        // The master's pending bits are not the worker's. Stored only when
+        // set: a store would copy the page into this process (copy-on-write).
+        // The delivery counters are the master's statistics and are not read
+        // here.
+        if (process_signals.pending.load(std::memory_order_relaxed) != 0) {
+            process_signals.pending.store(0);
+        }
 
         // Before the parent-death signal: changing the effective user clears
         // it (prctl(2), PR_SET_PDEATHSIG).
@@ -2338,18 +2452,26 @@ struct worker_launch {
     }
 
   private:
-    // Siblings' pidfds and start-up pipes are the master's business: one
-    // close_range(2) for the usual unbroken block (closing them one by one
-    // cost N workers N^2/2 close() calls between them, docs/benchmarks.md),
-    // one close() each otherwise.
+    // The master's descriptors are the master's business; $NOTIFY_SOCKET
+    // above all speaks for the master (MAINPID): a worker holding the socket
+    // could send READY=1 or STOPPING=1 in its name.
     void close_master_descriptors() const noexcept {
-        if (master_fds.count == 0) return;
-        if (master_fds.unbroken() &&
-            System::close_range(static_cast<unsigned>(master_fds.lowest),
-                                static_cast<unsigned>(master_fds.highest)) == 0) {
-            return;
+        for (std::size_t i = 0; i < master_fds.count; ++i) {
+            const descriptor_runs::run& run = master_fds.runs[i];
+            if (System::close_range(static_cast<unsigned>(run.first),
+                                    static_cast<unsigned>(run.last)) == 0) {
+                continue;
+            }
+            for (int fd = run.first; fd <= run.last; ++fd) System::close(fd);
         }
-        table.for_each_master_descriptor([](int fd) { System::close(fd); });
+        if (master_fds.complete) return;
+        const int done = master_fds.covered_up_to();
+        table.for_each_master_descriptor([done](int fd) {
+            if (fd > done) System::close(fd);
+        });
+        for (const int fd : {signals.wake_read(), signals.wake_write(), records_read, systemd_fd}) {
+            if (fd > done) System::close(fd);
+        }
     }
 
     void move_notify_fd() noexcept {
@@ -2623,12 +2745,18 @@ class master {
     void start_workers() {
         // Buffered stdio data would otherwise be written once by every worker.
         std::fflush(nullptr);
+        const sigset_t wait_mask = signals_.wait_mask();
+        const struct timespec now {};
         for (std::size_t index = 0; index < table_.size(); ++index) {
             // A signal during start-up (SIGTERM, a worker already dead) is
-            // honoured before the next fork, not after all of them.
-            wait_for_events(0);
-            dispatch_signals();
-            reap();
+            // honoured before the next fork, not after all of them: one ppoll
+            // lets pending signals in, and only one that came costs more. The
+            // start-up records wait in their pipe for the cycle.
+            System::ppoll(nullptr, 0, &now, &wait_mask);
+            if (process_signals.pending.load(std::memory_order_acquire) != 0) {
+                dispatch_signals();
+                reap();
+            }
             if (stopping_) return;
             if (!spawn(index)) return;
         }
@@ -2660,10 +2788,12 @@ class master {
                                      plan_.master_mask | signal_bit(SIGCHLD),
                                      signals_,
                                      table_,
-                                     table_.master_descriptors(),
+                                     table_.master_descriptors({signals_.wake_read(),
+                                                                signals_.wake_write(),
+                                                                records_.read.get(), systemd_.fd()}),
                                      records_.read.get(),
-                                     records_.write.get(),
                                      systemd_.fd(),
+                                     records_.write.get(),
                                      master_pid_,
                                      pgid_,
                                      number,
@@ -2705,8 +2835,10 @@ class master {
         std::vector<struct pollfd> pfds(2);
         pfds[0] = {signals_.wake_read(), POLLIN, 0};
         pfds[1] = {records_.read.get(), POLLIN, 0};
-        for (const slot<System>& s : table_.slots()) {
-            if (s.process.notify_read) pfds.push_back({s.process.notify_read.get(), POLLIN, 0});
+        if (opts_.notify_fd >= 0) {
+            for (const slot<System>& s : table_.slots()) {
+                if (s.process.notify_read) pfds.push_back({s.process.notify_read.get(), POLLIN, 0});
+            }
         }
         const int rc =
             System::ppoll(pfds.data(), pfds.size(), timeout_ms < 0 ? nullptr : &limit, &wait_mask);
@@ -2734,6 +2866,10 @@ class master {
         const auto consider = [&](std::int64_t at) {
             if (earliest < 0 || at < earliest) earliest = at;
         };
+        if (stopping_ || (restarts_pending_ == 0 && !heartbeats_.on())) {
+            if (systemd_.watchdog_ms() > 0) consider(next_keepalive_ms_);
+            return earliest < 0 ? -1 : std::max<std::int64_t>(0, earliest - monotonic_ms());
+        }
         for (const slot<System>& s : table_.slots()) {
             if (s.process.pid <= 0 && s.restart_pending && !stopping_) consider(s.restart_at_ms);
             if (heartbeats_.on() && !stopping_ && s.process.pid > 0 &&
@@ -2892,6 +3028,7 @@ class master {
             table_[i].state = worker_state::parked;
             table_[i].restart_pending = false;
         }
+        restarts_pending_ = 0;
     }
 
     void print_statistics() {
@@ -2931,7 +3068,7 @@ class master {
             // EINTR is no verdict: only a newline, end of file or a real error is.
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && errno == EAGAIN) return;
-            s.process.notify_read.reset();
+            table_.close_notify(s.process);
             if (n > 0) mark_ready(static_cast<std::size_t>(s.process.index));
             return;
         }
@@ -2966,15 +3103,14 @@ class master {
     }
 
     void reap() {
-        // Only a SIGCHLD makes a look worth it: without this, starting N
-        // workers (which looks before every fork) would cost N^2 waitpid
-        // calls. Standard signals merge, so one bit stands for any number of
-        // exits, and a child that ends during the look sets it again for the
-        // next pass.
-        if (!(process_signals.pending.fetch_and(~signal_bit(SIGCHLD), std::memory_order_acquire) &
-              signal_bit(SIGCHLD))) {
-            return;
-        }
+        // Only a SIGCHLD (or a process overdue after its SIGKILL) makes a
+        // look worth it. Standard signals merge, so one bit stands for any
+        // number of exits, and a child that ends during the look sets it again
+        // for the next pass.
+        const bool child_ended =
+            (process_signals.pending.fetch_and(~signal_bit(SIGCHLD), std::memory_order_acquire) &
+             signal_bit(SIGCHLD)) != 0;
+        if (!child_ended && !table_.reap_due()) return;
         table_.reap(adopting_, [this](std::size_t index, const std::string& what) {
             if (stopping_) {
                 log_(what);
@@ -3043,6 +3179,7 @@ class master {
             slot<System>& member = table_[j];
             if (member.restart_pending) continue;  // already on its way back
             member.restart_pending = true;
+            ++restarts_pending_;
             member.restart_at_ms = now + decision.delay_ms;
             if (member.process.pid > 0) table_.request_stop(member.process, false);
         }
@@ -3051,6 +3188,7 @@ class master {
     // Starts, in index order, the slots whose restart is due, once every slot
     // waiting for a restart is out (a group comes back together, in order).
     void start_due_restarts() {
+        if (restarts_pending_ == 0) return;
         auto& slots = table_.slots();
         if (std::any_of(slots.begin(), slots.end(), [](const slot<System>& s) {
                 return s.restart_pending && s.process.pid > 0;
@@ -3063,6 +3201,7 @@ class master {
             slot<System>& s = slots[i];
             if (!s.restart_pending || s.restart_at_ms > now || s.process.pid > 0) continue;
             s.restart_pending = false;
+            --restarts_pending_;
             ++s.generation;
             ++s.restarts;
             spawn(i);
@@ -3107,6 +3246,7 @@ class master {
         systemd_.notify("STOPPING=1\nSTATUS=stopping: " + why_);
         reload_next_ = -1;
         for (slot<System>& s : table_.slots()) s.restart_pending = false;
+        restarts_pending_ = 0;
         table_.stop_all(graceful);
     }
 
@@ -3233,6 +3373,7 @@ class master {
     std::string why_;
     // Rolling reload: the slot being replaced, -1 when none is under way.
     int reload_next_ = -1;
+    std::size_t restarts_pending_ = 0;  // slots with restart_pending set
     bool announced_ready_ = false;
     pid_t pgid_ = 0;
     std::int64_t next_keepalive_ms_;

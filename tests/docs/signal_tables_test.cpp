@@ -471,14 +471,14 @@ int main(int argc, char** argv) {
     const std::string strategies_md = argc == 3 ? argv[2] : "docs/strategies.md";
 
     // The alias names: they stay when the presets get other primary names.
-    const auto seed_master = rows_of<supervise::seed_master_signals>::get();
-    const auto seed_worker = rows_of<supervise::seed_worker_signals>::get();
+    const auto seed_master = rows_of<supervise::default_master_signals>::get();
+    const auto seed_worker = rows_of<supervise::default_worker_signals>::get();
     const auto nginx_master = rows_of<supervise::nginx_master_signals>::get();
     const auto nginx_worker = rows_of<supervise::nginx_worker_signals>::get();
 
     if (const auto p = read_page(signals_md)) {
-        check_signals_table(*p, "Master", "seed_master_signals", seed_master);
-        check_signals_table(*p, "Worker", "seed_worker_signals", seed_worker);
+        check_signals_table(*p, "Master", "default_master_signals", seed_master);
+        check_signals_table(*p, "Worker", "default_worker_signals", seed_worker);
     }
     if (const auto p = read_page(strategies_md)) check_nginx_table(*p, nginx_master, nginx_worker);
 
@@ -487,7 +487,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     std::printf(
-        "PASS: %s: seed_master_signals (%zu rows), seed_worker_signals (%zu); %s: "
+        "PASS: %s: default_master_signals (%zu rows), default_worker_signals (%zu); %s: "
         "nginx_master_signals (%zu), nginx_worker_signals (%zu)\n",
         signals_md.c_str(), seed_master.size(), seed_worker.size(), strategies_md.c_str(),
         nginx_master.size(), nginx_worker.size());
