@@ -756,11 +756,11 @@ class pool {
     // as it was when the last run() ended.
     statistics snapshot() const;
 
-    const options& settings() const noexcept { return options_; }
+    const options& settings() const noexcept { return opts_; }
 
   private:
     Worker worker_;
-    options options_;
+    options opts_;
     detail::credentials credentials_;
     std::vector<detail::destroy_hook> hooks_;
     std::function<void()> ready_hook_;
@@ -1076,6 +1076,18 @@ int call_worker(void* object, worker_context& context) {
     }
 }
 
+// Inside a catch block: ": what()" of a std::exception, else `otherwise`, so
+// that every "... failed" and "... threw" line is worded alike.
+inline std::string describe_thrown(const char* otherwise) {
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        return std::string(": ") + e.what();
+    } catch (...) {
+        return otherwise;
+    }
+}
+
 // The one place a worker's code runs, forked or inline: its exit status, or
 // why it threw.
 struct worker_result {
@@ -1088,12 +1100,10 @@ inline worker_result run_worker_code(const worker_entry& entry, worker_context& 
     try {
         try {
             result.code = entry.call(entry.object, context);
-        } catch (const std::exception& e) {
-            result.code = EXIT_FAILURE;
-            result.failure = "worker " + std::to_string(index) + " threw: " + e.what();
         } catch (...) {
             result.code = EXIT_FAILURE;
-            result.failure = "worker " + std::to_string(index) + " threw a non-standard exception";
+            result.failure = "worker " + std::to_string(index) + " threw" +
+                             describe_thrown(" a non-standard exception");
         }
     } catch (...) {
         // No memory left for the message: the status still says it failed.
@@ -1897,9 +1907,9 @@ class restart_policy {
             (restart_ == restart_type::transient && clean)) {
             return {restart_decision::verdict::not_restarted, 0};
         }
-        recent_.erase(std::remove_if(recent_.begin(), recent_.end(),
-                                     [&](std::int64_t t) { return t <= now - period_ms_; }),
-                      recent_.end());
+        // Restarts are recorded in time order: the ones out of the window
+        // are at the front.
+        while (!recent_.empty() && recent_.front() <= now - period_ms_) recent_.pop_front();
         if (static_cast<int>(recent_.size()) >= max_restarts_) {
             return {restart_decision::verdict::give_up, 0};
         }
@@ -1930,7 +1940,9 @@ class restart_policy {
     std::int64_t period_ms_;
     std::int64_t delay_ms_;
     std::int64_t delay_max_ms_;
-    std::vector<std::int64_t> recent_;  // restarts within the last period
+    // Restarts within the last period, oldest first: at most max_restarts, in
+    // blocks that are freed as the window moves on.
+    std::deque<std::int64_t> recent_;
 };
 
 enum class stop_phase { running, graceful, fast, killed };
@@ -2560,6 +2572,91 @@ struct worker_launch {
     }
 };
 
+// The master's side of fork(): the worker's notify_fd pipe, its process
+// group, the launch its child runs, its place in the table. A spawn costs the
+// master fork, setpgid and pidfd_open, whatever the pool's size.
+template <class System>
+class spawner {
+  public:
+    struct context {
+        const options& opts;
+        const credentials& creds;
+        const logger<System>& log;
+        const pool_plan& plan;
+        const signal_scope<System>& signals;
+        int records_read;
+        int records_write;
+        int systemd_fd;
+        heartbeat_table<System>& heartbeats;
+        process_table<System>& table;
+        worker_entry worker;
+        pid_t master_pid;
+    };
+    explicit spawner(const context& c) noexcept : c_(c) {}
+
+    // Starts the slot's worker: empty, or why it could not start ("cannot
+    // start worker 2: fork: Resource temporarily unavailable").
+    std::string spawn(std::size_t index) {
+        const int number = static_cast<int>(index);
+        c_.heartbeats.reset(number, monotonic_ms());
+        unique_fd<System> notify_read;
+        unique_fd<System> notify_write;
+        if (c_.opts.notify_fd >= 0 &&
+            !make_pipe(notify_read, notify_write, O_CLOEXEC | O_NONBLOCK)) {
+            const int err = errno;
+            return "cannot start worker " + std::to_string(index) + ": pipe2: " +
+                   std::strerror(err);
+        }
+        // The pool's group lives while one of its workers does (a zombie
+        // counts); once every worker is reaped it is gone, and the next worker
+        // leads a new one instead of failing to join it (EPERM).
+        if (c_.table.all_reaped()) pgid_ = 0;
+        worker_launch<System> launch{
+            c_.opts,
+            c_.creds,
+            c_.log,
+            c_.plan.worker,
+            c_.plan.master_mask | signal_bit(SIGCHLD),
+            c_.signals,
+            c_.table,
+            c_.table.master_descriptors({c_.signals.wake_read(), c_.signals.wake_write(),
+                                         c_.records_read, c_.systemd_fd}),
+            c_.records_read,
+            c_.systemd_fd,
+            c_.records_write,
+            c_.master_pid,
+            pgid_,
+            number,
+            c_.table[index].generation,
+            notify_write.get(),
+            c_.heartbeats.of(number),
+            c_.worker};
+        const pid_t pid = System::fork();
+        if (pid == 0) {
+            if (notify_read) System::close(notify_read.get());
+            launch.run();
+        }
+        notify_write.reset();
+        if (pid < 0) {
+            const int err = errno;
+            return "cannot start worker " + std::to_string(index) + ": fork: " +
+                   std::strerror(err);
+        }
+        // Both sides call setpgid so the group is right whichever runs first
+        // (the classic job-control race, setpgid(2)).
+        if (System::setpgid(pid, pgid_) != 0 && errno != EACCES && errno != ESRCH) {
+            c_.log("worker " + std::to_string(index) + ": setpgid: " + std::strerror(errno));
+        }
+        if (pgid_ == 0) pgid_ = pid;
+        c_.table.started(index, pid, std::move(notify_read), monotonic_ms());
+        return "";
+    }
+
+  private:
+    context c_;
+    pid_t pgid_ = 0;
+};
+
 // ---- cleanup: destroy hooks and orphans ----
 
 // The hooks in reverse order of registration, all under one real-time timer
@@ -2590,12 +2687,10 @@ int run_destroy_hooks(const std::vector<destroy_hook>& hooks,
     for (auto it = hooks.rbegin(); it != hooks.rend(); ++it) {
         try {
             it->run();
-        } catch (const std::exception& e) {
-            ++failed;
-            log("destroy hook '" + it->name + "' failed: " + e.what());
         } catch (...) {
             ++failed;
-            log("destroy hook '" + it->name + "' failed with a non-standard exception");
+            log("destroy hook '" + it->name + "' failed" +
+                describe_thrown(" with a non-standard exception"));
         }
     }
 
@@ -2685,7 +2780,6 @@ class master {
            const std::function<void()>& ready_hook)
         : opts_(opts),
           plan_(plan),
-          credentials_(creds),
           worker_(worker),
           hooks_(hooks),
           ready_hook_(ready_hook),
@@ -2700,6 +2794,8 @@ class master {
           systemd_(log_),
           heartbeats_(opts.heartbeat_timeout.count() > 0 && !opts.no_fork, opts.max_workers),
           table_(opts, log_, plan.graceful_signal),
+          spawner_({opts, creds, log_, plan, signals_, records_.read.get(), records_.write.get(),
+                    systemd_.fd(), heartbeats_, table_, worker, master_pid_}),
           restarts_(opts),
           next_keepalive_ms_(started_ms_ + systemd_.watchdog_ms()) {}
     master(const master&) = delete;
@@ -2763,65 +2859,12 @@ class master {
     }
 
     bool spawn(std::size_t index) {
-        const int number = static_cast<int>(index);
-        heartbeats_.reset(number, monotonic_ms());
+        const std::string failed = spawner_.spawn(index);
+        if (failed.empty()) return true;
         // At start-up the pool never came up; later it is a failed worker.
-        const stop_reason failure =
-            announced_ready_ ? stop_reason::worker_failed : stop_reason::startup_failed;
-        unique_fd<System> notify_read;
-        unique_fd<System> notify_write;
-        if (opts_.notify_fd >= 0 && !make_pipe(notify_read, notify_write, O_CLOEXEC | O_NONBLOCK)) {
-            const int err = errno;
-            begin_stop(failure, 0,
-                       "cannot start worker " + std::to_string(index) + ": pipe2: " +
-                           std::strerror(err));
-            return false;
-        }
-        // The pool's group lives while one of its workers does (a zombie
-        // counts); once every worker is reaped it is gone, and the next worker
-        // leads a new one instead of failing to join it (EPERM).
-        if (table_.all_reaped()) pgid_ = 0;
-        worker_launch<System> launch{opts_,
-                                     credentials_,
-                                     log_,
-                                     plan_.worker,
-                                     plan_.master_mask | signal_bit(SIGCHLD),
-                                     signals_,
-                                     table_,
-                                     table_.master_descriptors({signals_.wake_read(),
-                                                                signals_.wake_write(),
-                                                                records_.read.get(), systemd_.fd()}),
-                                     records_.read.get(),
-                                     systemd_.fd(),
-                                     records_.write.get(),
-                                     master_pid_,
-                                     pgid_,
-                                     number,
-                                     table_[index].generation,
-                                     notify_write.get(),
-                                     heartbeats_.of(number),
-                                     worker_};
-        const pid_t pid = System::fork();
-        if (pid == 0) {
-            if (notify_read) System::close(notify_read.get());
-            launch.run();
-        }
-        notify_write.reset();
-        if (pid < 0) {
-            const int err = errno;
-            begin_stop(failure, 0,
-                       "cannot start worker " + std::to_string(index) + ": fork: " +
-                           std::strerror(err));
-            return false;
-        }
-        // Both sides call setpgid so the group is right whichever runs first
-        // (the classic job-control race, setpgid(2)).
-        if (System::setpgid(pid, pgid_) != 0 && errno != EACCES && errno != ESRCH) {
-            log_("worker " + std::to_string(index) + ": setpgid: " + std::strerror(errno));
-        }
-        if (pgid_ == 0) pgid_ = pid;
-        table_.started(index, pid, std::move(notify_read), monotonic_ms());
-        return true;
+        begin_stop(announced_ready_ ? stop_reason::worker_failed : stop_reason::startup_failed, 0,
+                   failed);
+        return false;
     }
 
     // Waits for a signal with the mapped signals unblocked only inside ppoll:
@@ -3326,12 +3369,9 @@ class master {
         if (!ready_hook_) return;
         try {
             ready_hook_();
-        } catch (const std::exception& e) {
-            begin_stop(stop_reason::startup_failed, 0,
-                       std::string("ready hook failed: ") + e.what());
         } catch (...) {
             begin_stop(stop_reason::startup_failed, 0,
-                       "ready hook failed with a non-standard exception");
+                       "ready hook failed" + describe_thrown(" with a non-standard exception"));
         }
     }
 
@@ -3345,7 +3385,6 @@ class master {
 
     const options& opts_;
     const pool_plan& plan_;
-    const credentials& credentials_;
     worker_entry worker_;
     const std::vector<destroy_hook>& hooks_;
     const std::function<void()>& ready_hook_;
@@ -3364,6 +3403,7 @@ class master {
     systemd_scope<System> systemd_;
     heartbeat_table<System> heartbeats_;
     process_table<System> table_;
+    spawner<System> spawner_;
     restart_policy restarts_;
     // The stop under way.
     bool stopping_ = false;
@@ -3375,7 +3415,6 @@ class master {
     int reload_next_ = -1;
     std::size_t restarts_pending_ = 0;  // slots with restart_pending set
     bool announced_ready_ = false;
-    pid_t pgid_ = 0;
     std::int64_t next_keepalive_ms_;
 };
 
@@ -3670,10 +3709,10 @@ inline std::string statistics::table() const {
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::pool(Worker worker, options opts)
-    : worker_(std::move(worker)), options_(std::move(opts)) {
-    detail::check_options(options_, &System::fcntl);
-    credentials_ = detail::resolve_credentials(options_);
-    if (!std::is_same_v<Strategy, shutdown_all> && options_.no_fork) {
+    : worker_(std::move(worker)), opts_(std::move(opts)) {
+    detail::check_options(opts_, &System::fcntl);
+    credentials_ = detail::resolve_credentials(opts_);
+    if (!std::is_same_v<Strategy, shutdown_all> && opts_.no_fork) {
         throw std::invalid_argument(
             "supervise: no_fork runs the worker in the master itself, which cannot restart it: "
             "use the shutdown_all strategy");
@@ -3683,7 +3722,7 @@ pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::pool(Worker worker
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
 outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
-    if (!options_.allow_threads) {
+    if (!opts_.allow_threads) {
         const int threads = detail::thread_count<System>();
         if (threads > 1) {
             throw std::logic_error(
@@ -3697,7 +3736,7 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
     // The template arguments, turned into values once.
     static constexpr detail::pool_plan plan =
         detail::plan_of<MasterSignals, WorkerSignals, Strategy>();
-    detail::master<System> master(options_, plan, credentials_,
+    detail::master<System> master(opts_, plan, credentials_,
                                   detail::worker_entry{&worker_, &detail::call_worker<Worker>},
                                   hooks_, ready_hook_);
     struct forget_master {
