@@ -99,6 +99,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -671,6 +672,15 @@ struct posix_system {
     }
     static int pidfd_send_signal(int pidfd, int sig) noexcept {
         return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+    }
+    // epoll(7) over the workers' pidfds names the ones that ended: a pidfd
+    // is readable once its process has exited (pidfd_open(2)).
+    static int epoll_create1(int flags) noexcept { return ::epoll_create1(flags); }
+    static int epoll_ctl(int epfd, int op, int fd, struct epoll_event* event) noexcept {
+        return ::epoll_ctl(epfd, op, fd, event);
+    }
+    static int epoll_wait(int epfd, struct epoll_event* events, int max, int timeout) noexcept {
+        return ::epoll_wait(epfd, events, max, timeout);
     }
     static int set_child_subreaper(bool on) noexcept {
         return ::prctl(PR_SET_CHILD_SUBREAPER, on ? 1UL : 0UL, 0UL, 0UL, 0UL);
@@ -1327,6 +1337,7 @@ struct context_init {
     std::atomic<std::int64_t>* beat;   // this worker's heartbeat slot, or null
     std::int64_t heartbeat_ms;         // the watchdog's timeout, 0 when off
     const worker_calls* calls;         // the pool's System
+    std::int64_t started_ms;           // the master's clock when it started the worker
 };
 struct context_factory {
     static worker_context make(const context_init& init) noexcept { return worker_context(init); }
@@ -1693,8 +1704,13 @@ class signal_scope {
         struct ::sigaction action;
     };
 
-    // Throws std::system_error with nothing left changed.
-    signal_scope(std::uint64_t handled, bool self_pipe) : handled_(handled) {
+    // Throws std::system_error with nothing left changed. The handler writes
+    // to the self-pipe only for `other_threads`: without them a mapped signal
+    // can only be taken by this thread, inside the master's ppoll, which the
+    // signal ends by itself (threads started later inherit this thread's
+    // mask, which blocks the mapped signals outside ppoll).
+    signal_scope(std::uint64_t handled, bool self_pipe, bool other_threads)
+        : handled_(handled) {
         const sigset_t set = sigset_of(handled_);
         if (System::thread_sigmask(SIG_BLOCK, &set, &program_mask_) != 0) {
             throw std::system_error(errno, std::generic_category(), "supervise: pthread_sigmask");
@@ -1707,7 +1723,9 @@ class signal_scope {
                 System::thread_sigmask(SIG_SETMASK, &program_mask_, nullptr);
                 throw std::system_error(err, std::generic_category(), "supervise: pipe2");
             }
-            process_signals.wake_fd.store(wake_write_.get(), std::memory_order_release);
+            if (other_threads) {
+                process_signals.wake_fd.store(wake_write_.get(), std::memory_order_release);
+            }
         }
         for (int sig = 1; sig <= max_signal; ++sig) {
             if (!(handled_ & signal_bit(sig))) continue;
@@ -1961,6 +1979,7 @@ struct worker_process {
     std::int64_t next_step_ms = 0;
     // A retiree of a rolling reload, kept running until its successor is up.
     bool awaiting_successor = false;
+    bool watched = false;  // its pidfd is in the table's epoll set
 };
 
 // A place in the pool: the process that serves it now, and its history.
@@ -2026,7 +2045,11 @@ template <class System>
 class process_table {
   public:
     process_table(const options& opts, const logger<System>& log, int graceful_signal)
-        : opts_(opts), log_(log), graceful_signal_(graceful_signal) {
+        : opts_(opts),
+          log_(log),
+          graceful_signal_(graceful_signal),
+          exits_(System::epoll_create1(EPOLL_CLOEXEC)) {
+        if (exits_) descriptors_.insert(exits_.get());
         slots_.resize(static_cast<std::size_t>(opts.workers));
         for (std::size_t i = 0; i < slots_.size(); ++i) slots_[i].process.index = static_cast<int>(i);
     }
@@ -2077,6 +2100,14 @@ class process_table {
         for (const int fd : {p.pidfd.get(), p.notify_read.get()}) {
             if (fd >= 0) descriptors_.insert(fd);
         }
+        p.watched = false;
+        if (exits_ && p.pidfd) {
+            struct epoll_event ended {};
+            ended.events = EPOLLIN;
+            ended.data.u64 = static_cast<std::uint64_t>(pid);
+            p.watched = System::epoll_ctl(exits_.get(), EPOLL_CTL_ADD, p.pidfd.get(), &ended) == 0;
+        }
+        if (!p.watched) ++unwatched_;
         p.set_up = false;
         p.ready = false;
         p.phase = stop_phase::running;
@@ -2217,20 +2248,37 @@ class process_table {
     // A reap is due without a SIGCHLD (see enforce_deadlines).
     bool reap_due() const noexcept { return ask_each_pid_; }
 
-    // One look per ended child: waitid(WNOWAIT) names a child that has ended
-    // without reaping it, and one of ours is then reaped by its pid, so an
-    // exit costs two calls, not one per worker. Only this pool's pids are
-    // reaped, never waitpid(-1): another library's children in the same
-    // program stay theirs, and since the look cannot see past one of them,
-    // each of our pids is then asked instead. Only as a subreaper or PID 1,
-    // where every orphan of the process tree lands here, is whatever comes
-    // reaped. A slot's process that ended goes to ended(index, what):
-    // "worker 2 (pid 4242) exited with status 0".
+    // Reaps what ended, at a cost that does not grow with the pool: the
+    // epoll set over the pidfds names exactly the processes that ended, each
+    // then reaped by its pid. A process without a pidfd in the set (a kernel
+    // without pidfds) is found by a waitid(WNOWAIT) look, which names an
+    // ended child without reaping it. Only this pool's pids are reaped, never
+    // waitpid(-1): another library's children in the same program stay
+    // theirs, and since the look cannot see past one of them, each of our
+    // pids is then asked instead. Only as a subreaper or PID 1, where every
+    // orphan of the process tree lands here, is whatever comes reaped. A
+    // slot's process that ended goes to ended(index, what): "worker 2 (pid
+    // 4242) exited with status 0".
     template <class Ended>
     void reap(bool adopting, Ended&& ended) {
         bool ask_each = ask_each_pid_;
         ask_each_pid_ = false;
-        while (!ask_each && live_ + (adopting ? 1 : 0) > 0) {
+        if (exits_) {
+            struct epoll_event events[64];
+            for (;;) {
+                const int n = retry_on_eintr(
+                    [&] { return System::epoll_wait(exits_.get(), events, 64, 0); });
+                for (int i = 0; i < n; ++i) {
+                    // A stale event (a worker being forked holds a copy of the
+                    // pidfd until its set-up closes it) names a pid that is
+                    // gone, or alive again under a new process: nothing to do.
+                    const auto pid = static_cast<pid_t>(events[i].data.u64);
+                    if (find(pid) != nullptr) reap_pid(pid, ended);
+                }
+                if (n < 64) break;
+            }
+        }
+        while (!ask_each && (unwatched_ > 0 || adopting)) {
             siginfo_t info{};
             const int rc = retry_on_eintr([&] {
                 return System::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT);
@@ -2362,6 +2410,7 @@ class process_table {
         s.state = worker_state::exited;
         serving_.erase(s.process.pid);
         --live_;
+        if (!s.process.watched) --unwatched_;
         forget_descriptors(s.process);
         s.process = worker_process<System>{};
         s.process.index = static_cast<int>(index);
@@ -2371,6 +2420,7 @@ class process_table {
         const worker_process<System>& p = retirees_[position];
         log_("worker " + std::to_string(p.index) + " (pid " + std::to_string(p.pid) +
              ", retired) " + how.describe());
+        if (!p.watched) --unwatched_;
         forget_descriptors(p);
         retirees_.erase(retirees_.begin() + static_cast<std::ptrdiff_t>(position));
         --live_;
@@ -2379,11 +2429,13 @@ class process_table {
     const options& opts_;
     const logger<System>& log_;
     int graceful_signal_;
+    unique_fd<System> exits_;  // epoll over the pidfds; empty where that fails
     std::vector<slot<System>> slots_;
     std::vector<worker_process<System>> retirees_;
     std::unordered_map<pid_t, std::size_t> serving_;  // pid -> slot, for the processes serving
     std::set<int> descriptors_;  // the processes' pidfds and notify_fd pipes
     std::size_t live_ = 0;                            // processes not reaped yet
+    std::size_t unwatched_ = 0;                       // ...of which not in exits_
     mutable std::deque<step> steps_;                  // stop deadlines, earliest first
     bool ask_each_pid_ = false;
 };
@@ -2414,6 +2466,7 @@ struct worker_launch {
     int notify_write;  // -1 without notify_fd
     std::atomic<std::int64_t>* beat;
     worker_entry worker;
+    std::int64_t started_ms;  // the master's clock at fork
 
     [[noreturn]] void run() noexcept {
         System::setpgid(0, pgid);
@@ -2447,20 +2500,34 @@ struct worker_launch {
         }
         write_record(worker_calls_of<System>(), records_write, index, record_set_up);
 
-        int code = EXIT_FAILURE;
-        {
-            worker_context context = context_factory::make(context_init{
-                index, generation, master_pid, opts.stats_fd, plan, nullptr, nullptr,
-                records_write, beat, static_cast<std::int64_t>(opts.heartbeat_timeout.count()),
-                &worker_calls_of<System>()});
-            const worker_result result = run_worker_code(worker, context, index);
-            if (!result.failure.empty()) log.line_or_nothing([&] { return result.failure; });
-            code = result.code;
-        }
+        worker_context context = context_factory::make(context_init{
+            index, generation, master_pid, opts.stats_fd, plan, nullptr, nullptr, records_write,
+            beat, static_cast<std::int64_t>(opts.heartbeat_timeout.count()),
+            &worker_calls_of<System>(), started_ms});
+        const worker_result result = run_worker_code(worker, context, index);
+        if (!result.failure.empty()) log.line_or_nothing([&] { return result.failure; });
         std::fflush(nullptr);
-        // _exit, not exit: the master's atexit handlers and static destructors
-        // belong to the master.
-        ::_exit(code);
+        // _exit(2), not exit: the master's atexit handlers and static
+        // destructors belong to the master, and nothing here is destroyed on
+        // the way out. Through syscall(2), which the master has bound: with
+        // lazy binding, a first call of _exit would make every worker look
+        // the symbol up on its way out.
+        ::syscall(SYS_exit_group, result.code);
+        ::_exit(result.code);  // not reached
+    }
+
+    // With lazy binding (the default without -Wl,-z,now) the first call of a
+    // library function resolves its symbol, a lookup that faults in a dozen
+    // pages of the dynamic linker's tables. Every worker calls these and the
+    // master may not have yet: calling them once in the master, harmlessly,
+    // binds them for every worker it forks.
+    static void bind_in_master() noexcept {
+        const int saved_errno = errno;
+        int death_signal = 0;
+        (void)::prctl(PR_GET_PDEATHSIG, &death_signal, 0UL, 0UL, 0UL);
+        (void)::getppid();
+        (void)::write(-1, nullptr, 0);  // EBADF
+        errno = saved_errno;
     }
 
   private:
@@ -2598,7 +2665,8 @@ class spawner {
     // start worker 2: fork: Resource temporarily unavailable").
     std::string spawn(std::size_t index) {
         const int number = static_cast<int>(index);
-        c_.heartbeats.reset(number, monotonic_ms());
+        const std::int64_t now = monotonic_ms();
+        c_.heartbeats.reset(number, now);
         unique_fd<System> notify_read;
         unique_fd<System> notify_write;
         if (c_.opts.notify_fd >= 0 &&
@@ -2630,7 +2698,8 @@ class spawner {
             c_.table[index].generation,
             notify_write.get(),
             c_.heartbeats.of(number),
-            c_.worker};
+            c_.worker,
+            now};
         const pid_t pid = System::fork();
         if (pid == 0) {
             if (notify_read) System::close(notify_read.get());
@@ -2648,7 +2717,7 @@ class spawner {
             c_.log("worker " + std::to_string(index) + ": setpgid: " + std::strerror(errno));
         }
         if (pgid_ == 0) pgid_ = pid;
-        c_.table.started(index, pid, std::move(notify_read), monotonic_ms());
+        c_.table.started(index, pid, std::move(notify_read), now);
         return "";
     }
 
@@ -2786,7 +2855,7 @@ class master {
           log_(opts),
           master_pid_(::getpid()),
           started_ms_(monotonic_ms()),
-          signals_(plan.master_mask | signal_bit(SIGCHLD), !opts.no_fork),
+          signals_(plan.master_mask | signal_bit(SIGCHLD), !opts.no_fork, opts.allow_threads),
           records_(start_up_pipe(!opts.no_fork)),
           adopting_(!opts.no_fork && (opts.subreaper || master_pid_ == 1)),
           program_children_(adopting_ ? main_thread_children<System>() : std::vector<pid_t>{}),
@@ -2841,6 +2910,7 @@ class master {
     void start_workers() {
         // Buffered stdio data would otherwise be written once by every worker.
         std::fflush(nullptr);
+        worker_launch<System>::bind_in_master();
         const sigset_t wait_mask = signals_.wait_mask();
         const struct timespec now {};
         for (std::size_t index = 0; index < table_.size(); ++index) {
@@ -2875,7 +2945,8 @@ class master {
         struct timespec limit = to_timespec(timeout_ms);
         // The self-pipe, the start-up pipe, and the notify_fd pipes of the
         // workers that are not ready yet.
-        std::vector<struct pollfd> pfds(2);
+        std::vector<struct pollfd>& pfds = pollfds_;
+        pfds.resize(2);
         pfds[0] = {signals_.wake_read(), POLLIN, 0};
         pfds[1] = {records_.read.get(), POLLIN, 0};
         if (opts_.notify_fd >= 0) {
@@ -3337,7 +3408,7 @@ class master {
             0, 0, master_pid_, opts_.stats_fd, plan_.inline_worker,
             [](void* self) { static_cast<master*>(self)->print_statistics(); }, this,
             // Inline there is no master to report to, and nobody to watch it.
-            -1, nullptr, 0, &worker_calls_of<System>()});
+            -1, nullptr, 0, &worker_calls_of<System>(), s.started_ms});
         // The worker runs with the mapped signals unblocked so they interrupt
         // its blocking calls; its context blocks them again around each check.
         const sigset_t run_mask = signals_.wait_mask();
@@ -3414,6 +3485,7 @@ class master {
     // Rolling reload: the slot being replaced, -1 when none is under way.
     int reload_next_ = -1;
     std::size_t restarts_pending_ = 0;  // slots with restart_pending set
+    std::vector<struct pollfd> pollfds_;  // wait_for_events', kept to spare an allocation a pass
     bool announced_ready_ = false;
     std::int64_t next_keepalive_ms_;
 };
@@ -3458,7 +3530,7 @@ inline worker_context::worker_context(const detail::context_init& init) noexcept
       generation_(init.generation),
       master_pid_(init.master_pid),
       stats_fd_(init.stats_fd),
-      started_ms_(detail::monotonic_ms()),
+      started_ms_(init.started_ms),
       plan_(init.plan),
       report_fd_(init.report_fd),
       beat_(init.beat),
