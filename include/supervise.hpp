@@ -2526,7 +2526,8 @@ struct worker_launch {
         int death_signal = 0;
         (void)::prctl(PR_GET_PDEATHSIG, &death_signal, 0UL, 0UL, 0UL);
         (void)::getppid();
-        (void)::write(-1, nullptr, 0);  // EBADF
+        if (::write(-1, nullptr, 0) < 0) {  // EBADF
+        }
         errno = saved_errno;
     }
 
