@@ -24,13 +24,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -335,15 +335,64 @@ struct served_by {
     pid_t pid = 0;
 };
 
-inline served_by parse_body(const std::string& body, const std::string& suffix = "") {
-    const std::regex pattern("worker (\\d+) pid (\\d+)" + suffix + "\n");
-    std::smatch match;
+// The decimal number (one digit or more) at `at` in `text`, moving `at` past
+// it; nothing when no digit is there or the number does not fit a long.
+inline std::optional<long> number_at(std::string_view text, std::size_t& at) {
+    long value = 0;
+    const char* begin = text.data() + std::min(at, text.size());
+    const char* end = text.data() + text.size();
+    // from_chars would also take a leading '-'; the daemon prints none.
+    if (begin == end || *begin < '0' || *begin > '9') return std::nullopt;
+    const std::from_chars_result read = std::from_chars(begin, end, value);
+    if (read.ec != std::errc()) return std::nullopt;
+    at = static_cast<std::size_t>(read.ptr - text.data());
+    return value;
+}
+
+// True if `text` holds `word` at `at`, moving `at` past it.
+inline bool literal_at(std::string_view text, std::size_t& at, std::string_view word) {
+    if (text.substr(std::min(at, text.size()), word.size()) != word) return false;
+    at += word.size();
+    return true;
+}
+
+// "worker <index><between><pid><after>" at `at` in `text`, the shape of the
+// daemon's replies and of its log lines about one worker; `end` is set past
+// it. Nothing if the text there has another shape.
+inline std::optional<served_by> worker_at(std::string_view text, std::size_t at,
+                                          std::string_view between, std::string_view after,
+                                          std::size_t* end = nullptr) {
+    if (!literal_at(text, at, "worker ")) return std::nullopt;
+    const std::optional<long> index = number_at(text, at);
+    if (!index || !literal_at(text, at, between)) return std::nullopt;
+    const std::optional<long> pid = number_at(text, at);
+    if (!pid || !literal_at(text, at, after)) return std::nullopt;
+    if (end != nullptr) *end = at;
     served_by who;
-    if (std::regex_match(body, match, pattern)) {
-        who.index = std::stoi(match[1]);
-        who.pid = static_cast<pid_t>(std::stol(match[2]));
-    }
+    who.index = static_cast<int>(*index);
+    who.pid = static_cast<pid_t>(*pid);
     return who;
+}
+
+// Every "worker <index><between><pid><after>" anywhere in `text`, in order.
+inline std::vector<served_by> worker_lines(std::string_view text, std::string_view between,
+                                           std::string_view after) {
+    std::vector<served_by> found;
+    for (std::size_t at = text.find("worker "); at != std::string_view::npos;
+         at = text.find("worker ", at + 1)) {
+        if (const std::optional<served_by> who = worker_at(text, at, between, after)) {
+            found.push_back(*who);
+        }
+    }
+    return found;
+}
+
+// The reply's body is exactly "worker <index> pid <pid><suffix>\n", or the
+// result says no worker (index -1, pid 0).
+inline served_by parse_body(const std::string& body, const std::string& suffix = "") {
+    std::size_t end = 0;
+    const std::optional<served_by> who = worker_at(body, 0, " pid ", suffix + "\n", &end);
+    return who && end == body.size() ? *who : served_by{};
 }
 
 // GET /hang (--chaos): the worker that takes it ignores SIGTERM from then on
@@ -365,30 +414,31 @@ inline std::vector<std::string> with_local(std::vector<std::string> args) {
 
 // ---- the daemon's log ----
 
-// The first match of `pattern` in the daemon's stderr, waiting (bounded) for
-// it; its first two groups are a worker index and a pid.
-inline served_by wait_for_worker_line(daemon_process& daemon, const std::string& pattern) {
-    const std::regex line(pattern);
-    std::smatch match;
-    daemon.err.wait_until([&] { return std::regex_search(daemon.err.text(), match, line); });
-    served_by who;
-    if (std::regex_search(daemon.err.text(), match, line)) {
-        who.index = std::stoi(match[1]);
-        who.pid = static_cast<pid_t>(std::stol(match[2]));
-    }
-    return who;
+// The first "worker <index><between><pid><after>" in the daemon's stderr (of
+// slot `slot` when given), waiting (bounded) for it; index -1 and pid 0 if
+// none came.
+inline served_by wait_for_worker_line(daemon_process& daemon, std::string_view between,
+                                      std::string_view after,
+                                      std::optional<int> slot = std::nullopt) {
+    const auto first = [&]() -> std::optional<served_by> {
+        for (const served_by& who : worker_lines(daemon.err.text(), between, after)) {
+            if (!slot || who.index == *slot) return who;
+        }
+        return std::nullopt;
+    };
+    daemon.err.wait_until([&] { return first().has_value(); });
+    return first().value_or(served_by{});
 }
 
 // The worker that took GET /crash ("worker N pid P: GET /crash: calling abort()").
 inline served_by crashed_worker(daemon_process& daemon) {
-    return wait_for_worker_line(daemon, R"(worker (\d+) pid (\d+): GET /crash)");
+    return wait_for_worker_line(daemon, " pid ", ": GET /crash");
 }
 
 // The successor in slot `index` ("worker N (pid P) is back, generation G").
 inline served_by successor(daemon_process& daemon, int index, int generation) {
-    return wait_for_worker_line(daemon, "worker (" + std::to_string(index) +
-                                            R"() \(pid (\d+)\) is back, generation )" +
-                                            std::to_string(generation) + "\n");
+    return wait_for_worker_line(
+        daemon, " (pid ", ") is back, generation " + std::to_string(generation) + "\n", index);
 }
 
 // ---- a worker's sockets ----

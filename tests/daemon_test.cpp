@@ -18,7 +18,6 @@
 #include <cerrno>
 #include <fstream>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -159,13 +158,13 @@ TEST_CASE("--chaos: GET /crash aborts a worker and the daemon exits non-zero") {
     CHECK(WIFEXITED(*status));
     CHECK(WEXITSTATUS(*status) != 0);
 
-    static const std::regex crashed(R"(worker (\d+) \(pid (\d+)\) killed by signal 6 \(SIGABRT\))");
-    std::smatch match;
-    REQUIRE(std::regex_search(daemon.err.text(), match, crashed));
-    const int index = std::stoi(match[1]);
+    const std::vector<served_by> crashed =
+        worker_lines(daemon.err.text(), " (pid ", ") killed by signal 6 (SIGABRT)");
+    REQUIRE(!crashed.empty());
+    const int index = crashed.front().index;
     REQUIRE(index >= 0);
     REQUIRE(index < 2);
-    CHECK(table.workers[static_cast<std::size_t>(index)] == std::stol(match[2]));
+    CHECK(table.workers[static_cast<std::size_t>(index)] == crashed.front().pid);
     CHECK(no_child_left());
 }
 
