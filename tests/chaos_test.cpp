@@ -12,7 +12,6 @@
 // CHAOS_CRASHES overrides the number of crashes (the sanitizer twin does fewer,
 // tests/BUILD.bazel).
 
-#include <dirent.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -43,15 +42,6 @@ namespace {
 
 // ---- /proc, from outside ----
 
-// The children of `pid` (of its main thread, the only one our masters have).
-std::vector<pid_t> children_of(pid_t pid) {
-    std::vector<pid_t> found;
-    std::ifstream file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
-                       "/children");
-    for (long child; file >> child;) found.push_back(static_cast<pid_t>(child));
-    return found;
-}
-
 // The state letter of /proc/PID/stat ('Z' for a zombie), or 0 once it is gone.
 char state_of(pid_t pid) {
     std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
@@ -59,19 +49,6 @@ char state_of(pid_t pid) {
     std::getline(file, stat);
     const std::size_t paren = stat.rfind(')');
     return paren == std::string::npos || paren + 2 >= stat.size() ? 0 : stat[paren + 2];
-}
-
-// How many descriptors `pid` holds open.
-int open_fds(pid_t pid) {
-    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-    int count = 0;
-    if (DIR* fds = ::opendir(dir.c_str())) {
-        while (const dirent* entry = ::readdir(fds)) {
-            if (entry->d_name[0] != '.') ++count;
-        }
-        ::closedir(fds);
-    }
-    return count;
 }
 
 // A field of /proc/PID/status as a number (its first word), or -1.

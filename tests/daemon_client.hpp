@@ -16,8 +16,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,9 +59,9 @@ inline bool ignores(pid_t pid, int sig) {
     return false;
 }
 
-// The daemon binary run in a harness::child, with stdout and stderr on pipes,
-// and this process's environment plus `extra_env` ("NAME=value" each).
-class daemon_process {
+// The daemon binary run as a program_process, with this process's
+// environment plus `extra_env` ("NAME=value" each).
+class daemon_process : public program_process {
   public:
     explicit daemon_process(const std::vector<std::string>& args,
                             const std::vector<std::string>& extra_env = {}) {
@@ -72,46 +70,12 @@ class daemon_process {
         argv.push_back(const_cast<char*>(path.c_str()));
         for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
         argv.push_back(nullptr);
-        // Built before fork(): the child may only make async-signal-safe calls.
         std::vector<char*> envp;
         for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
         for (const std::string& e : extra_env) envp.push_back(const_cast<char*>(e.c_str()));
         envp.push_back(nullptr);
-
-        const pid_t test_pid = ::getpid();
-        // harness::child has made it the leader of a group of its own.
-        process_.emplace([&] {
-            // Only async-signal-safe calls between fork and exec.
-            // Its own group protects the test runner from the daemon, but also
-            // hides the daemon from a runner that kills the test's group on a
-            // timeout: if this test process dies, the daemon dies too (and its
-            // workers with it). Kept across execve.
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != test_pid) return 127;
-            ::dup2(out_pipe_.write_fd, STDOUT_FILENO);
-            ::dup2(err_pipe_.write_fd, STDERR_FILENO);
-            // GET /crash aborts a worker: no core files in the test directory.
-            const struct rlimit no_core {};
-            ::setrlimit(RLIMIT_CORE, &no_core);
-            sigset_t none;
-            sigemptyset(&none);
-            ::sigprocmask(SIG_SETMASK, &none, nullptr);
-            ::execve(path.c_str(), argv.data(), envp.data());
-            return 127;
-        });
-        out_pipe_.close_write();
-        err_pipe_.close_write();
+        spawn([&] { ::execve(path.c_str(), argv.data(), envp.data()); });
     }
-
-    ~daemon_process() {
-        process_.reset();  // SIGKILLs the daemon's group and reaps the daemon
-        reap_leftovers();  // its workers, in a group of their own, came back to us
-    }
-
-    daemon_process(const daemon_process&) = delete;
-    daemon_process& operator=(const daemon_process&) = delete;
-
-    pid_t pid() const { return process_->pid(); }
 
     // Waits for the "listening on" and "ready" lines; returns the port.
     int start() {
@@ -128,24 +92,8 @@ class daemon_process {
         REQUIRE(::kill(pid(), sig) == 0);
     }
 
-    // The daemon's wait status once it has exited, or nothing after `timeout`.
-    std::optional<int> wait_exit(milliseconds timeout = patience) {
-        if (!status_) status_ = process_->wait(timeout);
-        return status_;
-    }
-
     // True while the daemon has not exited.
     bool running() { return !wait_exit(0ms); }
-
-  private:
-    pipe_pair out_pipe_;
-    pipe_pair err_pipe_;
-    std::optional<child> process_;
-    std::optional<int> status_;
-
-  public:
-    reader out{out_pipe_.read_fd};
-    reader err{err_pipe_.read_fd};
 };
 
 // One parsed statistics table (the library prints it on SIGUSR1, or SIGUSR2

@@ -14,8 +14,6 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -70,15 +68,6 @@ bool has_signal(const std::string& mask, int sig) {
     return !mask.empty() && ((std::stoull(mask, nullptr, 16) >> (sig - 1)) & 1) != 0;
 }
 
-// The children of `pid` (its main thread's), from /proc.
-std::vector<pid_t> children_of(pid_t pid) {
-    std::ifstream file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
-                       "/children");
-    std::vector<pid_t> found;
-    for (long child; file >> child;) found.push_back(static_cast<pid_t>(child));
-    return found;
-}
-
 // What the test hands to supervise-exec besides its arguments.
 struct launch {
     // Words before supervise-exec's own path (unshare ...), or none.
@@ -88,9 +77,8 @@ struct launch {
     std::function<void()> before_exec;
 };
 
-// supervise-exec run in a harness::child: stdin from /dev/null, stdout and
-// stderr on pipes.
-class exec_process {
+// supervise-exec run as a program_process, with stdin from /dev/null.
+class exec_process : public program_process {
   public:
     explicit exec_process(const std::vector<std::string>& args, const launch& how = {}) {
         std::vector<std::string> words = how.prefix;
@@ -99,40 +87,13 @@ class exec_process {
         std::vector<char*> argv;
         for (std::string& word : words) argv.push_back(word.data());
         argv.push_back(nullptr);
-
-        const pid_t test_pid = ::getpid();
-        process_.emplace([&] {
-            // Dies with this test process even though it leads a group of its
-            // own (a runner killing the test's group on a timeout misses it).
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != test_pid) return 127;
+        spawn([&] {
             const int nothing = ::open("/dev/null", O_RDONLY);
             ::dup2(nothing, STDIN_FILENO);
-            ::dup2(out_pipe_.write_fd, STDOUT_FILENO);
-            ::dup2(err_pipe_.write_fd, STDERR_FILENO);
-            // Commands that crash on purpose leave no core file behind.
-            const struct rlimit no_core {};
-            ::setrlimit(RLIMIT_CORE, &no_core);
-            sigset_t none;
-            sigemptyset(&none);
-            ::sigprocmask(SIG_SETMASK, &none, nullptr);
             if (how.before_exec) how.before_exec();
             ::execvp(argv[0], argv.data());
-            return 127;
         });
-        out_pipe_.close_write();
-        err_pipe_.close_write();
     }
-
-    ~exec_process() {
-        process_.reset();  // SIGKILLs supervise-exec's group and reaps it
-        reap_leftovers();  // its commands, in a group of their own, came back to us
-    }
-
-    exec_process(const exec_process&) = delete;
-    exec_process& operator=(const exec_process&) = delete;
-
-    pid_t pid() const { return process_->pid(); }
 
     void signal(int sig) {
         REQUIRE(pid() > 0);
@@ -145,12 +106,6 @@ class exec_process {
         REQUIRE_MESSAGE(err.wait_for(line), "no '" << line << "'; stderr:\n" << err.text());
     }
 
-    // The wait status once supervise-exec has exited, or nothing after `timeout`.
-    std::optional<int> wait_exit(milliseconds timeout = patience) {
-        if (!status_) status_ = process_->wait(timeout);
-        return status_;
-    }
-
     // Waits for the exit and for both pipes to be closed by everyone.
     std::optional<int> finish() {
         const std::optional<int> status = wait_exit();
@@ -158,16 +113,6 @@ class exec_process {
         out.wait_eof();
         return status;
     }
-
-  private:
-    pipe_pair out_pipe_;
-    pipe_pair err_pipe_;
-    std::optional<child> process_;
-    std::optional<int> status_;
-
-  public:
-    reader out{out_pipe_.read_fd};
-    reader err{err_pipe_.read_fd};
 };
 
 // A command that reports "up INDEX GENERATION PID" on stdout, then sleeps

@@ -7,7 +7,6 @@
 // rules and counts its own calls from its fork); how many failures were
 // injected, in any process, is counted in memory shared by all of them and
 // printed as a table when the test binary ends (docs/reliability-faults.md).
-#include <dirent.h>
 #include <doctest/doctest.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -303,17 +302,6 @@ int subreaper_setting() {
     int on = -1;
     ::prctl(PR_GET_CHILD_SUBREAPER, &on, 0UL, 0UL, 0UL);
     return on;
-}
-
-int count_open_fds() {
-    int n = 0;
-    if (DIR* dir = ::opendir("/proc/self/fd")) {
-        while (const dirent* entry = ::readdir(dir)) {
-            if (entry->d_name[0] != '.') ++n;
-        }
-        ::closedir(dir);
-    }
-    return n - 1;  // the directory stream's own descriptor
 }
 
 // A NOTIFY_SOCKET for the master, in the abstract namespace.

@@ -10,8 +10,11 @@
 #ifndef SUPERVISE_TESTS_HARNESS_HPP
 #define SUPERVISE_TESTS_HARNESS_HPP
 
+#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -212,20 +215,35 @@ inline bool killed_by(std::optional<int> status, int sig) {
     return status && WIFSIGNALED(*status) && WTERMSIG(*status) == sig;
 }
 
-// This process's children, running or zombie (those of its main thread, the
-// only one a test forks from).
-inline std::vector<pid_t> children() {
+// The children of `pid`, running or zombie (those of its main thread: the
+// only one a test or a master under test forks from).
+inline std::vector<pid_t> children_of(pid_t pid) {
     std::vector<pid_t> found;
-    if (FILE* f = std::fopen(("/proc/" + std::to_string(::getpid()) + "/task/" +
-                              std::to_string(::getpid()) + "/children")
-                                 .c_str(),
-                             "r")) {
-        long child;
-        while (std::fscanf(f, "%ld", &child) == 1) found.push_back(static_cast<pid_t>(child));
-        std::fclose(f);
-    }
+    std::ifstream file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
+                       "/children");
+    for (long child; file >> child;) found.push_back(static_cast<pid_t>(child));
     return found;
 }
+
+// This process's children.
+inline std::vector<pid_t> children() { return children_of(::getpid()); }
+
+// How many descriptors `pid` holds open.
+inline int open_fds(pid_t pid) {
+    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    int count = 0;
+    if (DIR* fds = ::opendir(dir.c_str())) {
+        while (const dirent* entry = ::readdir(fds)) {
+            if (entry->d_name[0] != '.') ++count;
+        }
+        ::closedir(fds);
+    }
+    return count;
+}
+
+// How many descriptors this process holds open, without the one that
+// open_fds() holds while it reads the list.
+inline int count_open_fds() { return open_fds(::getpid()) - 1; }
 
 // True when this process has no child at all, running or zombie. Unlike
 // reap_leftovers() it reaps nothing: an orphan that already died still counts.
@@ -313,6 +331,69 @@ class child {
   private:
     pid_t pid_ = -1;
     bool reaped_ = false;
+};
+
+// A program under test (the example daemon, supervise-exec) run in a
+// harness::child, with stdout and stderr on pipes the test reads. When the
+// object goes, the child's group is SIGKILLed and reaped, and so is whatever
+// the program left behind: in a group of its own, it came back to us.
+class program_process {
+  public:
+    ~program_process() {
+        process_.reset();
+        reap_leftovers();
+    }
+    program_process(const program_process&) = delete;
+    program_process& operator=(const program_process&) = delete;
+
+    pid_t pid() const { return process_->pid(); }
+
+    // The program's wait status once it has exited, or nothing after `timeout`.
+    std::optional<int> wait_exit(milliseconds timeout = patience) {
+        if (!status_) status_ = process_->wait(timeout);
+        return status_;
+    }
+
+  protected:
+    program_process() = default;
+
+    // Forks the child; `exec` runs there last and returns only if the exec
+    // failed. Everything it uses must be built before: between fork and exec
+    // the child makes only async-signal-safe calls.
+    template <class Exec>
+    void spawn(Exec exec) {
+        const pid_t test_pid = ::getpid();
+        process_.emplace([&] {
+            // Its own group protects the test runner from the program, but
+            // also hides the program from a runner that kills the test's group
+            // on a timeout: if this test process dies, the program dies too.
+            // Kept across execve.
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != test_pid) return 127;
+            ::dup2(out_pipe_.write_fd, STDOUT_FILENO);
+            ::dup2(err_pipe_.write_fd, STDERR_FILENO);
+            // Workers and commands that crash on purpose leave no core file.
+            const struct rlimit no_core {};
+            ::setrlimit(RLIMIT_CORE, &no_core);
+            sigset_t none;
+            sigemptyset(&none);
+            ::sigprocmask(SIG_SETMASK, &none, nullptr);
+            exec();
+            return 127;
+        });
+        out_pipe_.close_write();
+        err_pipe_.close_write();
+    }
+
+  private:
+    pipe_pair out_pipe_;
+    pipe_pair err_pipe_;
+    std::optional<child> process_;
+    std::optional<int> status_;
+
+  public:
+    reader out{out_pipe_.read_fd};
+    reader err{err_pipe_.read_fd};
 };
 
 // A worker for tests: reports "up <index> <pid> <pgid>" and waits for a stop.

@@ -1,7 +1,6 @@
 // The signal core: one bit per signal, a race-free wait, the embedding
 // program's signal state left as it was found, the threads contract, and
 // start-up under signals and failures (through the system-call seam).
-#include <dirent.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 
@@ -34,17 +33,6 @@ template <class System>
 auto make_test_pool(int report_fd, supervise::options opts) {
     return supervise::make_pool<supervise::seed_master_signals, supervise::seed_worker_signals,
                                 supervise::shutdown_all, System>(reporting_worker(report_fd), opts);
-}
-
-int count_open_fds() {
-    int n = 0;
-    if (DIR* dir = ::opendir("/proc/self/fd")) {
-        while (const dirent* entry = ::readdir(dir)) {
-            if (entry->d_name[0] != '.') ++n;
-        }
-        ::closedir(dir);
-    }
-    return n - 1;  // the directory stream's own descriptor
 }
 
 }  // namespace
