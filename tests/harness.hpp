@@ -333,6 +333,67 @@ class child {
     bool reaped_ = false;
 };
 
+// A process under test in a harness::child that reports on a pipe the test
+// reads. `body(report_fd)` runs in the child and returns its exit code.
+class reporting_process {
+  public:
+    template <class Body>
+    explicit reporting_process(Body body) : process_([&] { return body(report_.write_fd); }) {
+        report_.close_write();
+    }
+
+    pid_t pid() const { return process_.pid(); }
+
+    std::optional<int> wait(milliseconds timeout = patience) { return process_.wait(timeout); }
+
+    // The wait status once the process has exited and its reports were read
+    // to the end (every writer, its children included, closed the pipe).
+    std::optional<int> finish() {
+        const std::optional<int> status = process_.wait();
+        reports.wait_eof();
+        return status;
+    }
+
+  private:
+    pipe_pair report_;
+    child process_;
+
+  public:
+    reader reports{report_.read_fd};
+};
+
+// A master under test: a reporting_process whose log is on a pipe of its own.
+// `body(log_fd, report_fd)` builds the pool in the child, runs it, and
+// returns the exit status.
+class master_process {
+  public:
+    template <class Body>
+    explicit master_process(Body body)
+        : process_([&](int report_fd) { return body(log_.write_fd, report_fd); }) {
+        log_.close_write();
+    }
+
+    pid_t pid() const { return process_.pid(); }
+
+    std::optional<int> wait(milliseconds timeout = patience) { return process_.wait(timeout); }
+
+    // The master's wait status once it has exited and its log was read to the
+    // end (every writer, workers included, closed it).
+    std::optional<int> finish() {
+        const std::optional<int> status = process_.wait();
+        logs.wait_eof();
+        return status;
+    }
+
+  private:
+    pipe_pair log_;
+    reporting_process process_;
+
+  public:
+    reader logs{log_.read_fd};
+    reader& reports = process_.reports;
+};
+
 // A program under test (the example daemon, supervise-exec) run in a
 // harness::child, with stdout and stderr on pipes the test reads. When the
 // object goes, the child's group is SIGKILLed and reaped, and so is whatever

@@ -467,9 +467,7 @@ TEST_CASE("dispositions and mask come back after run() however it ends") {
     for (const ending how :
          {ending::worker_failed, ending::startup_failed, ending::restart_limit}) {
         CAPTURE(static_cast<int>(how));
-        pipe_pair report;
-        reader reports(report.read_fd);
-        child process([&] {
+        reporting_process process([&](int report_fd) {
             static std::atomic<int> custom_calls{0};
             struct sigaction custom {};
             custom.sa_handler = [](int) { custom_calls.fetch_add(1); };
@@ -519,20 +517,18 @@ TEST_CASE("dispositions and mask come back after run() however it ends") {
                 }
                 status = pool.run().exit_status;
             }
-            say(report.write_fd, "status " + std::to_string(status));
-            say(report.write_fd, snapshot() == before ? "state unchanged" : "state changed");
+            say(report_fd, "status " + std::to_string(status));
+            say(report_fd, snapshot() == before ? "state unchanged" : "state changed");
             // Children reaped by the pool: the program's SIGCHLD handler may
             // have run for none of them while the pool had SIGCHLD.
-            say(report.write_fd, "custom calls " + std::to_string(custom_calls.load()));
+            say(report_fd, "custom calls " + std::to_string(custom_calls.load()));
             return 0;
         });
-        report.close_write();
-        CHECK(exited_with(process.wait(), 0));
-        reports.wait_eof();
-        INFO(reports.text());
-        CHECK(reports.occurrences("status 1") == 1);
-        CHECK(reports.occurrences("state unchanged") == 1);
-        CHECK(reports.occurrences("custom calls 0") == 1);
+        CHECK(exited_with(process.finish(), 0));
+        INFO(process.reports.text());
+        CHECK(process.reports.occurrences("status 1") == 1);
+        CHECK(process.reports.occurrences("state unchanged") == 1);
+        CHECK(process.reports.occurrences("custom calls 0") == 1);
         CHECK(reap_leftovers() == 0);
     }
 }

@@ -45,10 +45,7 @@ void check(const config& cfg) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    const std::vector<std::string> args = fuzz_input::split_at_nul(data, size, 64);
-    if (const auto cfg =
-            fuzz_input::accepted_args<config_error>(parse_command_line, "daemon", args)) {
-        check(*cfg);
-    }
-    return 0;
+    return fuzz_input::fuzz_command_line<config_error>(
+        data, size, "daemon", parse_command_line,
+        [](const config& cfg, const std::vector<std::string>&) { check(cfg); });
 }

@@ -37,10 +37,6 @@ void check(const config& cfg, const std::vector<std::string>& args) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    const std::vector<std::string> args = fuzz_input::split_at_nul(data, size, 64);
-    if (const auto cfg =
-            fuzz_input::accepted_args<usage_error>(parse_command_line, "supervise-exec", args)) {
-        check(*cfg, args);
-    }
-    return 0;
+    return fuzz_input::fuzz_command_line<usage_error>(data, size, "supervise-exec",
+                                                      parse_command_line, check);
 }

@@ -79,6 +79,17 @@ auto accepted_args(Parse parse, std::string program, std::vector<std::string> ar
     }
 }
 
+// A fuzz target's run over an example's command line: the input is the
+// arguments after `program`, one per NUL-separated part (64 at most). An
+// accepted command line goes to `check` with those arguments.
+template <class Refusal, class Parse, class Check>
+int fuzz_command_line(const std::uint8_t* data, std::size_t size, std::string program, Parse parse,
+                      Check check) {
+    const std::vector<std::string> args = split_at_nul(data, size, 64);
+    if (const auto cfg = accepted_args<Refusal>(parse, std::move(program), args)) check(*cfg, args);
+    return 0;
+}
+
 // The message of the Refusal that `words` give, or "" if they are accepted.
 template <class Refusal, class Parse>
 std::string refusal_of(Parse parse, std::string program, std::initializer_list<const char*> words) {
