@@ -417,10 +417,10 @@ TEST_CASE("daemon under load, the master SIGKILLed: no worker runs 100 ms later"
 
 TEST_CASE(
     "a 5 s storm of USR1, HUP, TTIN, TTOU and crashing workers, then TERM: clean and counted") {
-    pipe_pair log, report, stats;
-    reader logs(log.read_fd), reports(report.read_fd), tables(stats.read_fd);
-    child master([&] {
-        auto opts = test_options(2, log.write_fd, stats.write_fd);
+    pipe_pair stats;
+    reader tables(stats.read_fd);
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(2, log_fd, stats.write_fd);
         opts.min_workers = 1;
         opts.max_workers = 6;
         opts.max_restarts = 100000;
@@ -428,7 +428,7 @@ TEST_CASE(
         opts.restart_delay_max = 0ms;
         auto pool = supervise::make_pool<supervise::nginx_master_signals,
                                          supervise::nginx_worker_signals, supervise::one_for_one>(
-            [fd = report.write_fd](supervise::worker_context& ctx) {
+            [fd = report_fd](supervise::worker_context& ctx) {
                 // One worker in four crashes after a while (exit 3 or
                 // SIGKILL), unless asked to stop first; the line is written
                 // before the crash, so every crash is counted.
@@ -447,15 +447,12 @@ TEST_CASE(
                 return 0;
             },
             opts);
-        pool.on_destroy("statistics", [&pool, fd = report.write_fd] {
-            say(fd, "json " + pool.snapshot().json());
-        });
+        pool.on_destroy("statistics",
+                        [&pool, fd = report_fd] { say(fd, "json " + pool.snapshot().json()); });
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
     stats.close_write();
-    REQUIRE(logs.wait_for("started 2 workers"));
+    REQUIRE(master.logs.wait_for("started 2 workers"));
 
     // Each signal is sent only while the previous one of its kind is no
     // longer pending: standard signals merge, and a merged one would not be
@@ -473,8 +470,8 @@ TEST_CASE(
         }
         // Drain the pipes (a full one would stall the master or a worker)
         // and pace the storm.
-        logs.wait_until([] { return false; }, 1ms);
-        reports.wait_until([] { return false; }, 0ms);
+        master.logs.wait_until([] { return false; }, 1ms);
+        master.reports.wait_until([] { return false; }, 0ms);
         tables.wait_until([] { return false; }, 0ms);
     }
     // Everything sent so far is acted on once the table for this USR2 comes:
@@ -482,19 +479,18 @@ TEST_CASE(
     for (const int sig : storm) {
         const std::int64_t deadline = now_ms() + patience.count();
         while (pending(master.pid(), sig) && now_ms() < deadline)
-            logs.wait_until([] { return false; }, 1ms);
+            master.logs.wait_until([] { return false; }, 1ms);
     }
     REQUIRE(::kill(master.pid(), SIGUSR2) == 0);
     REQUIRE(tables.wait_for("statistics: master pid"));
     REQUIRE(::kill(master.pid(), SIGTERM) == 0);
-    const std::optional<int> status = master.wait();
-    logs.wait_eof();
-    reports.wait_eof();
+    const std::optional<int> status = master.finish();
+    master.reports.wait_eof();
     INFO(describe_status(status));
     CHECK(exited_with(status, 0));
-    CHECK(logs.line_with("stopped (SIGTERM received); exit status 0"));
+    CHECK(master.logs.line_with("stopped (SIGTERM received); exit status 0"));
 
-    const std::string json = reports.lines_starting("json ").at(0);
+    const std::string json = master.reports.lines_starting("json ").at(0);
     const auto count_of = [&](const std::string& name) {
         const std::size_t at = json.find("\"" + name + "\":");
         return at == std::string::npos ? 0 : std::stoi(json.substr(at + name.size() + 3));
@@ -516,14 +512,14 @@ TEST_CASE(
     const char* acted[] = {"SIGHUP received", "SIGTTIN received", "SIGTTOU received"};
     for (int i = 0; i < 3; ++i) {
         CAPTURE(acted[i]);
-        CHECK(logs.occurrences(acted[i]) <= sent[i + 1]);
-        CHECK(logs.occurrences(acted[i]) > 0);
+        CHECK(master.logs.occurrences(acted[i]) <= sent[i + 1]);
+        CHECK(master.logs.occurrences(acted[i]) > 0);
     }
 
     // Every crash was seen once, and each is either restarted, or was a
     // retiree's (a reload or scale-down had replaced it), or came as the
     // pool stopped.
-    const std::vector<std::string> crash_lines = reports.lines_starting("crash ");
+    const std::vector<std::string> crash_lines = master.reports.lines_starting("crash ");
     int restarted = 0;
     int retired = 0;
     int during_stop = 0;
@@ -537,8 +533,8 @@ TEST_CASE(
         const std::string as_worker = "(pid " + std::to_string(pid) + ") " + ended;
         const std::string as_retiree = "(pid " + std::to_string(pid) + ", retired) " + ended;
         CAPTURE(line);
-        CHECK(logs.occurrences(as_worker) + logs.occurrences(as_retiree) == 1);
-        if (const auto logged = logs.line_with(as_worker)) {
+        CHECK(master.logs.occurrences(as_worker) + master.logs.occurrences(as_retiree) == 1);
+        if (const auto logged = master.logs.line_with(as_worker)) {
             if (logged->find("; restarting worker ") != std::string::npos) {
                 ++restarted;
             } else {
@@ -548,7 +544,7 @@ TEST_CASE(
             ++retired;
         }
     }
-    CHECK(logs.occurrences("; restarting worker ") == restarted);
+    CHECK(master.logs.occurrences("; restarting worker ") == restarted);
     CHECK(crash_lines.size() > 0);
     CHECK(reap_leftovers() == 0);
     MESSAGE("signal storm: " << total << " signals (USR1 " << sent[0] << ", HUP " << sent[1]
@@ -609,39 +605,34 @@ auto leaving_worker(int report_fd) {
 // after run(), reports how many children it still has ("after run: N").
 template <class Strategy>
 void check_nothing_left(bool stop_with_term) {
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
-        auto opts = test_options(1, log.write_fd);
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(1, log_fd);
         opts.subreaper = true;
         opts.shutdown_timeout = 300ms;
         auto pool =
             supervise::make_pool<supervise::seed_master_signals, supervise::seed_worker_signals,
-                                 Strategy>(leaving_worker(report.write_fd), opts);
+                                 Strategy>(leaving_worker(report_fd), opts);
         const auto result = pool.run();
         int status = 0;
         const bool none = ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
-        say(report.write_fd, std::string("after run: ") + (none ? "no child" : "children left"));
+        say(report_fd, std::string("after run: ") + (none ? "no child" : "children left"));
         return result.exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("descendant ", 4));
+    REQUIRE(master.reports.wait_for("descendant ", 4));
     if (stop_with_term) {
-        REQUIRE(reports.wait_for("steady "));
+        REQUIRE(master.reports.wait_for("steady "));
         REQUIRE(::kill(master.pid(), SIGTERM) == 0);
     }
-    const std::optional<int> status = master.wait();
-    logs.wait_eof();
-    INFO(logs.text());
+    const std::optional<int> status = master.finish();
+    INFO(master.logs.text());
     CHECK(exited_with(status, stop_with_term ? 0 : 1));
-    CHECK(reports.wait_for("after run: no child"));
-    for (const std::string& line : reports.lines_starting("descendant ")) {
+    CHECK(master.reports.wait_for("after run: no child"));
+    for (const std::string& line : master.reports.lines_starting("descendant ")) {
         const std::string pid = line.substr(11);
         CAPTURE(pid);
-        CHECK(logs.line_with("reaped orphan pid " + pid + ", "));
+        CHECK(master.logs.line_with("reaped orphan pid " + pid + ", "));
     }
-    CHECK(logs.line_with("orphans still running after 300 ms; sending SIGKILL"));
+    CHECK(master.logs.line_with("orphans still running after 300 ms; sending SIGKILL"));
     // Had any outlived the master, it would have come to this subreaper.
     CHECK(reap_leftovers() == 0);
 }
@@ -657,29 +648,25 @@ TEST_CASE("subreaper mode: adopted descendants are stopped when the pool is stop
 }
 
 TEST_CASE("subreaper mode: a child the program had before run() is left alone") {
-    pipe_pair log, report;
-    reader reports(report.read_fd);
-    child master([&] {
+    master_process master([&](int log_fd, int report_fd) {
         const pid_t own = ::fork();
         if (own == 0) {
             for (;;) ::pause();
         }
-        auto opts = test_options(1, log.write_fd);
+        auto opts = test_options(1, log_fd);
         opts.subreaper = true;
-        auto pool = supervise::make_pool(reporting_worker(report.write_fd), opts);
+        auto pool = supervise::make_pool(reporting_worker(report_fd), opts);
         pool.on_ready([] { ::raise(SIGTERM); });
         const auto result = pool.run();
         int status = 0;
         const bool running = ::waitpid(own, &status, WNOHANG) == 0;
-        say(report.write_fd, running ? "own child running" : "own child stopped");
+        say(report_fd, running ? "own child running" : "own child stopped");
         ::kill(own, SIGKILL);
         ::waitpid(own, &status, 0);
         return result.exit_status;
     });
-    log.close_write();
-    report.close_write();
     CHECK(exited_with(master.wait(), 0));
-    reports.wait_eof();
-    CHECK(reports.occurrences("own child running") == 1);
+    master.reports.wait_eof();
+    CHECK(master.reports.occurrences("own child running") == 1);
     CHECK(reap_leftovers() == 0);
 }

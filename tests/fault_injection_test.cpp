@@ -372,11 +372,11 @@ int stats_fd_of_run = -1;
 template <class Strategy = supervise::shutdown_all>
 result run_scenario(const scenario& s) {
     reset_counts();
-    pipe_pair log, report, stats;
-    reader logs(log.read_fd), reports(report.read_fd), statistics(stats.read_fd);
+    pipe_pair stats;
+    reader statistics(stats.read_fd);
     if (s.real_epipe_stats) stats.close_read();
     stats_fd_of_run = stats.write_fd;
-    child master([&] {
+    master_process master([&](int log_fd, int report_fd) {
         if (!s.notify_socket.empty()) ::setenv("NOTIFY_SOCKET", s.notify_socket.c_str(), 1);
         // A program with its own signal state for run() to give back.
         ::signal(SIGUSR2, program_handler);
@@ -388,13 +388,13 @@ result run_scenario(const scenario& s) {
         ::prctl(PR_SET_CHILD_SUBREAPER, static_cast<unsigned long>(s.subreaper_before), 0UL, 0UL,
                 0UL);
 
-        supervise::options opts = test_options(s.workers, log.write_fd, stats.write_fd);
+        supervise::options opts = test_options(s.workers, log_fd, stats.write_fd);
         opts.shutdown_timeout = s.shutdown_timeout;
         opts.notify_fd = s.notify_fd;
         opts.subreaper = s.subreaper;
         opts.fatal_exit_code = s.fatal_exit_code;
         if (s.heartbeats) opts.heartbeat_timeout = 5s;
-        const int fd = report.write_fd;
+        const int fd = report_fd;
         const int notify = s.notify_fd;
         auto pool = supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, Strategy,
@@ -435,40 +435,39 @@ result run_scenario(const scenario& s) {
         say(fd, "fds " + std::to_string(count_open_fds() - fds_before));
         return code;
     });
-    log.close_write();
-    report.close_write();
     stats.close_write();
-    reports.wait_until([&] {
-        return reports.occurrences("pool ready\n") > 0 || reports.occurrences("fds ") > 0;
+    master.reports.wait_until([&] {
+        return master.reports.occurrences("pool ready\n") > 0 ||
+               master.reports.occurrences("fds ") > 0;
     });
-    if (reports.occurrences("pool ready\n") > 0 && s.crash_worker >= 0) {
+    if (master.reports.occurrences("pool ready\n") > 0 && s.crash_worker >= 0) {
         // A crash for the strategy to handle; what follows is up to the master.
         // "pool ready" can come before the worker's own "up" line. Never
         // kill(-1) or kill(0): that would reach every process we may signal.
-        reports.wait_until([&] { return worker_pid(reports, s.crash_worker) > 1; });
-        const pid_t victim = worker_pid(reports, s.crash_worker);
+        master.reports.wait_until([&] { return worker_pid(master.reports, s.crash_worker) > 1; });
+        const pid_t victim = worker_pid(master.reports, s.crash_worker);
         REQUIRE(victim > 1);
         ::kill(victim, SIGKILL);
-    } else if (reports.occurrences("pool ready\n") > 0) {
+    } else if (master.reports.occurrences("pool ready\n") > 0) {
         ::kill(master.pid(), SIGUSR1);
         ::kill(master.pid(), SIGTERM);
     }
     result r;
-    r.status = master.wait();
-    logs.wait_eof();
-    reports.wait_eof();
+    r.status = master.finish();
+    master.reports.wait_eof();
     if (!s.real_epipe_stats) statistics.wait_eof();
-    r.log = logs.text();
-    r.report = reports.text();
+    r.log = master.logs.text();
+    r.report = master.reports.text();
     r.stats = statistics.text();
-    for (const std::string& line : reports.lines_starting("up ")) {
+    for (const std::string& line : master.reports.lines_starting("up ")) {
         int index = 0;
         long pid = 0;
         if (std::sscanf(line.c_str(), "up %d %ld", &index, &pid) == 2) {
             r.workers.push_back(static_cast<pid_t>(pid));
         }
     }
-    if (const auto fds = reports.line_with("fds ")) r.fd_change = std::atoi(fds->c_str() + 4);
+    if (const auto fds = master.reports.line_with("fds "))
+        r.fd_change = std::atoi(fds->c_str() + 4);
     r.leftovers = reap_leftovers();
     for (pid_t pid : r.workers) {
         if (pid <= 1 || ::kill(pid, 0) == 0 || errno != ESRCH) r.workers_gone = false;

@@ -80,19 +80,17 @@ std::string status_line(const std::string& field) {
 // ---- descriptors ----
 
 TEST_CASE("a worker holds only what it had before run() and its own start-up pipe") {
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
+    master_process master([&](int log_fd, int report_fd) {
         // With $NOTIFY_SOCKET set the master opens a socket to systemd; with
         // a watchdog, heartbeats; with several workers, a pidfd for each.
         // None of it is the workers' business.
         ::setenv("NOTIFY_SOCKET", ("@supervise-security-" + std::to_string(::getpid())).c_str(), 1);
         const std::set<std::string> before = descriptors("self");
-        auto opts = test_options(3, log.write_fd);
+        auto opts = test_options(3, log_fd);
         opts.heartbeat_timeout = 10s;
         auto pool = supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, supervise::one_for_one>(
-            [&before, fd = report.write_fd](supervise::worker_context& ctx) {
+            [&before, fd = report_fd](supervise::worker_context& ctx) {
                 std::set<std::string> extra;
                 for (const std::string& entry : descriptors("self")) {
                     if (before.count(entry) == 0) extra.insert(entry);
@@ -106,7 +104,7 @@ TEST_CASE("a worker holds only what it had before run() and its own start-up pip
                 return 0;
             },
             opts);
-        pool.on_ready([&before, fd = report.write_fd] {
+        pool.on_ready([&before, fd = report_fd] {
             std::set<std::string> extra;
             for (const std::string& entry : descriptors("self")) {
                 if (before.count(entry) == 0) extra.insert(entry);
@@ -115,19 +113,17 @@ TEST_CASE("a worker holds only what it had before run() and its own start-up pip
         });
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("worker ", 4));
-    REQUIRE(reports.wait_for("master extra "));
+    REQUIRE(master.reports.wait_for("worker ", 4));
+    REQUIRE(master.reports.wait_for("master extra "));
     ::kill(master.pid(), SIGTERM);
     CHECK(exited_with(master.wait(), 0));
-    reports.wait_eof();
-    INFO(reports.text());
+    master.reports.wait_eof();
+    INFO(master.reports.text());
     // The master did hold more: its self-pipe, pidfds and the systemd socket.
-    const std::string master_line = reports.lines_starting("master extra ").at(0);
+    const std::string master_line = master.reports.lines_starting("master extra ").at(0);
     CHECK(master_line.find("anon_inode:[pidfd]") != std::string::npos);
     CHECK(master_line.find("socket:") != std::string::npos);
-    const std::vector<std::string> lines = reports.lines_starting("worker ");
+    const std::vector<std::string> lines = master.reports.lines_starting("worker ");
     CHECK(lines.size() == 4);  // three, and slot 2's successor
     for (const std::string& line : lines) {
         CAPTURE(line);
@@ -200,16 +196,14 @@ TEST_CASE("privilege drop: uid, gid and every supplementary group change; no way
     std::string groups;
     for (const gid_t g : expected) groups += " " + std::to_string(g);
 
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
+    master_process master([&](int log_fd, int report_fd) {
         // The master carries root's groups and more: none may reach a worker.
         const gid_t master_groups[] = {0, 1, 2, 4};
         if (::setgroups(4, master_groups) != 0) return 90;
-        auto opts = test_options(1, log.write_fd);
+        auto opts = test_options(1, log_fd);
         opts.user = "nobody";
         auto pool = supervise::make_pool(
-            [fd = report.write_fd](supervise::worker_context& ctx) {
+            [fd = report_fd](supervise::worker_context& ctx) {
                 for (const char* field : {"Uid", "Gid", "Groups", "CapEff", "CapPrm"}) {
                     say(fd, status_line(field));
                 }
@@ -225,23 +219,23 @@ TEST_CASE("privilege drop: uid, gid and every supplementary group change; no way
             opts);
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("setgroups(0) "));
-    INFO(reports.text() << logs.text());
+    REQUIRE(master.reports.wait_for("setgroups(0) "));
+    INFO(master.reports.text() << master.logs.text());
     const std::string uid = std::to_string(nobody->pw_uid);
     const std::string gid = std::to_string(nobody->pw_gid);
-    CHECK(reports.line_with("Uid:") == "Uid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid);
-    CHECK(reports.line_with("Gid:") == "Gid:\t" + gid + "\t" + gid + "\t" + gid + "\t" + gid);
+    CHECK(master.reports.line_with("Uid:") ==
+          "Uid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid);
+    CHECK(master.reports.line_with("Gid:") ==
+          "Gid:\t" + gid + "\t" + gid + "\t" + gid + "\t" + gid);
     // "Groups:\t65534" (older kernels add a trailing space): compare the numbers.
-    std::istringstream listed(reports.line_with("Groups:").value_or("").substr(7));
+    std::istringstream listed(master.reports.line_with("Groups:").value_or("").substr(7));
     std::string worker_groups;
     for (long g; listed >> g;) worker_groups += " " + std::to_string(g);
     CHECK(worker_groups == groups);
-    CHECK(reports.line_with("CapEff:") == "CapEff:\t0000000000000000");
-    CHECK(reports.line_with("CapPrm:") == "CapPrm:\t0000000000000000");
+    CHECK(master.reports.line_with("CapEff:") == "CapEff:\t0000000000000000");
+    CHECK(master.reports.line_with("CapPrm:") == "CapPrm:\t0000000000000000");
     for (const char* call : {"setuid(0) ", "seteuid(0) ", "setgid(0) ", "setgroups(0) "}) {
-        CHECK(reports.line_with(call) == std::string(call) + "failed");
+        CHECK(master.reports.line_with(call) == std::string(call) + "failed");
     }
     ::kill(master.pid(), SIGTERM);
     CHECK(exited_with(master.wait(), 0));

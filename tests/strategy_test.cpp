@@ -334,15 +334,13 @@ struct recording_kill : supervise::posix_system {
 }  // namespace
 
 TEST_CASE("workers stop in reverse order of their start") {
-    pipe_pair log, report;
-    reader reports(report.read_fd);
-    child master([&] {
-        supervise::options opts = test_options(4, log.write_fd);
+    master_process master([&](int log_fd, int report_fd) {
+        supervise::options opts = test_options(4, log_fd);
         auto pool =
             supervise::make_pool<supervise::seed_master_signals, supervise::seed_worker_signals,
                                  supervise::shutdown_all, recording_kill>(
-                reporting_worker(report.write_fd), opts);
-        pool.on_destroy("order", [fd = report.write_fd] {
+                reporting_worker(report_fd), opts);
+        pool.on_destroy("order", [fd = report_fd] {
             std::string line = "sigterm";
             for (pid_t pid : recording_kill::sigterm_targets) line += " " + std::to_string(pid);
             say(fd, line);
@@ -350,12 +348,10 @@ TEST_CASE("workers stop in reverse order of their start") {
         pool.on_ready([] { ::raise(SIGTERM); });
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
     CHECK(exited_with(master.wait(), 0));
-    reports.wait_eof();
+    master.reports.wait_eof();
     std::string expected = "sigterm";
-    for (int i = 3; i >= 0; --i) expected += " " + std::to_string(worker_pid(reports, i));
-    CHECK(reports.lines_starting("sigterm") == std::vector<std::string>{expected});
+    for (int i = 3; i >= 0; --i) expected += " " + std::to_string(worker_pid(master.reports, i));
+    CHECK(master.reports.lines_starting("sigterm") == std::vector<std::string>{expected});
     CHECK(reap_leftovers() == 0);
 }
