@@ -15,7 +15,6 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,7 +24,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
-#include <memory>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -85,59 +83,6 @@ int env_count(const char* name, int fallback) {
     const char* text = std::getenv(name);
     return text != nullptr && std::atoi(text) > 0 ? std::atoi(text) : fallback;
 }
-
-// ---- load ----
-
-// `clients` processes, each sending GET / on a fresh connection after the
-// previous reply, until stop() (or 60 s). Every reply is one line on a shared
-// pipe (one write(2) of less than PIPE_BUF: lines never interleave), read
-// through client_replies ("<start ms> ok <index> <pid>" or "<start ms> fail ...").
-class load {
-  public:
-    load(int port, int clients) {
-        for (int i = 0; i < clients; ++i) {
-            processes_.push_back(std::make_unique<child>([&] {
-                ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-                stop_.close_write();
-                results_.close_read();
-                const std::int64_t give_up = now_ms() + 60000;
-                struct pollfd told {};
-                told.fd = stop_.read_fd;
-                told.events = POLLIN;
-                while (now_ms() < give_up && ::poll(&told, 1, 0) == 0) {
-                    const std::int64_t started = now_ms();
-                    say(results_.write_fd, std::to_string(started) + " " + try_get(port));
-                }
-                return 0;
-            }));
-        }
-        results_.close_write();
-        stop_.close_read();
-    }
-    load(const load&) = delete;
-    load& operator=(const load&) = delete;
-
-    // Closes the stop pipe, waits for every client, and reads their last replies.
-    void stop() {
-        stop_.close_write();
-        for (auto& process : processes_) CHECK(exited_with(process->wait(), 0));
-        replies.read_to_end();
-    }
-
-    std::size_t failures() {
-        const auto& all = replies.all();
-        return static_cast<std::size_t>(
-            std::count_if(all.begin(), all.end(), [](const auto& r) { return !r.ok; }));
-    }
-
-  private:
-    pipe_pair results_;
-    pipe_pair stop_;
-    std::vector<std::unique_ptr<child>> processes_;
-
-  public:
-    client_replies replies{results_.read_fd};
-};
 
 // Asks for the statistics table until every one of `workers` slots has a
 // process (bounded); returns that table, or an incomplete one on timeout.
@@ -304,7 +249,7 @@ TEST_CASE(
     const int port = daemon.start();
     wait_until_workers_run(daemon, request_stats(daemon, workers));
 
-    load clients(port, 3);
+    load clients(port, 3, 60s);
     REQUIRE(clients.replies.wait_for(30));
     std::mt19937 random(12345);
     int kills = 0;
@@ -348,7 +293,7 @@ TEST_CASE("daemon under load, three rolling reloads in a row: no request fails")
     const int port = daemon.start();
     request_stats(daemon, 4, SIGUSR2);
 
-    load clients(port, 3);
+    load clients(port, 3, 60s);
     REQUIRE(clients.replies.wait_for(30));
     constexpr int reloads = 3;
     for (int reload = 1; reload <= reloads; ++reload) {
@@ -394,7 +339,7 @@ TEST_CASE("daemon under load, the master SIGKILLed: no worker runs 100 ms later"
     // itself; these are all past that point, serving.
     wait_until_workers_run(daemon, table);
 
-    load clients(port, 3);
+    load clients(port, 3, 60s);
     REQUIRE(clients.replies.wait_for(30));
     daemon.signal(SIGKILL);
     REQUIRE(killed_by(daemon.wait_exit(), SIGKILL));

@@ -2,7 +2,8 @@
 // run it (daemon_test, chaos_test, security_test): the binary in a process
 // group of its own with stdout and stderr on pipes, its statistics table, and
 // HTTP clients over real sockets on 127.0.0.1, including one meant to run in a
-// forked client process (try_get) and the parser of what such clients report.
+// forked client process (try_get), the parser of what such clients report, and
+// client processes that keep the daemon under load.
 //
 // Every daemon runs in a harness::child and is SIGKILLed and reaped when its
 // object goes, whatever happened. Its workers live in another group (the pool
@@ -16,6 +17,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -508,6 +511,57 @@ class client_replies {
     reader lines_;
     std::size_t parsed_ = 0;
     std::vector<reply> replies_;
+};
+
+// `clients` processes, each sending GET / on a fresh connection after the
+// previous reply, until stop() (or `give_up`). Every reply is one line on a
+// shared pipe (one write(2) of less than PIPE_BUF: lines never interleave),
+// read through client_replies.
+class load {
+  public:
+    load(int port, int clients, milliseconds give_up) {
+        for (int i = 0; i < clients; ++i) {
+            processes_.push_back(std::make_unique<child>([&] {
+                ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+                stop_.close_write();
+                results_.close_read();
+                const std::int64_t end = now_ms() + give_up.count();
+                struct pollfd told {};
+                told.fd = stop_.read_fd;
+                told.events = POLLIN;
+                while (now_ms() < end && ::poll(&told, 1, 0) == 0) {
+                    const std::int64_t started = now_ms();
+                    say(results_.write_fd, std::to_string(started) + " " + try_get(port));
+                }
+                return 0;
+            }));
+        }
+        results_.close_write();
+        stop_.close_read();
+    }
+    load(const load&) = delete;
+    load& operator=(const load&) = delete;
+
+    // Closes the stop pipe, waits for every client, and reads their last replies.
+    void stop() {
+        stop_.close_write();
+        for (auto& process : processes_) CHECK(exited_with(process->wait(), 0));
+        replies.read_to_end();
+    }
+
+    std::size_t failures() {
+        const auto& all = replies.all();
+        return static_cast<std::size_t>(
+            std::count_if(all.begin(), all.end(), [](const auto& r) { return !r.ok; }));
+    }
+
+  private:
+    pipe_pair results_;
+    pipe_pair stop_;
+    std::vector<std::unique_ptr<child>> processes_;
+
+  public:
+    client_replies replies{results_.read_fd};
 };
 
 }  // namespace daemon_client

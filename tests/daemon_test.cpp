@@ -476,28 +476,9 @@ TEST_CASE("--preset nginx: SIGHUP replaces every worker under load without faili
     const int port = daemon.start();
     const stats_table before = request_stats(daemon, 4, SIGUSR2);
 
-    // A client process: sequential GET / on fresh connections until told to
-    // stop (its stop pipe closes), 20 s at most.
-    pipe_pair results;
-    pipe_pair stop;
-    child client([&] {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        stop.close_write();
-        results.close_read();
-        const std::int64_t give_up = now_ms() + 20000;
-        struct pollfd told {};
-        told.fd = stop.read_fd;
-        told.events = POLLIN;
-        while (now_ms() < give_up && ::poll(&told, 1, 0) == 0) {
-            const std::int64_t started = now_ms();
-            say(results.write_fd, std::to_string(started) + " " + try_get(port));
-        }
-        return 0;
-    });
-    results.close_write();
-    stop.close_read();
-    client_replies replies(results.read_fd);
-    REQUIRE(replies.wait_for(20));
+    // One client process, 20 s at most.
+    load client(port, 1, 20s);
+    REQUIRE(client.replies.wait_for(20));
 
     const std::int64_t reload_sent = now_ms();
     daemon.signal(SIGHUP);
@@ -510,10 +491,8 @@ TEST_CASE("--preset nginx: SIGHUP replaces every worker under load without faili
                                        ", retired) exited with status 0"));
     }
     const std::int64_t old_gone = now_ms();
-    REQUIRE(replies.wait_for(20, old_gone));
-    stop.close_write();
-    CHECK(exited_with(client.wait(), 0));
-    replies.read_to_end();
+    REQUIRE(client.replies.wait_for(20, old_gone));
+    client.stop();
 
     std::vector<pid_t> successors;
     for (int index = 0; index < 4; ++index) successors.push_back(successor(daemon, index, 1).pid);
@@ -521,7 +500,7 @@ TEST_CASE("--preset nginx: SIGHUP replaces every worker under load without faili
     int failures = 0;
     int during_reload = 0;
     int after_old_gone = 0;
-    for (const client_replies::reply& r : replies.all()) {
+    for (const client_replies::reply& r : client.replies.all()) {
         CAPTURE(r.line);
         if (!r.ok) ++failures;
         CHECK(r.ok);
@@ -535,7 +514,7 @@ TEST_CASE("--preset nginx: SIGHUP replaces every worker under load without faili
     }
     for (const pid_t old : before.workers) CHECK_FALSE(contains(successors, old));
     CHECK(after_old_gone >= 20);
-    MESSAGE("rolling reload: " << replies.all().size() << " requests, " << during_reload
+    MESSAGE("rolling reload: " << client.replies.all().size() << " requests, " << during_reload
                                << " started during the reload, " << failures << " failed");
 
     daemon.signal(SIGQUIT);

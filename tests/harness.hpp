@@ -362,36 +362,32 @@ class reporting_process {
     reader reports{report_.read_fd};
 };
 
+// The log pipe of a master_process, a base so that it exists before the
+// reporting_process forks.
+struct log_pipe {
+    pipe_pair log_;
+};
+
 // A master under test: a reporting_process whose log is on a pipe of its own.
 // `body(log_fd, report_fd)` builds the pool in the child, runs it, and
 // returns the exit status.
-class master_process {
+class master_process : private log_pipe, public reporting_process {
   public:
     template <class Body>
     explicit master_process(Body body)
-        : process_([&](int report_fd) { return body(log_.write_fd, report_fd); }) {
+        : reporting_process([&](int report_fd) { return body(log_.write_fd, report_fd); }) {
         log_.close_write();
     }
 
-    pid_t pid() const { return process_.pid(); }
-
-    std::optional<int> wait(milliseconds timeout = patience) { return process_.wait(timeout); }
-
-    // The master's wait status once it has exited and its log was read to the
-    // end (every writer, workers included, closed it).
+    // The master's wait status once it has exited and its log (not its
+    // reports, as reporting_process::finish) was read to the end.
     std::optional<int> finish() {
-        const std::optional<int> status = process_.wait();
+        const std::optional<int> status = wait();
         logs.wait_eof();
         return status;
     }
 
-  private:
-    pipe_pair log_;
-    reporting_process process_;
-
-  public:
     reader logs{log_.read_fd};
-    reader& reports = process_.reports;
 };
 
 // A program under test (the example daemon, supervise-exec) run in a
