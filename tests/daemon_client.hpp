@@ -542,11 +542,14 @@ class load {
     load(const load&) = delete;
     load& operator=(const load&) = delete;
 
-    // Closes the stop pipe, waits for every client, and reads their last replies.
+    // Closes the stop pipe, reads the clients' last replies, and waits for
+    // every client. Reading comes first: a client blocked on a full pipe
+    // (one that fails at once, against a dead daemon, fills it in a moment)
+    // would never see the stop, and end of file comes once all have exited.
     void stop() {
         stop_.close_write();
-        for (auto& process : processes_) CHECK(exited_with(process->wait(), 0));
         replies.read_to_end();
+        for (auto& process : processes_) CHECK(exited_with(process->wait(), 0));
     }
 
     std::size_t failures() {
