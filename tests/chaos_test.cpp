@@ -159,9 +159,7 @@ TEST_CASE("10,000 worker crashes under one_for_one: no zombie, descriptors and m
                 return 0;
             },
             opts);
-        pool.on_destroy("statistics", [&pool, fd = report.write_fd] {
-            say(fd, "json " + pool.snapshot().json());
-        });
+        say_json_on_destroy(pool, "statistics", report.write_fd);
         return pool.run().exit_status;
     });
     report.close_write();
@@ -283,8 +281,7 @@ TEST_CASE(
     CHECK(kills >= kills_wanted / 2);
     MESSAGE("SIGKILL under load: " << kills << " kills, " << requests << " requests, " << failed
                                    << " failed");
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }
 
@@ -392,8 +389,7 @@ TEST_CASE(
                 return 0;
             },
             opts);
-        pool.on_destroy("statistics",
-                        [&pool, fd = report_fd] { say(fd, "json " + pool.snapshot().json()); });
+        say_json_on_destroy(pool, "statistics", report_fd);
         return pool.run().exit_status;
     });
     stats.close_write();

@@ -95,6 +95,12 @@ class daemon_process : public program_process {
         REQUIRE(::kill(pid(), sig) == 0);
     }
 
+    // Sends SIGTERM; the daemon's wait status once it has exited.
+    std::optional<int> terminate() {
+        signal(SIGTERM);
+        return wait_exit();
+    }
+
     // True while the daemon has not exited.
     bool running() { return !wait_exit(0ms); }
 };
@@ -344,6 +350,13 @@ inline served_by parse_body(const std::string& body, const std::string& suffix =
     std::size_t end = 0;
     const std::optional<served_by> who = worker_at(body, 0, " pid ", suffix + "\n", &end);
     return who && end == body.size() ? *who : served_by{};
+}
+
+// The worker that answers a GET /, which one must.
+inline served_by answering_worker(int port) {
+    const served_by who = parse_body(http_get(port, "/").body);
+    REQUIRE_MESSAGE(who.pid > 0, "GET / was not answered by a worker");
+    return who;
 }
 
 // GET /hang (--chaos): the worker that takes it ignores SIGTERM from then on

@@ -206,8 +206,7 @@ TEST_CASE("without --chaos, /crash and /hang are just unknown paths") {
     CHECK(daemon.running());
 
     // A stop that is still a requested one: no worker died on the way.
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
 }
 
 TEST_CASE("a bad command line exits 2 with one message, before anything starts") {
@@ -322,8 +321,7 @@ TEST_CASE("--no-fork serves from the daemon process itself") {
     CHECK(who.pid == daemon.pid());
     CHECK(children() == std::vector<pid_t>{daemon.pid()});
 
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }
 
@@ -331,8 +329,7 @@ TEST_CASE("bad requests get a 4xx answer and the worker keeps serving") {
     daemon_process daemon(with_local({"--workers", "1"}));
     const int port = daemon.start();
     INFO("stderr:\n" << daemon.err.text());
-    const served_by before = parse_body(http_get(port, "/").body);
-    REQUIRE(before.pid > 0);
+    const served_by before = answering_worker(port);
 
     CHECK(http_exchange(port, "garbage\r\n\r\n").status == 400);
     CHECK(http_exchange(port, "GET /\r\n\r\n").status == 400);
@@ -411,8 +408,7 @@ TEST_CASE("--strategy one_for_one: a crashed worker is replaced and the daemon k
     CHECK(after.workers[1 - slot] == before.workers[1 - slot]);  // one_for_one: only that one
     CHECK(after.restarts[1 - slot] == 0);
 
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }
 
@@ -464,8 +460,7 @@ TEST_CASE("--heartbeat-timeout: a hung worker gets SIGABRT and is replaced") {
 
     check_replaced(daemon, port, 2, back);
 
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }
 
@@ -674,7 +669,6 @@ TEST_CASE("--user nobody: the workers serve as nobody, the master stays root") {
     CHECK(ids(who.pid, "Gid") == "Gid:\t" + gid + "\t" + gid + "\t" + gid + "\t" + gid);
     CHECK(ids(daemon.pid(), "Uid") == "Uid:\t0\t0\t0\t0");  // the master stays root
 
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }

@@ -113,6 +113,12 @@ class exec_process : public program_process {
         out.wait_eof();
         return status;
     }
+
+    // Sends SIGTERM, then finish().
+    std::optional<int> terminate() {
+        signal(SIGTERM);
+        return finish();
+    }
 };
 
 // A command that reports "up INDEX GENERATION PID" on stdout, then sleeps
@@ -329,8 +335,7 @@ TEST_CASE(
     }
     CHECK(indexes == std::set<int>{0, 1, 2});
     CHECK(pids.size() == 3);
-    exec.signal(SIGTERM);
-    CHECK(exited_with(exec.finish(), 0));
+    CHECK(exited_with(exec.terminate(), 0));
     INFO(exec.err.text());
     CHECK(exec.err.occurrences("killed by signal 15 (SIGTERM)") == 3);
     CHECK(exec.err.line_with("stopped (SIGTERM received); exit status 0"));
@@ -364,8 +369,7 @@ TEST_CASE("a copy starts with default dispositions and an empty signal mask") {
         // are in no signal map, so the pool leaves them as they came).
         CHECK(has_signal(status_field(exec.pid(), "SigIgn"), SIGXFSZ));
         CHECK(has_signal(status_field(exec.pid(), "SigBlk"), SIGPROF));
-        exec.signal(SIGTERM);
-        CHECK(exited_with(exec.finish(), 0));
+        CHECK(exited_with(exec.terminate(), 0));
         INFO("stdout:\n" << exec.out.text() << "stderr:\n" << exec.err.text());
         CHECK(exec.out.occurrences("SigBlk:\t0000000000000000\n") ==
               exec.out.occurrences("SigBlk:"));
@@ -390,8 +394,7 @@ TEST_CASE("a copy has only descriptors 0, 1, 2 and the --ready-fd open") {
         REQUIRE(exec.out.wait_for("total ", 3));
         // The twin: the master does hold descriptor 7.
         CHECK(::access(("/proc/" + std::to_string(exec.pid()) + "/fd/7").c_str(), F_OK) == 0);
-        exec.signal(SIGTERM);
-        CHECK(exited_with(exec.finish(), 0));
+        CHECK(exited_with(exec.terminate(), 0));
         INFO(exec.out.text());
         // "lr-x------ 1 root root 64 Nov 24 06:10 9 -> pipe:[1259879]", one
         // line per descriptor after each "total" line; the descriptor ls
@@ -450,8 +453,7 @@ TEST_CASE("--ready-fd: a copy is ready once it writes a newline there, not when 
     const std::size_t started = log.find("started 2 workers");
     CHECK(log.find("copy 0 writes its newline") < started);
     CHECK(log.find("copy 1 writes its newline") < started);
-    exec.signal(SIGTERM);
-    CHECK(exited_with(exec.finish(), 0));
+    CHECK(exited_with(exec.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -466,8 +468,7 @@ TEST_CASE("--ready-fd reaches the command when the pool's pipe already has that 
     exec_process exec(concat({"--ready-fd", "9", "--"}, reporting_command("echo >&9; ")), how);
     // Ready only if the newline came through descriptor 9.
     exec.wait_started(1);
-    exec.signal(SIGTERM);
-    CHECK(exited_with(exec.finish(), 0));
+    CHECK(exited_with(exec.terminate(), 0));
     INFO(exec.err.text());
     CHECK_FALSE(exec.err.line_with("Bad file descriptor"));
     CHECK(reap_leftovers() == 0);
@@ -557,8 +558,7 @@ TEST_CASE("--shutdown-timeout: a command that ignores SIGTERM gets SIGKILL, exit
     // The copy (sleep, exec'd by the shell) kept SIGTERM ignored.
     CHECK(has_signal(status_field(up.pid, "SigIgn"), SIGTERM));
     const std::int64_t asked = now_ms();
-    exec.signal(SIGTERM);
-    const std::optional<int> status = exec.finish();
+    const std::optional<int> status = exec.terminate();
     INFO(exec.err.text());
     CHECK(exited_with(status, 0));
     // The timeout is the behaviour under test: it was waited for.
@@ -666,8 +666,7 @@ TEST_CASE("--strategy: which copies a crash restarts") {
         for (int index = 0; index < 3; ++index) wait_up(exec, index, 0);
         REQUIRE(::kill(wait_up(exec, 1, 0).pid, SIGKILL) == 0);
         for (const int index : e.restarted) wait_up(exec, index, 1);
-        exec.signal(SIGTERM);
-        CHECK(exited_with(exec.finish(), 0));
+        CHECK(exited_with(exec.terminate(), 0));
         INFO(exec.out.text() << exec.err.text());
         for (int index = 0; index < 3; ++index) {
             CAPTURE(index);
@@ -706,8 +705,7 @@ TEST_CASE("--preset nginx: SIGHUP replaces the copies one at a time, each new on
         CHECK(exec.err.wait_for_line("(pid " + std::to_string(old) +
                                      ", retired) killed by signal 3 (SIGQUIT)"));
     }
-    exec.signal(SIGTERM);
-    CHECK(exited_with(exec.finish(), 0));
+    CHECK(exited_with(exec.terminate(), 0));
     INFO(exec.err.text());
     CHECK(up_lines(exec.out).size() == 4);
     CHECK(reap_leftovers() == 0);

@@ -535,6 +535,20 @@ std::function<void()> failing(call_id id, int err, int first = 1, int last = 1,
     };
 }
 
+// The `nth` call of `id` in the master fails with `err`, that call only:
+// run() throws `what` (check_threw), and the fault counts once, as `fault`.
+// With `subreaper_before` 1 the program had the child-subreaper setting on
+// and asks for subreaper mode: the setting must survive the failure.
+void check_run_throws(call_id id, int err, int nth, const std::string& what,
+                      const std::string& fault, int subreaper_before = 0) {
+    scenario s;
+    s.subreaper = subreaper_before != 0;
+    s.subreaper_before = subreaper_before;
+    s.arm = failing(id, err, nth, nth);
+    check_threw(run_scenario(s), what, subreaper_before);
+    CHECK_MESSAGE(record(fault, id) == 1, fault);
+}
+
 }  // namespace
 
 TEST_CASE("fork fails with EAGAIN or ENOMEM at the first, a middle and the last worker") {
@@ -758,16 +772,12 @@ TEST_CASE("mmap of the heartbeat table fails: run() throws, nothing started") {
 
 TEST_CASE("pipe2 fails: the master's pipes, then a worker's notify pipe") {
     SUBCASE("the self-pipe") {
-        scenario s;
-        s.arm = failing(c_pipe2, EMFILE, 1, 1);
-        check_threw(run_scenario(s), "supervise: pipe2: Too many open files");
-        CHECK(record("EMFILE on pipe2 (self-pipe)", c_pipe2) == 1);
+        check_run_throws(c_pipe2, EMFILE, 1, "supervise: pipe2: Too many open files",
+                         "EMFILE on pipe2 (self-pipe)");
     }
     SUBCASE("the start-up pipe, after the self-pipe was made") {
-        scenario s;
-        s.arm = failing(c_pipe2, EMFILE, 2, 2);
-        check_threw(run_scenario(s), "supervise: pipe2: Too many open files");
-        CHECK(record("EMFILE on pipe2 (start-up pipe)", c_pipe2) == 1);
+        check_run_throws(c_pipe2, EMFILE, 2, "supervise: pipe2: Too many open files",
+                         "EMFILE on pipe2 (start-up pipe)");
     }
     SUBCASE("the notify_fd pipe of the second worker") {
         scenario s;
@@ -782,28 +792,19 @@ TEST_CASE("pipe2 fails: the master's pipes, then a worker's notify pipe") {
 }
 
 TEST_CASE("sigaction fails in the master: run() throws and puts back what it changed") {
-    scenario s;
-    s.subreaper = true;
-    s.subreaper_before = 1;  // the program's own setting must survive the failure
-    s.arm = failing(c_sigaction, EINVAL, 3, 3);
-    check_threw(run_scenario(s), "supervise: sigaction(SIGUSR1): Invalid argument", 1);
-    CHECK(record("EINVAL on sigaction (master)", c_sigaction) == 1);
+    check_run_throws(c_sigaction, EINVAL, 3, "supervise: sigaction(SIGUSR1): Invalid argument",
+                     "EINVAL on sigaction (master)", 1);
 }
 
 TEST_CASE("pthread_sigmask fails in the master: run() throws") {
-    scenario s;
-    s.arm = failing(c_sigmask, EINVAL, 1, 1);
-    check_threw(run_scenario(s), "supervise: pthread_sigmask: Invalid argument");
-    CHECK(record("EINVAL on pthread_sigmask (master)", c_sigmask) == 1);
+    check_run_throws(c_sigmask, EINVAL, 1, "supervise: pthread_sigmask: Invalid argument",
+                     "EINVAL on pthread_sigmask (master)");
 }
 
 TEST_CASE("the child-subreaper setting cannot be read: run() throws, the setting is kept") {
-    scenario s;
-    s.subreaper = true;
-    s.subreaper_before = 1;
-    s.arm = failing(c_get_subreaper, EINVAL);
-    check_threw(run_scenario(s), "supervise: prctl(PR_GET_CHILD_SUBREAPER): Invalid argument", 1);
-    CHECK(record("EINVAL on prctl(PR_GET_CHILD_SUBREAPER)", c_get_subreaper) == 1);
+    check_run_throws(c_get_subreaper, EINVAL, 1,
+                     "supervise: prctl(PR_GET_CHILD_SUBREAPER): Invalid argument",
+                     "EINVAL on prctl(PR_GET_CHILD_SUBREAPER)", 1);
 }
 
 TEST_CASE("a worker whose set-up fails exits with the fatal status and the pool stops") {

@@ -346,6 +346,12 @@ class reporting_process {
 
     std::optional<int> wait(milliseconds timeout = patience) { return process_.wait(timeout); }
 
+    // Sends SIGTERM; the wait status once the process has exited.
+    std::optional<int> terminate() {
+        ::kill(pid(), SIGTERM);
+        return wait();
+    }
+
     // The wait status once the process has exited and its reports were read
     // to the end (every writer, its children included, closed the pipe).
     std::optional<int> finish() {
@@ -462,6 +468,13 @@ inline auto reporting_worker(int report_fd) {
         }
         return 0;
     };
+}
+
+// Has `pool` say its statistics as one line, "json {...}", on `fd` from a
+// destroy hook named `name`: what they were when the pool stopped.
+template <class Pool>
+void say_json_on_destroy(Pool& pool, const char* name, int fd) {
+    pool.on_destroy(name, [&pool, fd] { say(fd, "json " + pool.snapshot().json()); });
 }
 
 // Field 1 (pid) or 2 (pgid) of worker `index`'s first "up" line, or -1.

@@ -40,8 +40,7 @@ TEST_CASE("the master holds a pidfd for every worker and signals through it") {
     for (int i = 0; i < 3; ++i) {
         CHECK(line.find(" " + std::to_string(worker_pid(master.reports, i))) != std::string::npos);
     }
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -100,8 +99,7 @@ TEST_CASE("subreaper mode adopts and reaps the workers' orphaned children") {
     hold.close_write();  // the grandchild ends now
     REQUIRE(master.logs.wait_for("reaped orphan pid " + std::to_string(grandchild) +
                                  ", exited with status 0"));
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -190,8 +188,7 @@ TEST_CASE("workers drop to the configured user, group and groups; root cannot co
     // No group of root's is left: only nobody's own ones.
     const std::string line = master.reports.lines_starting("ids ").at(0);
     CHECK(line.find(" 0 ") == std::string::npos);
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -224,14 +221,12 @@ TEST_CASE("statistics: the table and one JSON object with restarts, last exits, 
                 return 0;
             },
             opts);
-        pool.on_destroy("json",
-                        [&pool, fd = report_fd] { say(fd, "json " + pool.snapshot().json()); });
+        say_json_on_destroy(pool, "json", report_fd);
         return pool.run().exit_status;
     });
     stats.close_write();
     REQUIRE(master.reports.wait_for("up 1 ", 2));
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    CHECK(exited_with(master.terminate(), 0));
     master.reports.wait_eof();
     const std::string json = master.reports.lines_starting("json ").at(0).substr(5);
     INFO(json);

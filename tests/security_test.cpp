@@ -115,8 +115,7 @@ TEST_CASE("a worker holds only what it had before run() and its own start-up pip
     });
     REQUIRE(master.reports.wait_for("worker ", 4));
     REQUIRE(master.reports.wait_for("master extra "));
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    CHECK(exited_with(master.terminate(), 0));
     master.reports.wait_eof();
     INFO(master.reports.text());
     // The master did hold more: its self-pipe, pidfds and the systemd socket.
@@ -173,8 +172,7 @@ TEST_CASE("the example daemon's workers hold the listening socket and their pipe
             }));
         }
     }
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
 }
 
 // ---- privileges ----
@@ -237,8 +235,7 @@ TEST_CASE("privilege drop: uid, gid and every supplementary group change; no way
     for (const char* call : {"setuid(0) ", "seteuid(0) ", "setgid(0) ", "setgroups(0) "}) {
         CHECK(master.reports.line_with(call) == std::string(call) + "failed");
     }
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -533,8 +530,7 @@ TEST_CASE("daemon: a trickling client, an endless head and binary junk cannot ho
     daemon_process daemon(with_local({"--workers", "1"}));
     const int port = daemon.start();
     INFO("stderr:\n" << daemon.err.text());
-    const served_by before = parse_body(http_get(port, "/").body);
-    REQUIRE(before.pid > 0);
+    const served_by before = answering_worker(port);
 
     // A head that never ends: cut at 8 KiB with 431. Exactly 8 KiB is sent,
     // so the worker has read everything when it closes (unread data would

@@ -41,6 +41,12 @@ struct seed_server {
     }
 
     bool all_up() { return reports.wait_for("up ", workers); }
+
+    // Sends SIGTERM, which must reach the master; its status once it exited.
+    std::optional<int> terminate() {
+        REQUIRE_MESSAGE(::kill(master->pid(), SIGTERM) == 0, "SIGTERM could not be sent");
+        return master->wait();
+    }
 };
 
 // Asks for statistics tables until one shows every needle, bounded. Signals
@@ -172,8 +178,7 @@ TEST_CASE("seed row: SIGCHLD - a SIGCHLD with no dead worker reaps nothing and s
     CHECK(tables_show(server, {"SIGCHLD 1"}));
     CHECK(server.stats_text.occurrences("exited") == 0);
     CHECK(server.log_text.occurrences("stopping") == 0);
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    CHECK(exited_with(server.master->wait(), 0));
+    CHECK(exited_with(server.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -192,8 +197,7 @@ TEST_CASE("seed row: SIGUSR1 prints statistics and the server continues") {
     // Still running: a second request is answered, then TERM stops it cleanly.
     REQUIRE(::kill(server.master->pid(), SIGUSR1) == 0);
     REQUIRE(server.stats_text.wait_for("SIGUSR1 2"));
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    const auto status = server.master->wait();
+    const auto status = server.terminate();
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(reap_leftovers() == 0);
 }
@@ -208,8 +212,7 @@ TEST_CASE("seed row: SIGHUP and SIGUSR2 are ignored") {
     CHECK(tables_show(server, {"SIGHUP 1", "SIGUSR2 1"}));
     CHECK(server.stats_text.occurrences("exited") == 0);
     CHECK(server.log_text.occurrences("stopping") == 0);
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    const auto status = server.master->wait();
+    const auto status = server.terminate();
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(reap_leftovers() == 0);
 }
@@ -283,8 +286,7 @@ TEST_CASE("seed: children print their statistics on SIGUSR1 and ignore SIGHUP") 
     // SIGHUP was ignored (SIG_IGN, never even counted), USR1 counted once.
     CHECK(server.stats_text.occurrences(" signals 1\n") == 1);
     CHECK(server.log_text.occurrences("stopping") == 0);
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    CHECK(exited_with(server.master->wait(), 0));
+    CHECK(exited_with(server.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -297,8 +299,7 @@ TEST_CASE("seed: the main process sends SIGTERM to its children when it shuts do
             reporting_worker(server.report.write_fd), opts);
     });
     REQUIRE(server.all_up());
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    CHECK(exited_with(server.master->wait(), 0));
+    CHECK(exited_with(server.terminate(), 0));
     server.log_text.wait_eof();
     INFO(server.log_text.text());
     CHECK(server.log_text.occurrences("killed by signal 15 (SIGTERM)") == 2);
@@ -327,8 +328,7 @@ TEST_CASE("seed: no kill(0) - a process sharing the launcher's group survives th
     // Workers live in the pool's own group, not the launcher's.
     CHECK(worker_pgid(server.reports, 0) != server.master->pid());
     CHECK(worker_pgid(server.reports, 0) == worker_pgid(server.reports, 1));
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    CHECK(exited_with(server.master->wait(), 0));
+    CHECK(exited_with(server.terminate(), 0));
     CHECK_MESSAGE(!sibling.wait(0ms), "the sibling was signalled by the shutdown");
     hold.close_write();
     CHECK(exited_with(sibling.wait(), 7));

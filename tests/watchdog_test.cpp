@@ -74,8 +74,7 @@ TEST_CASE("with wait_for_ready, on_ready waits for every worker's ready()") {
         REQUIRE(called != std::string::npos);
         CHECK(called < text.find("all ready"));
     }
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
