@@ -86,8 +86,7 @@ struct scripted_worker {
         const std::string me =
             std::to_string(ctx.index()) + " gen " + std::to_string(ctx.generation());
         if (notify_fd >= 0 && ::write(notify_fd, "\n", 1) != 1) return 3;
-        say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) + " " +
-                    std::to_string(::getpgid(0)) + " " + std::to_string(ctx.generation()));
+        say_up(fd, ctx);
         for (;;) {
             const supervise::wait_status status = ctx.wait_readable(-1);
             if (status == supervise::wait_status::stop_requested) break;

@@ -459,11 +459,16 @@ class program_process {
     reader err{err_pipe_.read_fd};
 };
 
-// A worker for tests: reports "up <index> <pid> <pgid>" and waits for a stop.
+// A worker's report that it runs: "up <index> <pid> <pgid> <generation>".
+inline void say_up(int report_fd, supervise::worker_context& ctx) {
+    say(report_fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) + " " +
+                       std::to_string(::getpgid(0)) + " " + std::to_string(ctx.generation()));
+}
+
+// A worker for tests: says it is up (say_up) and waits for a stop.
 inline auto reporting_worker(int report_fd) {
     return [report_fd](supervise::worker_context& ctx) {
-        say(report_fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) +
-                           " " + std::to_string(::getpgid(0)));
+        say_up(report_fd, ctx);
         while (ctx.wait_readable(-1) != supervise::wait_status::stop_requested) {
         }
         return 0;

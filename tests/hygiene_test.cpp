@@ -213,8 +213,7 @@ TEST_CASE("statistics: the table and one JSON object with restarts, last exits, 
         auto pool = supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, supervise::one_for_one>(
             [fd = report_fd](supervise::worker_context& ctx) {
-                say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) +
-                            " 0 " + std::to_string(ctx.generation()));
+                say_up(fd, ctx);
                 if (ctx.index() == 1 && ctx.generation() == 0) return 4;
                 while (ctx.sleep_for(-1ms)) {
                 }

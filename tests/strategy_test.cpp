@@ -19,9 +19,7 @@ struct scripted_worker {
     int crash_exit_code = 1;
     unsigned crash_until_generation = 0;
     int operator()(supervise::worker_context& ctx) const {
-        say(report_fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) +
-                           " " + std::to_string(::getpgid(0)) + " " +
-                           std::to_string(ctx.generation()));
+        say_up(report_fd, ctx);
         if (ctx.index() == crash_index && ctx.generation() <= crash_until_generation) {
             return crash_exit_code;
         }

@@ -17,8 +17,7 @@ TEST_CASE("a worker that stops sending heartbeats gets SIGABRT and is replaced")
         auto pool = supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, supervise::one_for_one>(
             [fd = report_fd](supervise::worker_context& ctx) {
-                say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) +
-                            " 0 " + std::to_string(ctx.generation()));
+                say_up(fd, ctx);
                 if (ctx.index() == 1 && ctx.generation() == 0) {
                     // Hung: never reaches a service point again.
                     for (;;) ::pause();
