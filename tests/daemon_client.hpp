@@ -298,7 +298,7 @@ inline std::optional<long> number_at(std::string_view text, std::size_t& at) {
     long value = 0;
     const char* begin = text.data() + std::min(at, text.size());
     const char* end = text.data() + text.size();
-    // from_chars would also take a leading '-'; the daemon prints none.
+    // Digits only: from_chars would also take a leading '-'.
     if (begin == end || *begin < '0' || *begin > '9') return std::nullopt;
     const std::from_chars_result read = std::from_chars(begin, end, value);
     if (read.ec != std::errc()) return std::nullopt;
