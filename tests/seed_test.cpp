@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "harness.hpp"
 
@@ -18,13 +19,15 @@ namespace {
 struct seed_server {
     pipe_pair log, report, stats;
     reader log_text{log.read_fd}, reports{report.read_fd}, stats_text{stats.read_fd};
-    std::optional<child> master;
+    // Not a std::optional: GCC 12 -O2 takes optional::emplace's reset of the
+    // empty optional for a use of an uninitialized child (-Wmaybe-uninitialized).
+    std::unique_ptr<child> master;
     int workers = 0;
 
     template <class MakePool>
     void start(int n, MakePool make_pool) {
         workers = n;
-        master.emplace([&] {
+        master = std::make_unique<child>([&] {
             auto pool = make_pool(test_options(n, log.write_fd, stats.write_fd));
             pool.on_destroy("report", [fd = report.write_fd] { say(fd, "hook ran"); });
             return pool.run().exit_status;
