@@ -193,15 +193,22 @@ TEST_CASE("workers drop to the configured user, group and groups; root cannot co
 }
 
 TEST_CASE("an unknown user or group is refused before anything starts") {
-    for (auto [user, group, phrase] :
-         {std::tuple{"no-such-user-here", "", "unknown user 'no-such-user-here'"},
-          std::tuple{"nobody", "no-such-group-here", "unknown group 'no-such-group-here'"},
-          std::tuple{"", "nogroup", "group needs user"}}) {
-        CAPTURE(user);
+    struct refusal {
+        const char* user;
+        const char* group;
+        const char* phrase;
+    };
+    // Named fields, not a structured binding: CAPTURE's lambda cannot capture
+    // a binding before C++20, which clang++ 14 enforces.
+    for (const refusal& r :
+         {refusal{"no-such-user-here", "", "unknown user 'no-such-user-here'"},
+          refusal{"nobody", "no-such-group-here", "unknown group 'no-such-group-here'"},
+          refusal{"", "nogroup", "group needs user"}}) {
+        CAPTURE(r.user);
         supervise::options opts;
-        opts.user = user;
-        opts.group = group;
-        CHECK(construction_error(opts) == std::string("supervise: ") + phrase);
+        opts.user = r.user;
+        opts.group = r.group;
+        CHECK(construction_error(opts) == std::string("supervise: ") + r.phrase);
     }
 }
 
