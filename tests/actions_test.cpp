@@ -86,8 +86,7 @@ struct scripted_worker {
         const std::string me =
             std::to_string(ctx.index()) + " gen " + std::to_string(ctx.generation());
         if (notify_fd >= 0 && ::write(notify_fd, "\n", 1) != 1) return 3;
-        say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) + " " +
-                    std::to_string(::getpgid(0)) + " " + std::to_string(ctx.generation()));
+        say_up(fd, ctx);
         for (;;) {
             const supervise::wait_status status = ctx.wait_readable(-1);
             if (status == supervise::wait_status::stop_requested) break;
@@ -125,6 +124,22 @@ struct setup {
     std::function<void()> on_ready;
 };
 
+// Workers that do `mode` on a graceful stop.
+setup with_mode(on_graceful mode) {
+    setup how;
+    how.mode = mode;
+    return how;
+}
+
+// Two workers, scaled between `min_workers` and `max_workers`.
+setup scaling(int min_workers, int max_workers) {
+    setup how;
+    how.workers = 2;
+    how.min_workers = min_workers;
+    how.max_workers = max_workers;
+    return how;
+}
+
 // A master on nginx_master_signals / nginx_worker_signals (QUIT graceful,
 // HUP rolling reload, USR1 forwarded and delivered, TTIN/TTOU scale, WINCH
 // stop workers, USR2 statistics).
@@ -153,6 +168,12 @@ struct nginx_pool {
         stats.close_write();
     }
 
+    // Starts the pool as `how` says; true once all its workers are up.
+    bool start_all_up(const setup& how = {}) {
+        start(how);
+        return all_up(how.workers);
+    }
+
     void signal(int sig) { REQUIRE(::kill(master->pid(), sig) == 0); }
 
     std::optional<int> finish() {
@@ -160,6 +181,11 @@ struct nginx_pool {
         stream.wait_eof();
         tables.wait_eof();
         return status;
+    }
+
+    std::optional<int> terminate() {
+        signal(SIGTERM);
+        return finish();
     }
 
     // Complete lines of the stream that start with `prefix`.
@@ -234,6 +260,17 @@ struct nginx_pool {
         }
         return found;
     }
+
+    // What table() shows when slots 0 to workers - 1 each run their worker of
+    // `generation`.
+    std::vector<std::string> running(unsigned generation, int workers) const {
+        std::vector<std::string> rows;
+        for (int i = 0; i < workers; ++i) {
+            rows.push_back(std::to_string(i) + " " + std::to_string(pid_of(i, generation)) +
+                           " running");
+        }
+        return rows;
+    }
 };
 
 std::string kill_line(pid_t pid, const char* sig) {
@@ -249,16 +286,11 @@ std::string retired_line(int index, pid_t pid, const std::string& what) {
            what;
 }
 
-std::string row(int index, pid_t pid, const char* state) {
-    return std::to_string(index) + " " + std::to_string(pid) + " " + state;
-}
-
 }  // namespace
 
 TEST_CASE("graceful_stop: SIGQUIT lets every worker finish; no SIGTERM or SIGKILL is needed") {
     nginx_pool pool;
-    pool.start(setup{});
-    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.start_all_up());
     pool.signal(SIGQUIT);
     const auto status = pool.finish();
     INFO(pool.stream.text());
@@ -287,8 +319,7 @@ TEST_CASE("graceful_stop is bounded: workers still busy after shutdown_timeout g
     setup how;
     how.shutdown_timeout = 500ms;
     how.mode = on_graceful::finish_if_hurried;  // ignores the graceful stop, obeys the fast one
-    pool.start(how);
-    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.start_all_up(how));
     pool.signal(SIGQUIT);
     const auto status = pool.finish();
     INFO(pool.stream.text());
@@ -318,10 +349,7 @@ TEST_CASE("graceful_stop is bounded: workers still busy after shutdown_timeout g
 
 TEST_CASE("a terminate signal during a graceful stop hurries it at once; one more sends SIGKILL") {
     nginx_pool pool;
-    setup how;
-    how.mode = on_graceful::hold_until_killed;
-    pool.start(how);
-    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.start_all_up(with_mode(on_graceful::hold_until_killed)));
     pool.signal(SIGQUIT);
     REQUIRE(pool.wait_lines("stopping ", 3));
     for (int i = 0; i < 3; ++i) {
@@ -330,8 +358,7 @@ TEST_CASE("a terminate signal during a graceful stop hurries it at once; one mor
     pool.signal(SIGTERM);
     REQUIRE(pool.stream.wait_for("SIGTERM received; fast stop"));
     REQUIRE(pool.wait_lines("hurried ", 3));
-    pool.signal(SIGTERM);
-    const auto status = pool.finish();
+    const auto status = pool.terminate();
     INFO(pool.stream.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(pool.count("stopping gracefully: SIGQUIT received") == 1);
@@ -354,8 +381,7 @@ TEST_CASE("a terminate signal during a graceful stop hurries it at once; one mor
 
 TEST_CASE("rolling_reload: one slot at a time, each successor up before its predecessor stops") {
     nginx_pool pool;
-    pool.start(setup{});
-    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.start_all_up());
     REQUIRE(pool.stream.wait_for("started 3 workers"));
     pool.signal(SIGHUP);
     REQUIRE(pool.stream.wait_for("rolling reload done"));
@@ -409,11 +435,8 @@ TEST_CASE("rolling_reload: one slot at a time, each successor up before its pred
         CHECK(serving == 3);
     }
     // The pool keeps running on the new generation.
-    CHECK(pool.table() == std::vector<std::string>{row(0, pool.pid_of(0, 1), "running"),
-                                                   row(1, pool.pid_of(1, 1), "running"),
-                                                   row(2, pool.pid_of(2, 1), "running")});
-    pool.signal(SIGTERM);
-    const auto status = pool.finish();
+    CHECK(pool.table() == pool.running(1, 3));
+    const auto status = pool.terminate();
     INFO(pool.stream.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     for (int i = 0; i < 3; ++i) {
@@ -431,8 +454,7 @@ TEST_CASE("rolling_reload with notify_fd: every successor keeps its own start-up
     nginx_pool pool;
     setup how;
     how.notify_fd = 50;
-    pool.start(how);
-    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.start_all_up(how));
     REQUIRE(pool.stream.wait_for("started 3 workers"));
     for (int round = 1; round <= 2; ++round) {
         CAPTURE(round);
@@ -445,27 +467,20 @@ TEST_CASE("rolling_reload with notify_fd: every successor keeps its own start-up
         CHECK(pool.count(worker_line(i, pool.pid_of(i, 2), "is back, generation 2")) == 1);
     }
     CHECK(pool.count("dup2") == 0);
-    pool.signal(SIGTERM);
-    const auto status = pool.finish();
+    const auto status = pool.terminate();
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("scale_up adds worker N; scale_down retires the newest worker gracefully") {
     nginx_pool pool;
-    setup how;
-    how.workers = 2;
-    how.max_workers = 3;
-    pool.start(how);
-    REQUIRE(pool.all_up(2));
+    REQUIRE(pool.start_all_up(scaling(1, 3)));
     pool.signal(SIGTTIN);
     REQUIRE(pool.stream.wait_for("SIGTTIN received; adding worker 2"));
     REQUIRE(pool.all_up(3));
     const pid_t added = pool.pid_of(2, 0);
     REQUIRE(added > 0);
-    CHECK(pool.table() == std::vector<std::string>{row(0, pool.pid_of(0, 0), "running"),
-                                                   row(1, pool.pid_of(1, 0), "running"),
-                                                   row(2, added, "running")});
+    CHECK(pool.table() == pool.running(0, 3));
     pool.signal(SIGTTOU);
     REQUIRE(pool.stream.wait_for("SIGTTOU received; removing worker 2"));
     REQUIRE(pool.stream.wait_for(retired_line(2, added, "exited with status 0")));
@@ -475,15 +490,13 @@ TEST_CASE("scale_up adds worker N; scale_down retires the newest worker graceful
                                                                   "SIGQUIT"});
         CHECK(pool.lines("kill ") == std::vector<std::string>{kill_line(added, "SIGQUIT")});
     }
-    CHECK(pool.table() == std::vector<std::string>{row(0, pool.pid_of(0, 0), "running"),
-                                                   row(1, pool.pid_of(1, 0), "running")});
+    CHECK(pool.table() == pool.running(0, 2));
     // Room again: TTIN adds a fresh worker 2.
     pool.signal(SIGTTIN);
     REQUIRE(pool.all_up(4));
     const auto ups = pool.lines("up ");
     CHECK(ups.back().rfind("up 2 ", 0) == 0);
-    pool.signal(SIGTERM);
-    const auto status = pool.finish();
+    const auto status = pool.terminate();
     INFO(pool.stream.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(pool.count("SIGTTIN received; adding worker 2") == 2);
@@ -493,20 +506,13 @@ TEST_CASE("scale_up adds worker N; scale_down retires the newest worker graceful
 
 TEST_CASE("scale_up and scale_down stop at max_workers and min_workers") {
     nginx_pool pool;
-    setup how;
-    how.workers = 2;
-    how.min_workers = 2;
-    how.max_workers = 2;
-    pool.start(how);
-    REQUIRE(pool.all_up(2));
+    REQUIRE(pool.start_all_up(scaling(2, 2)));
     pool.signal(SIGTTIN);
     REQUIRE(pool.stream.wait_for("SIGTTIN received; already at max_workers (2)"));
     pool.signal(SIGTTOU);
     REQUIRE(pool.stream.wait_for("SIGTTOU received; already at min_workers (2)"));
-    CHECK(pool.table() == std::vector<std::string>{row(0, pool.pid_of(0, 0), "running"),
-                                                   row(1, pool.pid_of(1, 0), "running")});
-    pool.signal(SIGTERM);
-    const auto status = pool.finish();
+    CHECK(pool.table() == pool.running(0, 2));
+    const auto status = pool.terminate();
     INFO(pool.stream.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(pool.lines("up ").size() == 2);
@@ -520,8 +526,7 @@ TEST_CASE("scale_up and scale_down stop at max_workers and min_workers") {
 
 TEST_CASE("stop_workers parks every worker, the master stays; rolling_reload brings them back") {
     nginx_pool pool;
-    pool.start(setup{});
-    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.start_all_up());
     pool.signal(SIGWINCH);
     REQUIRE(pool.stream.wait_for("SIGWINCH received; stopping every worker, the master stays"));
     REQUIRE(pool.stream.wait_for(", retired) exited with status 0", 3));
@@ -539,11 +544,8 @@ TEST_CASE("stop_workers parks every worker, the master stays; rolling_reload bri
     pool.signal(SIGHUP);
     REQUIRE(pool.stream.wait_for("rolling reload done"));
     REQUIRE(pool.all_up(6));
-    CHECK(pool.table() == std::vector<std::string>{row(0, pool.pid_of(0, 1), "running"),
-                                                   row(1, pool.pid_of(1, 1), "running"),
-                                                   row(2, pool.pid_of(2, 1), "running")});
-    pool.signal(SIGTERM);
-    const auto status = pool.finish();
+    CHECK(pool.table() == pool.running(1, 3));
+    const auto status = pool.terminate();
     INFO(pool.stream.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(pool.count("SIGHUP received; rolling reload of 3 workers") == 1);
@@ -557,8 +559,7 @@ TEST_CASE("stop_workers parks every worker, the master stays; rolling_reload bri
 
 TEST_CASE("forward<SIGUSR1> reaches every worker, which takes it once with take_signal") {
     nginx_pool pool;
-    pool.start(setup{});
-    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.start_all_up());
     pool.signal(SIGUSR1);
     REQUIRE(pool.wait_lines("signalled ", 3));
     for (int i = 0; i < 3; ++i) {
@@ -574,8 +575,7 @@ TEST_CASE("forward<SIGUSR1> reaches every worker, which takes it once with take_
         CHECK(pool.count(kill_line(pool.pid_of(i, 0), "SIGUSR1")) == 2);
     }
     CHECK(pool.lines("stopping ").empty());
-    pool.signal(SIGTERM);
-    const auto status = pool.finish();
+    const auto status = pool.terminate();
     INFO(pool.stream.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(pool.count(") exited with status 0") == 3);
@@ -584,10 +584,7 @@ TEST_CASE("forward<SIGUSR1> reaches every worker, which takes it once with take_
 
 TEST_CASE("a stop waits for a worker that scale_down retired and that is still finishing") {
     nginx_pool pool;
-    setup how;
-    how.mode = on_graceful::hold_until_killed;
-    pool.start(how);
-    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.start_all_up(with_mode(on_graceful::hold_until_killed)));
     const pid_t retired = pool.pid_of(2, 0);
     pool.signal(SIGTTOU);
     REQUIRE(pool.stream.wait_for("stopping 2 gen 0 graceful SIGQUIT"));
@@ -612,16 +609,14 @@ TEST_CASE("stop_workers during a rolling reload also stops the worker awaiting i
         ::raise(SIGHUP);
         ::raise(SIGWINCH);
     };
-    pool.start(how);
-    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.start_all_up(how));
     REQUIRE(pool.stream.wait_for("SIGWINCH received; stopping every worker, the master stays"));
     const pid_t predecessor = pool.pid_of(0, 0);
     const bool asked = pool.stream.wait_for(kill_line(predecessor, "SIGQUIT"));
     CHECK_MESSAGE(asked, "worker 0 of generation 0 was never asked to stop");
     if (asked) CHECK(pool.stream.wait_for(retired_line(0, predecessor, "exited with status 0")));
     CHECK(pool.table() == std::vector<std::string>{"0 - parked", "1 - parked", "2 - parked"});
-    pool.signal(SIGTERM);
-    const auto status = pool.finish();
+    const auto status = pool.terminate();
     INFO(pool.stream.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(pool.count("stopping 0 gen 0 graceful SIGQUIT") == 1);
@@ -630,8 +625,7 @@ TEST_CASE("stop_workers during a rolling reload also stops the worker awaiting i
 
 TEST_CASE("scale_up after stop_workers brings a parked worker back instead of adding a slot") {
     nginx_pool pool;
-    pool.start(setup{});
-    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.start_all_up());
     pool.signal(SIGWINCH);
     REQUIRE(pool.stream.wait_for(", retired) exited with status 0", 3));
     pool.signal(SIGTTIN);
@@ -643,16 +637,14 @@ TEST_CASE("scale_up after stop_workers brings a parked worker back instead of ad
               return r.find(" running") != std::string::npos;
           }) == 1);
     CHECK(pool.pid_of(3, 0) == -1);
-    pool.signal(SIGTERM);
-    const auto status = pool.finish();
+    const auto status = pool.terminate();
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("workers started after stop_workers get a process group of their own again") {
     nginx_pool pool;
-    pool.start(setup{});
-    REQUIRE(pool.all_up(3));
+    REQUIRE(pool.start_all_up());
     const pid_t first_group = pool.pgid_of(0, 0);
     CHECK(first_group == pool.pid_of(0, 0));
     CHECK(first_group != pool.master->pid());
@@ -672,8 +664,7 @@ TEST_CASE("workers started after stop_workers get a process group of their own a
         CHECK(pool.pgid_of(2, 1) == group);
         CHECK(pool.count("setpgid") == 0);
     }
-    pool.signal(SIGTERM);
-    const auto status = pool.finish();
+    const auto status = pool.terminate();
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(reap_leftovers() == 0);
 }

@@ -12,11 +12,9 @@
 // CHAOS_CRASHES overrides the number of crashes (the sanitizer twin does fewer,
 // tests/BUILD.bazel).
 
-#include <dirent.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,12 +24,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
-#include <memory>
 #include <optional>
 #include <random>
-#include <regex>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "daemon_client.hpp"
@@ -43,15 +40,6 @@ namespace {
 
 // ---- /proc, from outside ----
 
-// The children of `pid` (of its main thread, the only one our masters have).
-std::vector<pid_t> children_of(pid_t pid) {
-    std::vector<pid_t> found;
-    std::ifstream file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
-                       "/children");
-    for (long child; file >> child;) found.push_back(static_cast<pid_t>(child));
-    return found;
-}
-
 // The state letter of /proc/PID/stat ('Z' for a zombie), or 0 once it is gone.
 char state_of(pid_t pid) {
     std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
@@ -59,19 +47,6 @@ char state_of(pid_t pid) {
     std::getline(file, stat);
     const std::size_t paren = stat.rfind(')');
     return paren == std::string::npos || paren + 2 >= stat.size() ? 0 : stat[paren + 2];
-}
-
-// How many descriptors `pid` holds open.
-int open_fds(pid_t pid) {
-    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-    int count = 0;
-    if (DIR* fds = ::opendir(dir.c_str())) {
-        while (const dirent* entry = ::readdir(fds)) {
-            if (entry->d_name[0] != '.') ++count;
-        }
-        ::closedir(fds);
-    }
-    return count;
 }
 
 // A field of /proc/PID/status as a number (its first word), or -1.
@@ -92,63 +67,22 @@ bool pending(pid_t pid, int sig) {
             bit) != 0;
 }
 
+// The sum of every "restarts":N field of a JSON statistics line.
+unsigned long long total_restarts(std::string_view json) {
+    const std::string_view field = "\"restarts\":";
+    unsigned long long total = 0;
+    for (std::size_t at = json.find(field); at != std::string_view::npos;
+         at = json.find(field, at)) {
+        at += field.size();
+        if (const std::optional<long> restarts = number_at(json, at)) total += *restarts;
+    }
+    return total;
+}
+
 int env_count(const char* name, int fallback) {
     const char* text = std::getenv(name);
     return text != nullptr && std::atoi(text) > 0 ? std::atoi(text) : fallback;
 }
-
-// ---- load ----
-
-// `clients` processes, each sending GET / on a fresh connection after the
-// previous reply, until stop() (or 60 s). Every reply is one line on a shared
-// pipe (one write(2) of less than PIPE_BUF: lines never interleave), read
-// through client_replies ("<start ms> ok <index> <pid>" or "<start ms> fail ...").
-class load {
-  public:
-    load(int port, int clients) {
-        for (int i = 0; i < clients; ++i) {
-            processes_.push_back(std::make_unique<child>([&] {
-                ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-                stop_.close_write();
-                results_.close_read();
-                const std::int64_t give_up = now_ms() + 60000;
-                struct pollfd told {};
-                told.fd = stop_.read_fd;
-                told.events = POLLIN;
-                while (now_ms() < give_up && ::poll(&told, 1, 0) == 0) {
-                    const std::int64_t started = now_ms();
-                    say(results_.write_fd, std::to_string(started) + " " + try_get(port));
-                }
-                return 0;
-            }));
-        }
-        results_.close_write();
-        stop_.close_read();
-    }
-    load(const load&) = delete;
-    load& operator=(const load&) = delete;
-
-    // Closes the stop pipe, waits for every client, and reads their last replies.
-    void stop() {
-        stop_.close_write();
-        for (auto& process : processes_) CHECK(exited_with(process->wait(), 0));
-        replies.read_to_end();
-    }
-
-    std::size_t failures() {
-        const auto& all = replies.all();
-        return static_cast<std::size_t>(
-            std::count_if(all.begin(), all.end(), [](const auto& r) { return !r.ok; }));
-    }
-
-  private:
-    pipe_pair results_;
-    pipe_pair stop_;
-    std::vector<std::unique_ptr<child>> processes_;
-
-  public:
-    client_replies replies{results_.read_fd};
-};
 
 // Asks for the statistics table until every one of `workers` slots has a
 // process (bounded); returns that table, or an incomplete one on timeout.
@@ -225,9 +159,7 @@ TEST_CASE("10,000 worker crashes under one_for_one: no zombie, descriptors and m
                 return 0;
             },
             opts);
-        pool.on_destroy("statistics", [&pool, fd = report.write_fd] {
-            say(fd, "json " + pool.snapshot().json());
-        });
+        say_json_on_destroy(pool, "statistics", report.write_fd);
         return pool.run().exit_status;
     });
     report.close_write();
@@ -296,12 +228,7 @@ TEST_CASE("10,000 worker crashes under one_for_one: no zombie, descriptors and m
     reports.wait_eof();
     const std::string json = reports.lines_starting("json ").at(0);
     INFO(json);
-    unsigned long long restarts = 0;
-    static const std::regex restarts_field("\"restarts\":(\\d+)");
-    for (std::sregex_iterator it(json.begin(), json.end(), restarts_field), end; it != end; ++it) {
-        restarts += std::stoull((*it)[1]);
-    }
-    CHECK(restarts == static_cast<unsigned long long>(crashes));
+    CHECK(total_restarts(json) == static_cast<unsigned long long>(crashes));
     CHECK(reap_leftovers() == 0);
     MESSAGE("crashes: " << crashes << " in " << took << " ms; master fds " << fds_before << " -> "
                         << fds_after << ", RssAnon " << rss_before << " -> " << rss_after << " kB");
@@ -320,7 +247,7 @@ TEST_CASE(
     const int port = daemon.start();
     wait_until_workers_run(daemon, request_stats(daemon, workers));
 
-    load clients(port, 3);
+    load clients(port, 3, 60s);
     REQUIRE(clients.replies.wait_for(30));
     std::mt19937 random(12345);
     int kills = 0;
@@ -354,8 +281,7 @@ TEST_CASE(
     CHECK(kills >= kills_wanted / 2);
     MESSAGE("SIGKILL under load: " << kills << " kills, " << requests << " requests, " << failed
                                    << " failed");
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }
 
@@ -364,7 +290,7 @@ TEST_CASE("daemon under load, three rolling reloads in a row: no request fails")
     const int port = daemon.start();
     request_stats(daemon, 4, SIGUSR2);
 
-    load clients(port, 3);
+    load clients(port, 3, 60s);
     REQUIRE(clients.replies.wait_for(30));
     constexpr int reloads = 3;
     for (int reload = 1; reload <= reloads; ++reload) {
@@ -410,7 +336,7 @@ TEST_CASE("daemon under load, the master SIGKILLed: no worker runs 100 ms later"
     // itself; these are all past that point, serving.
     wait_until_workers_run(daemon, table);
 
-    load clients(port, 3);
+    load clients(port, 3, 60s);
     REQUIRE(clients.replies.wait_for(30));
     daemon.signal(SIGKILL);
     REQUIRE(killed_by(daemon.wait_exit(), SIGKILL));
@@ -433,10 +359,10 @@ TEST_CASE("daemon under load, the master SIGKILLed: no worker runs 100 ms later"
 
 TEST_CASE(
     "a 5 s storm of USR1, HUP, TTIN, TTOU and crashing workers, then TERM: clean and counted") {
-    pipe_pair log, report, stats;
-    reader logs(log.read_fd), reports(report.read_fd), tables(stats.read_fd);
-    child master([&] {
-        auto opts = test_options(2, log.write_fd, stats.write_fd);
+    pipe_pair stats;
+    reader tables(stats.read_fd);
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(2, log_fd, stats.write_fd);
         opts.min_workers = 1;
         opts.max_workers = 6;
         opts.max_restarts = 100000;
@@ -444,7 +370,7 @@ TEST_CASE(
         opts.restart_delay_max = 0ms;
         auto pool = supervise::make_pool<supervise::nginx_master_signals,
                                          supervise::nginx_worker_signals, supervise::one_for_one>(
-            [fd = report.write_fd](supervise::worker_context& ctx) {
+            [fd = report_fd](supervise::worker_context& ctx) {
                 // One worker in four crashes after a while (exit 3 or
                 // SIGKILL), unless asked to stop first; the line is written
                 // before the crash, so every crash is counted.
@@ -463,15 +389,11 @@ TEST_CASE(
                 return 0;
             },
             opts);
-        pool.on_destroy("statistics", [&pool, fd = report.write_fd] {
-            say(fd, "json " + pool.snapshot().json());
-        });
+        say_json_on_destroy(pool, "statistics", report_fd);
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
     stats.close_write();
-    REQUIRE(logs.wait_for("started 2 workers"));
+    REQUIRE(master.logs.wait_for("started 2 workers"));
 
     // Each signal is sent only while the previous one of its kind is no
     // longer pending: standard signals merge, and a merged one would not be
@@ -489,8 +411,8 @@ TEST_CASE(
         }
         // Drain the pipes (a full one would stall the master or a worker)
         // and pace the storm.
-        logs.wait_until([] { return false; }, 1ms);
-        reports.wait_until([] { return false; }, 0ms);
+        master.logs.wait_until([] { return false; }, 1ms);
+        master.reports.wait_until([] { return false; }, 0ms);
         tables.wait_until([] { return false; }, 0ms);
     }
     // Everything sent so far is acted on once the table for this USR2 comes:
@@ -498,19 +420,18 @@ TEST_CASE(
     for (const int sig : storm) {
         const std::int64_t deadline = now_ms() + patience.count();
         while (pending(master.pid(), sig) && now_ms() < deadline)
-            logs.wait_until([] { return false; }, 1ms);
+            master.logs.wait_until([] { return false; }, 1ms);
     }
     REQUIRE(::kill(master.pid(), SIGUSR2) == 0);
     REQUIRE(tables.wait_for("statistics: master pid"));
     REQUIRE(::kill(master.pid(), SIGTERM) == 0);
-    const std::optional<int> status = master.wait();
-    logs.wait_eof();
-    reports.wait_eof();
+    const std::optional<int> status = master.finish();
+    master.reports.wait_eof();
     INFO(describe_status(status));
     CHECK(exited_with(status, 0));
-    CHECK(logs.line_with("stopped (SIGTERM received); exit status 0"));
+    CHECK(master.logs.line_with("stopped (SIGTERM received); exit status 0"));
 
-    const std::string json = reports.lines_starting("json ").at(0);
+    const std::string json = master.reports.lines_starting("json ").at(0);
     const auto count_of = [&](const std::string& name) {
         const std::size_t at = json.find("\"" + name + "\":");
         return at == std::string::npos ? 0 : std::stoi(json.substr(at + name.size() + 3));
@@ -532,14 +453,14 @@ TEST_CASE(
     const char* acted[] = {"SIGHUP received", "SIGTTIN received", "SIGTTOU received"};
     for (int i = 0; i < 3; ++i) {
         CAPTURE(acted[i]);
-        CHECK(logs.occurrences(acted[i]) <= sent[i + 1]);
-        CHECK(logs.occurrences(acted[i]) > 0);
+        CHECK(master.logs.occurrences(acted[i]) <= sent[i + 1]);
+        CHECK(master.logs.occurrences(acted[i]) > 0);
     }
 
     // Every crash was seen once, and each is either restarted, or was a
     // retiree's (a reload or scale-down had replaced it), or came as the
     // pool stopped.
-    const std::vector<std::string> crash_lines = reports.lines_starting("crash ");
+    const std::vector<std::string> crash_lines = master.reports.lines_starting("crash ");
     int restarted = 0;
     int retired = 0;
     int during_stop = 0;
@@ -553,8 +474,8 @@ TEST_CASE(
         const std::string as_worker = "(pid " + std::to_string(pid) + ") " + ended;
         const std::string as_retiree = "(pid " + std::to_string(pid) + ", retired) " + ended;
         CAPTURE(line);
-        CHECK(logs.occurrences(as_worker) + logs.occurrences(as_retiree) == 1);
-        if (const auto logged = logs.line_with(as_worker)) {
+        CHECK(master.logs.occurrences(as_worker) + master.logs.occurrences(as_retiree) == 1);
+        if (const auto logged = master.logs.line_with(as_worker)) {
             if (logged->find("; restarting worker ") != std::string::npos) {
                 ++restarted;
             } else {
@@ -564,7 +485,7 @@ TEST_CASE(
             ++retired;
         }
     }
-    CHECK(logs.occurrences("; restarting worker ") == restarted);
+    CHECK(master.logs.occurrences("; restarting worker ") == restarted);
     CHECK(crash_lines.size() > 0);
     CHECK(reap_leftovers() == 0);
     MESSAGE("signal storm: " << total << " signals (USR1 " << sent[0] << ", HUP " << sent[1]
@@ -625,39 +546,34 @@ auto leaving_worker(int report_fd) {
 // after run(), reports how many children it still has ("after run: N").
 template <class Strategy>
 void check_nothing_left(bool stop_with_term) {
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
-        auto opts = test_options(1, log.write_fd);
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(1, log_fd);
         opts.subreaper = true;
         opts.shutdown_timeout = 300ms;
         auto pool =
             supervise::make_pool<supervise::seed_master_signals, supervise::seed_worker_signals,
-                                 Strategy>(leaving_worker(report.write_fd), opts);
+                                 Strategy>(leaving_worker(report_fd), opts);
         const auto result = pool.run();
         int status = 0;
         const bool none = ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
-        say(report.write_fd, std::string("after run: ") + (none ? "no child" : "children left"));
+        say(report_fd, std::string("after run: ") + (none ? "no child" : "children left"));
         return result.exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("descendant ", 4));
+    REQUIRE(master.reports.wait_for("descendant ", 4));
     if (stop_with_term) {
-        REQUIRE(reports.wait_for("steady "));
+        REQUIRE(master.reports.wait_for("steady "));
         REQUIRE(::kill(master.pid(), SIGTERM) == 0);
     }
-    const std::optional<int> status = master.wait();
-    logs.wait_eof();
-    INFO(logs.text());
+    const std::optional<int> status = master.finish();
+    INFO(master.logs.text());
     CHECK(exited_with(status, stop_with_term ? 0 : 1));
-    CHECK(reports.wait_for("after run: no child"));
-    for (const std::string& line : reports.lines_starting("descendant ")) {
+    CHECK(master.reports.wait_for("after run: no child"));
+    for (const std::string& line : master.reports.lines_starting("descendant ")) {
         const std::string pid = line.substr(11);
         CAPTURE(pid);
-        CHECK(logs.line_with("reaped orphan pid " + pid + ", "));
+        CHECK(master.logs.line_with("reaped orphan pid " + pid + ", "));
     }
-    CHECK(logs.line_with("orphans still running after 300 ms; sending SIGKILL"));
+    CHECK(master.logs.line_with("orphans still running after 300 ms; sending SIGKILL"));
     // Had any outlived the master, it would have come to this subreaper.
     CHECK(reap_leftovers() == 0);
 }
@@ -673,29 +589,25 @@ TEST_CASE("subreaper mode: adopted descendants are stopped when the pool is stop
 }
 
 TEST_CASE("subreaper mode: a child the program had before run() is left alone") {
-    pipe_pair log, report;
-    reader reports(report.read_fd);
-    child master([&] {
+    master_process master([&](int log_fd, int report_fd) {
         const pid_t own = ::fork();
         if (own == 0) {
             for (;;) ::pause();
         }
-        auto opts = test_options(1, log.write_fd);
+        auto opts = test_options(1, log_fd);
         opts.subreaper = true;
-        auto pool = supervise::make_pool(reporting_worker(report.write_fd), opts);
+        auto pool = supervise::make_pool(reporting_worker(report_fd), opts);
         pool.on_ready([] { ::raise(SIGTERM); });
         const auto result = pool.run();
         int status = 0;
         const bool running = ::waitpid(own, &status, WNOHANG) == 0;
-        say(report.write_fd, running ? "own child running" : "own child stopped");
+        say(report_fd, running ? "own child running" : "own child stopped");
         ::kill(own, SIGKILL);
         ::waitpid(own, &status, 0);
         return result.exit_status;
     });
-    log.close_write();
-    report.close_write();
     CHECK(exited_with(master.wait(), 0));
-    reports.wait_eof();
-    CHECK(reports.occurrences("own child running") == 1);
+    master.reports.wait_eof();
+    CHECK(master.reports.occurrences("own child running") == 1);
     CHECK(reap_leftovers() == 0);
 }

@@ -2,7 +2,8 @@
 // run it (daemon_test, chaos_test, security_test): the binary in a process
 // group of its own with stdout and stderr on pipes, its statistics table, and
 // HTTP clients over real sockets on 127.0.0.1, including one meant to run in a
-// forked client process (try_get) and the parser of what such clients report.
+// forked client process (try_get), the parser of what such clients report, and
+// client processes that keep the daemon under load.
 //
 // Every daemon runs in a harness::child and is SIGKILLed and reaped when its
 // object goes, whatever happened. Its workers live in another group (the pool
@@ -17,20 +18,20 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <optional>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -61,9 +62,9 @@ inline bool ignores(pid_t pid, int sig) {
     return false;
 }
 
-// The daemon binary run in a harness::child, with stdout and stderr on pipes,
-// and this process's environment plus `extra_env` ("NAME=value" each).
-class daemon_process {
+// The daemon binary run as a program_process, with this process's
+// environment plus `extra_env` ("NAME=value" each).
+class daemon_process : public program_process {
   public:
     explicit daemon_process(const std::vector<std::string>& args,
                             const std::vector<std::string>& extra_env = {}) {
@@ -72,46 +73,12 @@ class daemon_process {
         argv.push_back(const_cast<char*>(path.c_str()));
         for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
         argv.push_back(nullptr);
-        // Built before fork(): the child may only make async-signal-safe calls.
         std::vector<char*> envp;
         for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
         for (const std::string& e : extra_env) envp.push_back(const_cast<char*>(e.c_str()));
         envp.push_back(nullptr);
-
-        const pid_t test_pid = ::getpid();
-        // harness::child has made it the leader of a group of its own.
-        process_.emplace([&] {
-            // Only async-signal-safe calls between fork and exec.
-            // Its own group protects the test runner from the daemon, but also
-            // hides the daemon from a runner that kills the test's group on a
-            // timeout: if this test process dies, the daemon dies too (and its
-            // workers with it). Kept across execve.
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != test_pid) return 127;
-            ::dup2(out_pipe_.write_fd, STDOUT_FILENO);
-            ::dup2(err_pipe_.write_fd, STDERR_FILENO);
-            // GET /crash aborts a worker: no core files in the test directory.
-            const struct rlimit no_core {};
-            ::setrlimit(RLIMIT_CORE, &no_core);
-            sigset_t none;
-            sigemptyset(&none);
-            ::sigprocmask(SIG_SETMASK, &none, nullptr);
-            ::execve(path.c_str(), argv.data(), envp.data());
-            return 127;
-        });
-        out_pipe_.close_write();
-        err_pipe_.close_write();
+        spawn([&] { ::execve(path.c_str(), argv.data(), envp.data()); });
     }
-
-    ~daemon_process() {
-        process_.reset();  // SIGKILLs the daemon's group and reaps the daemon
-        reap_leftovers();  // its workers, in a group of their own, came back to us
-    }
-
-    daemon_process(const daemon_process&) = delete;
-    daemon_process& operator=(const daemon_process&) = delete;
-
-    pid_t pid() const { return process_->pid(); }
 
     // Waits for the "listening on" and "ready" lines; returns the port.
     int start() {
@@ -128,24 +95,14 @@ class daemon_process {
         REQUIRE(::kill(pid(), sig) == 0);
     }
 
-    // The daemon's wait status once it has exited, or nothing after `timeout`.
-    std::optional<int> wait_exit(milliseconds timeout = patience) {
-        if (!status_) status_ = process_->wait(timeout);
-        return status_;
+    // Sends SIGTERM; the daemon's wait status once it has exited.
+    std::optional<int> terminate() {
+        signal(SIGTERM);
+        return wait_exit();
     }
 
     // True while the daemon has not exited.
     bool running() { return !wait_exit(0ms); }
-
-  private:
-    pipe_pair out_pipe_;
-    pipe_pair err_pipe_;
-    std::optional<child> process_;
-    std::optional<int> status_;
-
-  public:
-    reader out{out_pipe_.read_fd};
-    reader err{err_pipe_.read_fd};
 };
 
 // One parsed statistics table (the library prints it on SIGUSR1, or SIGUSR2
@@ -335,14 +292,70 @@ struct served_by {
     pid_t pid = 0;
 };
 
-inline served_by parse_body(const std::string& body, const std::string& suffix = "") {
-    const std::regex pattern("worker (\\d+) pid (\\d+)" + suffix + "\n");
-    std::smatch match;
+// The decimal number (one digit or more) at `at` in `text`, moving `at` past
+// it; nothing when no digit is there or the number does not fit a long.
+inline std::optional<long> number_at(std::string_view text, std::size_t& at) {
+    long value = 0;
+    const char* begin = text.data() + std::min(at, text.size());
+    const char* end = text.data() + text.size();
+    // Digits only: from_chars would also take a leading '-'.
+    if (begin == end || *begin < '0' || *begin > '9') return std::nullopt;
+    const std::from_chars_result read = std::from_chars(begin, end, value);
+    if (read.ec != std::errc()) return std::nullopt;
+    at = static_cast<std::size_t>(read.ptr - text.data());
+    return value;
+}
+
+// True if `text` holds `word` at `at`, moving `at` past it.
+inline bool literal_at(std::string_view text, std::size_t& at, std::string_view word) {
+    if (text.substr(std::min(at, text.size()), word.size()) != word) return false;
+    at += word.size();
+    return true;
+}
+
+// "worker <index><between><pid><after>" at `at` in `text`, the shape of the
+// daemon's replies and of its log lines about one worker; `end` is set past
+// it. Nothing if the text there has another shape.
+inline std::optional<served_by> worker_at(std::string_view text, std::size_t at,
+                                          std::string_view between, std::string_view after,
+                                          std::size_t* end = nullptr) {
+    if (!literal_at(text, at, "worker ")) return std::nullopt;
+    const std::optional<long> index = number_at(text, at);
+    if (!index || !literal_at(text, at, between)) return std::nullopt;
+    const std::optional<long> pid = number_at(text, at);
+    if (!pid || !literal_at(text, at, after)) return std::nullopt;
+    if (end != nullptr) *end = at;
     served_by who;
-    if (std::regex_match(body, match, pattern)) {
-        who.index = std::stoi(match[1]);
-        who.pid = static_cast<pid_t>(std::stol(match[2]));
+    who.index = static_cast<int>(*index);
+    who.pid = static_cast<pid_t>(*pid);
+    return who;
+}
+
+// Every "worker <index><between><pid><after>" anywhere in `text`, in order.
+inline std::vector<served_by> worker_lines(std::string_view text, std::string_view between,
+                                           std::string_view after) {
+    std::vector<served_by> found;
+    for (std::size_t at = text.find("worker "); at != std::string_view::npos;
+         at = text.find("worker ", at + 1)) {
+        if (const std::optional<served_by> who = worker_at(text, at, between, after)) {
+            found.push_back(*who);
+        }
     }
+    return found;
+}
+
+// The reply's body is exactly "worker <index> pid <pid><suffix>\n", or the
+// result says no worker (index -1, pid 0).
+inline served_by parse_body(const std::string& body, const std::string& suffix = "") {
+    std::size_t end = 0;
+    const std::optional<served_by> who = worker_at(body, 0, " pid ", suffix + "\n", &end);
+    return who && end == body.size() ? *who : served_by{};
+}
+
+// The worker that answers a GET /, which one must.
+inline served_by answering_worker(int port) {
+    const served_by who = parse_body(http_get(port, "/").body);
+    REQUIRE_MESSAGE(who.pid > 0, "GET / was not answered by a worker");
     return who;
 }
 
@@ -365,30 +378,31 @@ inline std::vector<std::string> with_local(std::vector<std::string> args) {
 
 // ---- the daemon's log ----
 
-// The first match of `pattern` in the daemon's stderr, waiting (bounded) for
-// it; its first two groups are a worker index and a pid.
-inline served_by wait_for_worker_line(daemon_process& daemon, const std::string& pattern) {
-    const std::regex line(pattern);
-    std::smatch match;
-    daemon.err.wait_until([&] { return std::regex_search(daemon.err.text(), match, line); });
-    served_by who;
-    if (std::regex_search(daemon.err.text(), match, line)) {
-        who.index = std::stoi(match[1]);
-        who.pid = static_cast<pid_t>(std::stol(match[2]));
-    }
-    return who;
+// The first "worker <index><between><pid><after>" in the daemon's stderr (of
+// slot `slot` when given), waiting (bounded) for it; index -1 and pid 0 if
+// none came.
+inline served_by wait_for_worker_line(daemon_process& daemon, std::string_view between,
+                                      std::string_view after,
+                                      std::optional<int> slot = std::nullopt) {
+    const auto first = [&]() -> std::optional<served_by> {
+        for (const served_by& who : worker_lines(daemon.err.text(), between, after)) {
+            if (!slot || who.index == *slot) return who;
+        }
+        return std::nullopt;
+    };
+    daemon.err.wait_until([&] { return first().has_value(); });
+    return first().value_or(served_by{});
 }
 
 // The worker that took GET /crash ("worker N pid P: GET /crash: calling abort()").
 inline served_by crashed_worker(daemon_process& daemon) {
-    return wait_for_worker_line(daemon, R"(worker (\d+) pid (\d+): GET /crash)");
+    return wait_for_worker_line(daemon, " pid ", ": GET /crash");
 }
 
 // The successor in slot `index` ("worker N (pid P) is back, generation G").
 inline served_by successor(daemon_process& daemon, int index, int generation) {
-    return wait_for_worker_line(daemon, "worker (" + std::to_string(index) +
-                                            R"() \(pid (\d+)\) is back, generation )" +
-                                            std::to_string(generation) + "\n");
+    return wait_for_worker_line(
+        daemon, " (pid ", ") is back, generation " + std::to_string(generation) + "\n", index);
 }
 
 // ---- a worker's sockets ----
@@ -510,6 +524,60 @@ class client_replies {
     reader lines_;
     std::size_t parsed_ = 0;
     std::vector<reply> replies_;
+};
+
+// `clients` processes, each sending GET / on a fresh connection after the
+// previous reply, until stop() (or `give_up`). Every reply is one line on a
+// shared pipe (one write(2) of less than PIPE_BUF: lines never interleave),
+// read through client_replies.
+class load {
+  public:
+    load(int port, int clients, milliseconds give_up) {
+        for (int i = 0; i < clients; ++i) {
+            processes_.push_back(std::make_unique<child>([&] {
+                ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+                stop_.close_write();
+                results_.close_read();
+                const std::int64_t end = now_ms() + give_up.count();
+                struct pollfd told {};
+                told.fd = stop_.read_fd;
+                told.events = POLLIN;
+                while (now_ms() < end && ::poll(&told, 1, 0) == 0) {
+                    const std::int64_t started = now_ms();
+                    say(results_.write_fd, std::to_string(started) + " " + try_get(port));
+                }
+                return 0;
+            }));
+        }
+        results_.close_write();
+        stop_.close_read();
+    }
+    load(const load&) = delete;
+    load& operator=(const load&) = delete;
+
+    // Closes the stop pipe, reads the clients' last replies, and waits for
+    // every client. Reading comes first: a client blocked on a full pipe
+    // (one that fails at once, against a dead daemon, fills it in a moment)
+    // would never see the stop, and end of file comes once all have exited.
+    void stop() {
+        stop_.close_write();
+        replies.read_to_end();
+        for (auto& process : processes_) CHECK(exited_with(process->wait(), 0));
+    }
+
+    std::size_t failures() {
+        const auto& all = replies.all();
+        return static_cast<std::size_t>(
+            std::count_if(all.begin(), all.end(), [](const auto& r) { return !r.ok; }));
+    }
+
+  private:
+    pipe_pair results_;
+    pipe_pair stop_;
+    std::vector<std::unique_ptr<child>> processes_;
+
+  public:
+    client_replies replies{results_.read_fd};
 };
 
 }  // namespace daemon_client

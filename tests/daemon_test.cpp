@@ -18,7 +18,6 @@
 #include <cerrno>
 #include <fstream>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -159,13 +158,13 @@ TEST_CASE("--chaos: GET /crash aborts a worker and the daemon exits non-zero") {
     CHECK(WIFEXITED(*status));
     CHECK(WEXITSTATUS(*status) != 0);
 
-    static const std::regex crashed(R"(worker (\d+) \(pid (\d+)\) killed by signal 6 \(SIGABRT\))");
-    std::smatch match;
-    REQUIRE(std::regex_search(daemon.err.text(), match, crashed));
-    const int index = std::stoi(match[1]);
+    const std::vector<served_by> crashed =
+        worker_lines(daemon.err.text(), " (pid ", ") killed by signal 6 (SIGABRT)");
+    REQUIRE(!crashed.empty());
+    const int index = crashed.front().index;
     REQUIRE(index >= 0);
     REQUIRE(index < 2);
-    CHECK(table.workers[static_cast<std::size_t>(index)] == std::stol(match[2]));
+    CHECK(table.workers[static_cast<std::size_t>(index)] == crashed.front().pid);
     CHECK(no_child_left());
 }
 
@@ -207,8 +206,7 @@ TEST_CASE("without --chaos, /crash and /hang are just unknown paths") {
     CHECK(daemon.running());
 
     // A stop that is still a requested one: no worker died on the way.
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
 }
 
 TEST_CASE("a bad command line exits 2 with one message, before anything starts") {
@@ -323,8 +321,7 @@ TEST_CASE("--no-fork serves from the daemon process itself") {
     CHECK(who.pid == daemon.pid());
     CHECK(children() == std::vector<pid_t>{daemon.pid()});
 
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }
 
@@ -332,8 +329,7 @@ TEST_CASE("bad requests get a 4xx answer and the worker keeps serving") {
     daemon_process daemon(with_local({"--workers", "1"}));
     const int port = daemon.start();
     INFO("stderr:\n" << daemon.err.text());
-    const served_by before = parse_body(http_get(port, "/").body);
-    REQUIRE(before.pid > 0);
+    const served_by before = answering_worker(port);
 
     CHECK(http_exchange(port, "garbage\r\n\r\n").status == 400);
     CHECK(http_exchange(port, "GET /\r\n\r\n").status == 400);
@@ -412,8 +408,7 @@ TEST_CASE("--strategy one_for_one: a crashed worker is replaced and the daemon k
     CHECK(after.workers[1 - slot] == before.workers[1 - slot]);  // one_for_one: only that one
     CHECK(after.restarts[1 - slot] == 0);
 
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }
 
@@ -465,8 +460,7 @@ TEST_CASE("--heartbeat-timeout: a hung worker gets SIGABRT and is replaced") {
 
     check_replaced(daemon, port, 2, back);
 
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }
 
@@ -477,28 +471,9 @@ TEST_CASE("--preset nginx: SIGHUP replaces every worker under load without faili
     const int port = daemon.start();
     const stats_table before = request_stats(daemon, 4, SIGUSR2);
 
-    // A client process: sequential GET / on fresh connections until told to
-    // stop (its stop pipe closes), 20 s at most.
-    pipe_pair results;
-    pipe_pair stop;
-    child client([&] {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        stop.close_write();
-        results.close_read();
-        const std::int64_t give_up = now_ms() + 20000;
-        struct pollfd told {};
-        told.fd = stop.read_fd;
-        told.events = POLLIN;
-        while (now_ms() < give_up && ::poll(&told, 1, 0) == 0) {
-            const std::int64_t started = now_ms();
-            say(results.write_fd, std::to_string(started) + " " + try_get(port));
-        }
-        return 0;
-    });
-    results.close_write();
-    stop.close_read();
-    client_replies replies(results.read_fd);
-    REQUIRE(replies.wait_for(20));
+    // One client process, 20 s at most.
+    load client(port, 1, 20s);
+    REQUIRE(client.replies.wait_for(20));
 
     const std::int64_t reload_sent = now_ms();
     daemon.signal(SIGHUP);
@@ -511,10 +486,8 @@ TEST_CASE("--preset nginx: SIGHUP replaces every worker under load without faili
                                        ", retired) exited with status 0"));
     }
     const std::int64_t old_gone = now_ms();
-    REQUIRE(replies.wait_for(20, old_gone));
-    stop.close_write();
-    CHECK(exited_with(client.wait(), 0));
-    replies.read_to_end();
+    REQUIRE(client.replies.wait_for(20, old_gone));
+    client.stop();
 
     std::vector<pid_t> successors;
     for (int index = 0; index < 4; ++index) successors.push_back(successor(daemon, index, 1).pid);
@@ -522,7 +495,7 @@ TEST_CASE("--preset nginx: SIGHUP replaces every worker under load without faili
     int failures = 0;
     int during_reload = 0;
     int after_old_gone = 0;
-    for (const client_replies::reply& r : replies.all()) {
+    for (const client_replies::reply& r : client.replies.all()) {
         CAPTURE(r.line);
         if (!r.ok) ++failures;
         CHECK(r.ok);
@@ -536,7 +509,7 @@ TEST_CASE("--preset nginx: SIGHUP replaces every worker under load without faili
     }
     for (const pid_t old : before.workers) CHECK_FALSE(contains(successors, old));
     CHECK(after_old_gone >= 20);
-    MESSAGE("rolling reload: " << replies.all().size() << " requests, " << during_reload
+    MESSAGE("rolling reload: " << client.replies.all().size() << " requests, " << during_reload
                                << " started during the reload, " << failures << " failed");
 
     daemon.signal(SIGQUIT);
@@ -696,7 +669,6 @@ TEST_CASE("--user nobody: the workers serve as nobody, the master stays root") {
     CHECK(ids(who.pid, "Gid") == "Gid:\t" + gid + "\t" + gid + "\t" + gid + "\t" + gid);
     CHECK(ids(daemon.pid(), "Uid") == "Uid:\t0\t0\t0\t0");  // the master stays root
 
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }

@@ -14,8 +14,6 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -70,15 +68,6 @@ bool has_signal(const std::string& mask, int sig) {
     return !mask.empty() && ((std::stoull(mask, nullptr, 16) >> (sig - 1)) & 1) != 0;
 }
 
-// The children of `pid` (its main thread's), from /proc.
-std::vector<pid_t> children_of(pid_t pid) {
-    std::ifstream file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
-                       "/children");
-    std::vector<pid_t> found;
-    for (long child; file >> child;) found.push_back(static_cast<pid_t>(child));
-    return found;
-}
-
 // What the test hands to supervise-exec besides its arguments.
 struct launch {
     // Words before supervise-exec's own path (unshare ...), or none.
@@ -88,9 +77,8 @@ struct launch {
     std::function<void()> before_exec;
 };
 
-// supervise-exec run in a harness::child: stdin from /dev/null, stdout and
-// stderr on pipes.
-class exec_process {
+// supervise-exec run as a program_process, with stdin from /dev/null.
+class exec_process : public program_process {
   public:
     explicit exec_process(const std::vector<std::string>& args, const launch& how = {}) {
         std::vector<std::string> words = how.prefix;
@@ -99,40 +87,13 @@ class exec_process {
         std::vector<char*> argv;
         for (std::string& word : words) argv.push_back(word.data());
         argv.push_back(nullptr);
-
-        const pid_t test_pid = ::getpid();
-        process_.emplace([&] {
-            // Dies with this test process even though it leads a group of its
-            // own (a runner killing the test's group on a timeout misses it).
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != test_pid) return 127;
+        spawn([&] {
             const int nothing = ::open("/dev/null", O_RDONLY);
             ::dup2(nothing, STDIN_FILENO);
-            ::dup2(out_pipe_.write_fd, STDOUT_FILENO);
-            ::dup2(err_pipe_.write_fd, STDERR_FILENO);
-            // Commands that crash on purpose leave no core file behind.
-            const struct rlimit no_core {};
-            ::setrlimit(RLIMIT_CORE, &no_core);
-            sigset_t none;
-            sigemptyset(&none);
-            ::sigprocmask(SIG_SETMASK, &none, nullptr);
             if (how.before_exec) how.before_exec();
             ::execvp(argv[0], argv.data());
-            return 127;
         });
-        out_pipe_.close_write();
-        err_pipe_.close_write();
     }
-
-    ~exec_process() {
-        process_.reset();  // SIGKILLs supervise-exec's group and reaps it
-        reap_leftovers();  // its commands, in a group of their own, came back to us
-    }
-
-    exec_process(const exec_process&) = delete;
-    exec_process& operator=(const exec_process&) = delete;
-
-    pid_t pid() const { return process_->pid(); }
 
     void signal(int sig) {
         REQUIRE(pid() > 0);
@@ -145,12 +106,6 @@ class exec_process {
         REQUIRE_MESSAGE(err.wait_for(line), "no '" << line << "'; stderr:\n" << err.text());
     }
 
-    // The wait status once supervise-exec has exited, or nothing after `timeout`.
-    std::optional<int> wait_exit(milliseconds timeout = patience) {
-        if (!status_) status_ = process_->wait(timeout);
-        return status_;
-    }
-
     // Waits for the exit and for both pipes to be closed by everyone.
     std::optional<int> finish() {
         const std::optional<int> status = wait_exit();
@@ -159,15 +114,11 @@ class exec_process {
         return status;
     }
 
-  private:
-    pipe_pair out_pipe_;
-    pipe_pair err_pipe_;
-    std::optional<child> process_;
-    std::optional<int> status_;
-
-  public:
-    reader out{out_pipe_.read_fd};
-    reader err{err_pipe_.read_fd};
+    // Sends SIGTERM, then finish().
+    std::optional<int> terminate() {
+        signal(SIGTERM);
+        return finish();
+    }
 };
 
 // A command that reports "up INDEX GENERATION PID" on stdout, then sleeps
@@ -384,8 +335,7 @@ TEST_CASE(
     }
     CHECK(indexes == std::set<int>{0, 1, 2});
     CHECK(pids.size() == 3);
-    exec.signal(SIGTERM);
-    CHECK(exited_with(exec.finish(), 0));
+    CHECK(exited_with(exec.terminate(), 0));
     INFO(exec.err.text());
     CHECK(exec.err.occurrences("killed by signal 15 (SIGTERM)") == 3);
     CHECK(exec.err.line_with("stopped (SIGTERM received); exit status 0"));
@@ -419,8 +369,7 @@ TEST_CASE("a copy starts with default dispositions and an empty signal mask") {
         // are in no signal map, so the pool leaves them as they came).
         CHECK(has_signal(status_field(exec.pid(), "SigIgn"), SIGXFSZ));
         CHECK(has_signal(status_field(exec.pid(), "SigBlk"), SIGPROF));
-        exec.signal(SIGTERM);
-        CHECK(exited_with(exec.finish(), 0));
+        CHECK(exited_with(exec.terminate(), 0));
         INFO("stdout:\n" << exec.out.text() << "stderr:\n" << exec.err.text());
         CHECK(exec.out.occurrences("SigBlk:\t0000000000000000\n") ==
               exec.out.occurrences("SigBlk:"));
@@ -445,8 +394,7 @@ TEST_CASE("a copy has only descriptors 0, 1, 2 and the --ready-fd open") {
         REQUIRE(exec.out.wait_for("total ", 3));
         // The twin: the master does hold descriptor 7.
         CHECK(::access(("/proc/" + std::to_string(exec.pid()) + "/fd/7").c_str(), F_OK) == 0);
-        exec.signal(SIGTERM);
-        CHECK(exited_with(exec.finish(), 0));
+        CHECK(exited_with(exec.terminate(), 0));
         INFO(exec.out.text());
         // "lr-x------ 1 root root 64 Nov 24 06:10 9 -> pipe:[1259879]", one
         // line per descriptor after each "total" line; the descriptor ls
@@ -505,8 +453,7 @@ TEST_CASE("--ready-fd: a copy is ready once it writes a newline there, not when 
     const std::size_t started = log.find("started 2 workers");
     CHECK(log.find("copy 0 writes its newline") < started);
     CHECK(log.find("copy 1 writes its newline") < started);
-    exec.signal(SIGTERM);
-    CHECK(exited_with(exec.finish(), 0));
+    CHECK(exited_with(exec.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -521,8 +468,7 @@ TEST_CASE("--ready-fd reaches the command when the pool's pipe already has that 
     exec_process exec(concat({"--ready-fd", "9", "--"}, reporting_command("echo >&9; ")), how);
     // Ready only if the newline came through descriptor 9.
     exec.wait_started(1);
-    exec.signal(SIGTERM);
-    CHECK(exited_with(exec.finish(), 0));
+    CHECK(exited_with(exec.terminate(), 0));
     INFO(exec.err.text());
     CHECK_FALSE(exec.err.line_with("Bad file descriptor"));
     CHECK(reap_leftovers() == 0);
@@ -612,8 +558,7 @@ TEST_CASE("--shutdown-timeout: a command that ignores SIGTERM gets SIGKILL, exit
     // The copy (sleep, exec'd by the shell) kept SIGTERM ignored.
     CHECK(has_signal(status_field(up.pid, "SigIgn"), SIGTERM));
     const std::int64_t asked = now_ms();
-    exec.signal(SIGTERM);
-    const std::optional<int> status = exec.finish();
+    const std::optional<int> status = exec.terminate();
     INFO(exec.err.text());
     CHECK(exited_with(status, 0));
     // The timeout is the behaviour under test: it was waited for.
@@ -721,8 +666,7 @@ TEST_CASE("--strategy: which copies a crash restarts") {
         for (int index = 0; index < 3; ++index) wait_up(exec, index, 0);
         REQUIRE(::kill(wait_up(exec, 1, 0).pid, SIGKILL) == 0);
         for (const int index : e.restarted) wait_up(exec, index, 1);
-        exec.signal(SIGTERM);
-        CHECK(exited_with(exec.finish(), 0));
+        CHECK(exited_with(exec.terminate(), 0));
         INFO(exec.out.text() << exec.err.text());
         for (int index = 0; index < 3; ++index) {
             CAPTURE(index);
@@ -761,8 +705,7 @@ TEST_CASE("--preset nginx: SIGHUP replaces the copies one at a time, each new on
         CHECK(exec.err.wait_for_line("(pid " + std::to_string(old) +
                                      ", retired) killed by signal 3 (SIGQUIT)"));
     }
-    exec.signal(SIGTERM);
-    CHECK(exited_with(exec.finish(), 0));
+    CHECK(exited_with(exec.terminate(), 0));
     INFO(exec.err.text());
     CHECK(up_lines(exec.out).size() == 4);
     CHECK(reap_leftovers() == 0);

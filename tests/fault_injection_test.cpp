@@ -7,7 +7,6 @@
 // rules and counts its own calls from its fork); how many failures were
 // injected, in any process, is counted in memory shared by all of them and
 // printed as a table when the test binary ends (docs/reliability-faults.md).
-#include <dirent.h>
 #include <doctest/doctest.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -305,17 +304,6 @@ int subreaper_setting() {
     return on;
 }
 
-int count_open_fds() {
-    int n = 0;
-    if (DIR* dir = ::opendir("/proc/self/fd")) {
-        while (const dirent* entry = ::readdir(dir)) {
-            if (entry->d_name[0] != '.') ++n;
-        }
-        ::closedir(dir);
-    }
-    return n - 1;  // the directory stream's own descriptor
-}
-
 // A NOTIFY_SOCKET for the master, in the abstract namespace.
 struct notify_socket {
     int fd = -1;
@@ -384,11 +372,11 @@ int stats_fd_of_run = -1;
 template <class Strategy = supervise::shutdown_all>
 result run_scenario(const scenario& s) {
     reset_counts();
-    pipe_pair log, report, stats;
-    reader logs(log.read_fd), reports(report.read_fd), statistics(stats.read_fd);
+    pipe_pair stats;
+    reader statistics(stats.read_fd);
     if (s.real_epipe_stats) stats.close_read();
     stats_fd_of_run = stats.write_fd;
-    child master([&] {
+    master_process master([&](int log_fd, int report_fd) {
         if (!s.notify_socket.empty()) ::setenv("NOTIFY_SOCKET", s.notify_socket.c_str(), 1);
         // A program with its own signal state for run() to give back.
         ::signal(SIGUSR2, program_handler);
@@ -400,13 +388,13 @@ result run_scenario(const scenario& s) {
         ::prctl(PR_SET_CHILD_SUBREAPER, static_cast<unsigned long>(s.subreaper_before), 0UL, 0UL,
                 0UL);
 
-        supervise::options opts = test_options(s.workers, log.write_fd, stats.write_fd);
+        supervise::options opts = test_options(s.workers, log_fd, stats.write_fd);
         opts.shutdown_timeout = s.shutdown_timeout;
         opts.notify_fd = s.notify_fd;
         opts.subreaper = s.subreaper;
         opts.fatal_exit_code = s.fatal_exit_code;
         if (s.heartbeats) opts.heartbeat_timeout = 5s;
-        const int fd = report.write_fd;
+        const int fd = report_fd;
         const int notify = s.notify_fd;
         auto pool = supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, Strategy,
@@ -447,40 +435,39 @@ result run_scenario(const scenario& s) {
         say(fd, "fds " + std::to_string(count_open_fds() - fds_before));
         return code;
     });
-    log.close_write();
-    report.close_write();
     stats.close_write();
-    reports.wait_until([&] {
-        return reports.occurrences("pool ready\n") > 0 || reports.occurrences("fds ") > 0;
+    master.reports.wait_until([&] {
+        return master.reports.occurrences("pool ready\n") > 0 ||
+               master.reports.occurrences("fds ") > 0;
     });
-    if (reports.occurrences("pool ready\n") > 0 && s.crash_worker >= 0) {
+    if (master.reports.occurrences("pool ready\n") > 0 && s.crash_worker >= 0) {
         // A crash for the strategy to handle; what follows is up to the master.
         // "pool ready" can come before the worker's own "up" line. Never
         // kill(-1) or kill(0): that would reach every process we may signal.
-        reports.wait_until([&] { return worker_pid(reports, s.crash_worker) > 1; });
-        const pid_t victim = worker_pid(reports, s.crash_worker);
+        master.reports.wait_until([&] { return worker_pid(master.reports, s.crash_worker) > 1; });
+        const pid_t victim = worker_pid(master.reports, s.crash_worker);
         REQUIRE(victim > 1);
         ::kill(victim, SIGKILL);
-    } else if (reports.occurrences("pool ready\n") > 0) {
+    } else if (master.reports.occurrences("pool ready\n") > 0) {
         ::kill(master.pid(), SIGUSR1);
         ::kill(master.pid(), SIGTERM);
     }
     result r;
-    r.status = master.wait();
-    logs.wait_eof();
-    reports.wait_eof();
+    r.status = master.finish();
+    master.reports.wait_eof();
     if (!s.real_epipe_stats) statistics.wait_eof();
-    r.log = logs.text();
-    r.report = reports.text();
+    r.log = master.logs.text();
+    r.report = master.reports.text();
     r.stats = statistics.text();
-    for (const std::string& line : reports.lines_starting("up ")) {
+    for (const std::string& line : master.reports.lines_starting("up ")) {
         int index = 0;
         long pid = 0;
         if (std::sscanf(line.c_str(), "up %d %ld", &index, &pid) == 2) {
             r.workers.push_back(static_cast<pid_t>(pid));
         }
     }
-    if (const auto fds = reports.line_with("fds ")) r.fd_change = std::atoi(fds->c_str() + 4);
+    if (const auto fds = master.reports.line_with("fds "))
+        r.fd_change = std::atoi(fds->c_str() + 4);
     r.leftovers = reap_leftovers();
     for (pid_t pid : r.workers) {
         if (pid <= 1 || ::kill(pid, 0) == 0 || errno != ESRCH) r.workers_gone = false;
@@ -546,6 +533,20 @@ std::function<void()> failing(call_id id, int err, int first = 1, int last = 1,
         r.last = last;
         r.in = in;
     };
+}
+
+// The `nth` call of `id` in the master fails with `err`, that call only:
+// run() throws `what` (check_threw), and the fault counts once, as `fault`.
+// With `subreaper_before` 1 the program had the child-subreaper setting on
+// and asks for subreaper mode: the setting must survive the failure.
+void check_run_throws(call_id id, int err, int nth, const std::string& what,
+                      const std::string& fault, int subreaper_before = 0) {
+    scenario s;
+    s.subreaper = subreaper_before != 0;
+    s.subreaper_before = subreaper_before;
+    s.arm = failing(id, err, nth, nth);
+    check_threw(run_scenario(s), what, subreaper_before);
+    CHECK_MESSAGE(record(fault, id) == 1, fault);
 }
 
 }  // namespace
@@ -771,16 +772,12 @@ TEST_CASE("mmap of the heartbeat table fails: run() throws, nothing started") {
 
 TEST_CASE("pipe2 fails: the master's pipes, then a worker's notify pipe") {
     SUBCASE("the self-pipe") {
-        scenario s;
-        s.arm = failing(c_pipe2, EMFILE, 1, 1);
-        check_threw(run_scenario(s), "supervise: pipe2: Too many open files");
-        CHECK(record("EMFILE on pipe2 (self-pipe)", c_pipe2) == 1);
+        check_run_throws(c_pipe2, EMFILE, 1, "supervise: pipe2: Too many open files",
+                         "EMFILE on pipe2 (self-pipe)");
     }
     SUBCASE("the start-up pipe, after the self-pipe was made") {
-        scenario s;
-        s.arm = failing(c_pipe2, EMFILE, 2, 2);
-        check_threw(run_scenario(s), "supervise: pipe2: Too many open files");
-        CHECK(record("EMFILE on pipe2 (start-up pipe)", c_pipe2) == 1);
+        check_run_throws(c_pipe2, EMFILE, 2, "supervise: pipe2: Too many open files",
+                         "EMFILE on pipe2 (start-up pipe)");
     }
     SUBCASE("the notify_fd pipe of the second worker") {
         scenario s;
@@ -795,28 +792,19 @@ TEST_CASE("pipe2 fails: the master's pipes, then a worker's notify pipe") {
 }
 
 TEST_CASE("sigaction fails in the master: run() throws and puts back what it changed") {
-    scenario s;
-    s.subreaper = true;
-    s.subreaper_before = 1;  // the program's own setting must survive the failure
-    s.arm = failing(c_sigaction, EINVAL, 3, 3);
-    check_threw(run_scenario(s), "supervise: sigaction(SIGUSR1): Invalid argument", 1);
-    CHECK(record("EINVAL on sigaction (master)", c_sigaction) == 1);
+    check_run_throws(c_sigaction, EINVAL, 3, "supervise: sigaction(SIGUSR1): Invalid argument",
+                     "EINVAL on sigaction (master)", 1);
 }
 
 TEST_CASE("pthread_sigmask fails in the master: run() throws") {
-    scenario s;
-    s.arm = failing(c_sigmask, EINVAL, 1, 1);
-    check_threw(run_scenario(s), "supervise: pthread_sigmask: Invalid argument");
-    CHECK(record("EINVAL on pthread_sigmask (master)", c_sigmask) == 1);
+    check_run_throws(c_sigmask, EINVAL, 1, "supervise: pthread_sigmask: Invalid argument",
+                     "EINVAL on pthread_sigmask (master)");
 }
 
 TEST_CASE("the child-subreaper setting cannot be read: run() throws, the setting is kept") {
-    scenario s;
-    s.subreaper = true;
-    s.subreaper_before = 1;
-    s.arm = failing(c_get_subreaper, EINVAL);
-    check_threw(run_scenario(s), "supervise: prctl(PR_GET_CHILD_SUBREAPER): Invalid argument", 1);
-    CHECK(record("EINVAL on prctl(PR_GET_CHILD_SUBREAPER)", c_get_subreaper) == 1);
+    check_run_throws(c_get_subreaper, EINVAL, 1,
+                     "supervise: prctl(PR_GET_CHILD_SUBREAPER): Invalid argument",
+                     "EINVAL on prctl(PR_GET_CHILD_SUBREAPER)", 1);
 }
 
 TEST_CASE("a worker whose set-up fails exits with the fatal status and the pool stops") {

@@ -10,8 +10,11 @@
 #ifndef SUPERVISE_TESTS_HARNESS_HPP
 #define SUPERVISE_TESTS_HARNESS_HPP
 
+#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -212,20 +215,35 @@ inline bool killed_by(std::optional<int> status, int sig) {
     return status && WIFSIGNALED(*status) && WTERMSIG(*status) == sig;
 }
 
-// This process's children, running or zombie (those of its main thread, the
-// only one a test forks from).
-inline std::vector<pid_t> children() {
+// The children of `pid`, running or zombie (those of its main thread: the
+// only one a test or a master under test forks from).
+inline std::vector<pid_t> children_of(pid_t pid) {
     std::vector<pid_t> found;
-    if (FILE* f = std::fopen(("/proc/" + std::to_string(::getpid()) + "/task/" +
-                              std::to_string(::getpid()) + "/children")
-                                 .c_str(),
-                             "r")) {
-        long child;
-        while (std::fscanf(f, "%ld", &child) == 1) found.push_back(static_cast<pid_t>(child));
-        std::fclose(f);
-    }
+    std::ifstream file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
+                       "/children");
+    for (long child; file >> child;) found.push_back(static_cast<pid_t>(child));
     return found;
 }
+
+// This process's children.
+inline std::vector<pid_t> children() { return children_of(::getpid()); }
+
+// How many descriptors `pid` holds open.
+inline int open_fds(pid_t pid) {
+    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    int count = 0;
+    if (DIR* fds = ::opendir(dir.c_str())) {
+        while (const dirent* entry = ::readdir(fds)) {
+            if (entry->d_name[0] != '.') ++count;
+        }
+        ::closedir(fds);
+    }
+    return count;
+}
+
+// How many descriptors this process holds open, without the one that
+// open_fds() holds while it reads the list.
+inline int count_open_fds() { return open_fds(::getpid()) - 1; }
 
 // True when this process has no child at all, running or zombie. Unlike
 // reap_leftovers() it reaps nothing: an orphan that already died still counts.
@@ -315,15 +333,153 @@ class child {
     bool reaped_ = false;
 };
 
-// A worker for tests: reports "up <index> <pid> <pgid>" and waits for a stop.
+// A process under test in a harness::child that reports on a pipe the test
+// reads. `body(report_fd)` runs in the child and returns its exit code.
+class reporting_process {
+  public:
+    template <class Body>
+    explicit reporting_process(Body body) : process_([&] { return body(report_.write_fd); }) {
+        report_.close_write();
+    }
+
+    pid_t pid() const { return process_.pid(); }
+
+    std::optional<int> wait(milliseconds timeout = patience) { return process_.wait(timeout); }
+
+    // Sends SIGTERM; the wait status once the process has exited.
+    std::optional<int> terminate() {
+        ::kill(pid(), SIGTERM);
+        return wait();
+    }
+
+    // The wait status once the process has exited and its reports were read
+    // to the end (every writer, its children included, closed the pipe).
+    std::optional<int> finish() {
+        const std::optional<int> status = process_.wait();
+        reports.wait_eof();
+        return status;
+    }
+
+  private:
+    pipe_pair report_;
+    child process_;
+
+  public:
+    reader reports{report_.read_fd};
+};
+
+// The log pipe of a master_process, a base so that it exists before the
+// reporting_process forks.
+struct log_pipe {
+    pipe_pair log_;
+};
+
+// A master under test: a reporting_process whose log is on a pipe of its own.
+// `body(log_fd, report_fd)` builds the pool in the child, runs it, and
+// returns the exit status.
+class master_process : private log_pipe, public reporting_process {
+  public:
+    template <class Body>
+    explicit master_process(Body body)
+        : reporting_process([&](int report_fd) { return body(log_.write_fd, report_fd); }) {
+        log_.close_write();
+    }
+
+    // The master's wait status once it has exited and its log (not its
+    // reports, as reporting_process::finish) was read to the end.
+    std::optional<int> finish() {
+        const std::optional<int> status = wait();
+        logs.wait_eof();
+        return status;
+    }
+
+    reader logs{log_.read_fd};
+};
+
+// A program under test (the example daemon, supervise-exec) run in a
+// harness::child, with stdout and stderr on pipes the test reads. When the
+// object goes, the child's group is SIGKILLed and reaped, and so is whatever
+// the program left behind: in a group of its own, it came back to us.
+class program_process {
+  public:
+    ~program_process() {
+        process_.reset();
+        reap_leftovers();
+    }
+    program_process(const program_process&) = delete;
+    program_process& operator=(const program_process&) = delete;
+
+    pid_t pid() const { return process_->pid(); }
+
+    // The program's wait status once it has exited, or nothing after `timeout`.
+    std::optional<int> wait_exit(milliseconds timeout = patience) {
+        if (!status_) status_ = process_->wait(timeout);
+        return status_;
+    }
+
+  protected:
+    program_process() = default;
+
+    // Forks the child; `exec` runs there last and returns only if the exec
+    // failed. Everything it uses must be built before: between fork and exec
+    // the child makes only async-signal-safe calls.
+    template <class Exec>
+    void spawn(Exec exec) {
+        const pid_t test_pid = ::getpid();
+        process_.emplace([&] {
+            // Its own group protects the test runner from the program, but
+            // also hides the program from a runner that kills the test's group
+            // on a timeout: if this test process dies, the program dies too.
+            // Kept across execve.
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != test_pid) return 127;
+            ::dup2(out_pipe_.write_fd, STDOUT_FILENO);
+            ::dup2(err_pipe_.write_fd, STDERR_FILENO);
+            // Workers and commands that crash on purpose leave no core file.
+            const struct rlimit no_core {};
+            ::setrlimit(RLIMIT_CORE, &no_core);
+            sigset_t none;
+            sigemptyset(&none);
+            ::sigprocmask(SIG_SETMASK, &none, nullptr);
+            exec();
+            return 127;
+        });
+        out_pipe_.close_write();
+        err_pipe_.close_write();
+    }
+
+  private:
+    pipe_pair out_pipe_;
+    pipe_pair err_pipe_;
+    std::optional<child> process_;
+    std::optional<int> status_;
+
+  public:
+    reader out{out_pipe_.read_fd};
+    reader err{err_pipe_.read_fd};
+};
+
+// A worker's report that it runs: "up <index> <pid> <pgid> <generation>".
+inline void say_up(int report_fd, supervise::worker_context& ctx) {
+    say(report_fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) + " " +
+                       std::to_string(::getpgid(0)) + " " + std::to_string(ctx.generation()));
+}
+
+// A worker for tests: says it is up (say_up) and waits for a stop.
 inline auto reporting_worker(int report_fd) {
     return [report_fd](supervise::worker_context& ctx) {
-        say(report_fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) +
-                           " " + std::to_string(::getpgid(0)));
+        say_up(report_fd, ctx);
         while (ctx.wait_readable(-1) != supervise::wait_status::stop_requested) {
         }
         return 0;
     };
+}
+
+// Has `pool` say its statistics as one line, "json {...}", on `fd` from a
+// destroy hook named `name`: what they were when the pool stopped.
+template <class Pool>
+void say_json_on_destroy(Pool& pool, const char* name, int fd) {
+    pool.on_destroy(name, [&pool, fd] { say(fd, "json " + pool.snapshot().json()); });
 }
 
 // Field 1 (pid) or 2 (pgid) of worker `index`'s first "up" line, or -1.

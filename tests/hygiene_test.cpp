@@ -14,12 +14,9 @@
 using namespace harness;
 
 TEST_CASE("the master holds a pidfd for every worker and signals through it") {
-    pipe_pair log, report;
-    reader reports(report.read_fd);
-    child master([&] {
-        auto pool =
-            supervise::make_pool(reporting_worker(report.write_fd), test_options(3, log.write_fd));
-        pool.on_ready([fd = report.write_fd] {
+    master_process master([&](int log_fd, int report_fd) {
+        auto pool = supervise::make_pool(reporting_worker(report_fd), test_options(3, log_fd));
+        pool.on_ready([fd = report_fd] {
             // fdinfo of a pidfd names the process it refers to (proc(5)).
             std::set<long> pids;
             if (DIR* dir = ::opendir("/proc/self/fdinfo")) {
@@ -37,16 +34,13 @@ TEST_CASE("the master holds a pidfd for every worker and signals through it") {
         });
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("pidfds"));
-    REQUIRE(reports.wait_for("up ", 3));
-    const std::string line = reports.lines_starting("pidfds").at(0);
+    REQUIRE(master.reports.wait_for("pidfds"));
+    REQUIRE(master.reports.wait_for("up ", 3));
+    const std::string line = master.reports.lines_starting("pidfds").at(0);
     for (int i = 0; i < 3; ++i) {
-        CHECK(line.find(" " + std::to_string(worker_pid(reports, i))) != std::string::npos);
+        CHECK(line.find(" " + std::to_string(worker_pid(master.reports, i))) != std::string::npos);
     }
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -78,23 +72,21 @@ auto orphaning_worker(int report_fd, int hold_fd) {
 }  // namespace
 
 TEST_CASE("subreaper mode adopts and reaps the workers' orphaned children") {
-    pipe_pair log, report, hold;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
+    pipe_pair hold;
+    master_process master([&](int log_fd, int report_fd) {
         hold.close_write();
-        auto opts = test_options(1, log.write_fd);
+        auto opts = test_options(1, log_fd);
         opts.subreaper = true;
         auto pool = supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, supervise::one_for_one>(
-            orphaning_worker(report.write_fd, hold.read_fd), opts);
+            orphaning_worker(report_fd, hold.read_fd), opts);
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
     hold.close_read();
-    REQUIRE(reports.wait_for("grandchild "));
-    REQUIRE(reports.wait_for("up 0 "));
-    const long grandchild = std::stol(reports.lines_starting("grandchild ").at(0).substr(11));
+    REQUIRE(master.reports.wait_for("grandchild "));
+    REQUIRE(master.reports.wait_for("up 0 "));
+    const long grandchild =
+        std::stol(master.reports.lines_starting("grandchild ").at(0).substr(11));
     // Adopted by the master, not by us.
     std::ifstream stat("/proc/" + std::to_string(grandchild) + "/stat");
     std::string text;
@@ -105,21 +97,19 @@ TEST_CASE("subreaper mode adopts and reaps the workers' orphaned children") {
     fields >> state >> parent;
     CHECK(parent == master.pid());
     hold.close_write();  // the grandchild ends now
-    REQUIRE(logs.wait_for("reaped orphan pid " + std::to_string(grandchild) +
-                          ", exited with status 0"));
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    REQUIRE(master.logs.wait_for("reaped orphan pid " + std::to_string(grandchild) +
+                                 ", exited with status 0"));
+    CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("without subreaper mode the pool never reaps children that are not its workers") {
-    pipe_pair log, report, hold;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
+    pipe_pair hold;
+    master_process master([&](int log_fd, int report_fd) {
         hold.close_write();
         auto pool = supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, supervise::one_for_one>(
-            orphaning_worker(report.write_fd, hold.read_fd), test_options(1, log.write_fd));
+            orphaning_worker(report_fd, hold.read_fd), test_options(1, log_fd));
         // A child of the embedding program's own, which it will reap itself.
         const pid_t own = ::fork();
         if (own == 0) ::_exit(7);
@@ -127,21 +117,19 @@ TEST_CASE("without subreaper mode the pool never reaps children that are not its
         const auto result = pool.run();
         int status = 0;
         const bool still_ours = ::waitpid(own, &status, 0) == own && WEXITSTATUS(status) == 7;
-        say(report.write_fd, still_ours ? "own child still ours" : "own child stolen");
+        say(report_fd, still_ours ? "own child still ours" : "own child stolen");
         return result.exit_status;
     });
-    log.close_write();
-    report.close_write();
     hold.close_read();
     hold.close_write();
     CHECK(exited_with(master.wait(), 0));
-    reports.wait_eof();
-    logs.wait_eof();
-    CHECK(reports.occurrences("own child still ours") == 1);
-    CHECK(logs.occurrences("reaped orphan") == 0);
+    master.reports.wait_eof();
+    master.logs.wait_eof();
+    CHECK(master.reports.occurrences("own child still ours") == 1);
+    CHECK(master.logs.occurrences("reaped orphan") == 0);
     // The orphaned grandchild came to us (the test binary is a subreaper).
-    const pid_t grandchild =
-        static_cast<pid_t>(std::stol(reports.lines_starting("grandchild ").at(0).substr(11)));
+    const pid_t grandchild = static_cast<pid_t>(
+        std::stol(master.reports.lines_starting("grandchild ").at(0).substr(11)));
     CHECK(exited_with(wait_exit(grandchild), 0));
     CHECK(reap_leftovers() == 0);
 }
@@ -156,13 +144,11 @@ TEST_CASE("workers drop to the configured user, group and groups; root cannot co
     }
     const struct passwd* nobody = ::getpwnam("nobody");
     REQUIRE(nobody != nullptr);
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
-        auto opts = test_options(1, log.write_fd);
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(1, log_fd);
         opts.user = "nobody";
         auto pool = supervise::make_pool(
-            [fd = report.write_fd](supervise::worker_context& ctx) {
+            [fd = report_fd](supervise::worker_context& ctx) {
                 gid_t groups[64];
                 const int count = ::getgroups(64, groups);
                 std::string line = "ids " + std::to_string(::getuid()) + " " +
@@ -177,8 +163,6 @@ TEST_CASE("workers drop to the configured user, group and groups; root cannot co
             opts);
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
     // In a user namespace that denies setgroups (Bazel's linux-sandbox does;
     // the target is tagged no-sandbox for that reason), dropping must fail
     // loudly and stop the pool, never run the worker with root's groups.
@@ -186,72 +170,71 @@ TEST_CASE("workers drop to the configured user, group and groups; root cannot co
     std::string policy;
     setgroups_policy >> policy;
     if (policy == "deny") {
-        const auto status = master.wait();
-        logs.wait_eof();
-        reports.wait_eof();
-        INFO(logs.text());
+        const auto status = master.finish();
+        master.reports.wait_eof();
+        INFO(master.logs.text());
         CHECK(exited_with(status, 1));
-        CHECK(logs.occurrences("cannot drop privileges to 'nobody': setgroups") == 1);
-        CHECK(reports.occurrences("ids ") == 0);
+        CHECK(master.logs.occurrences("cannot drop privileges to 'nobody': setgroups") == 1);
+        CHECK(master.reports.occurrences("ids ") == 0);
         CHECK(reap_leftovers() == 0);
         return;
     }
-    REQUIRE(reports.wait_for("root stays out"));
+    REQUIRE(master.reports.wait_for("root stays out"));
     const std::string ids = std::to_string(nobody->pw_uid) + " " + std::to_string(nobody->pw_uid) +
                             " " + std::to_string(nobody->pw_gid) + " " +
                             std::to_string(nobody->pw_gid) + " groups";
-    INFO(reports.text());
-    CHECK(reports.occurrences("ids " + ids) == 1);
+    INFO(master.reports.text());
+    CHECK(master.reports.occurrences("ids " + ids) == 1);
     // No group of root's is left: only nobody's own ones.
-    const std::string line = reports.lines_starting("ids ").at(0);
+    const std::string line = master.reports.lines_starting("ids ").at(0);
     CHECK(line.find(" 0 ") == std::string::npos);
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("an unknown user or group is refused before anything starts") {
-    for (auto [user, group, phrase] :
-         {std::tuple{"no-such-user-here", "", "unknown user 'no-such-user-here'"},
-          std::tuple{"nobody", "no-such-group-here", "unknown group 'no-such-group-here'"},
-          std::tuple{"", "nogroup", "group needs user"}}) {
-        CAPTURE(user);
+    struct refusal {
+        const char* user;
+        const char* group;
+        const char* phrase;
+    };
+    // Named fields, not a structured binding: CAPTURE's lambda cannot capture
+    // a binding before C++20, which clang++ 14 enforces.
+    for (const refusal& r :
+         {refusal{"no-such-user-here", "", "unknown user 'no-such-user-here'"},
+          refusal{"nobody", "no-such-group-here", "unknown group 'no-such-group-here'"},
+          refusal{"", "nogroup", "group needs user"}}) {
+        CAPTURE(r.user);
         supervise::options opts;
-        opts.user = user;
-        opts.group = group;
-        CHECK(construction_error(opts) == std::string("supervise: ") + phrase);
+        opts.user = r.user;
+        opts.group = r.group;
+        CHECK(construction_error(opts) == std::string("supervise: ") + r.phrase);
     }
 }
 
 TEST_CASE("statistics: the table and one JSON object with restarts, last exits, heartbeat age") {
-    pipe_pair log, report, stats;
-    reader reports(report.read_fd);
-    child master([&] {
-        auto opts = test_options(2, log.write_fd, stats.write_fd);
+    pipe_pair stats;
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(2, log_fd, stats.write_fd);
         opts.heartbeat_timeout = 10s;
         auto pool = supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, supervise::one_for_one>(
-            [fd = report.write_fd](supervise::worker_context& ctx) {
-                say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) +
-                            " 0 " + std::to_string(ctx.generation()));
+            [fd = report_fd](supervise::worker_context& ctx) {
+                say_up(fd, ctx);
                 if (ctx.index() == 1 && ctx.generation() == 0) return 4;
                 while (ctx.sleep_for(-1ms)) {
                 }
                 return 0;
             },
             opts);
-        pool.on_destroy(
-            "json", [&pool, fd = report.write_fd] { say(fd, "json " + pool.snapshot().json()); });
+        say_json_on_destroy(pool, "json", report_fd);
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
     stats.close_write();
-    REQUIRE(reports.wait_for("up 1 ", 2));
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
-    reports.wait_eof();
-    const std::string json = reports.lines_starting("json ").at(0).substr(5);
+    REQUIRE(master.reports.wait_for("up 1 ", 2));
+    CHECK(exited_with(master.terminate(), 0));
+    master.reports.wait_eof();
+    const std::string json = master.reports.lines_starting("json ").at(0).substr(5);
     INFO(json);
     CHECK(json.rfind("{\"master_pid\":" + std::to_string(master.pid()) + ",", 0) == 0);
     CHECK(json.find("\"SIGCHLD\":") != std::string::npos);

@@ -80,19 +80,17 @@ std::string status_line(const std::string& field) {
 // ---- descriptors ----
 
 TEST_CASE("a worker holds only what it had before run() and its own start-up pipe") {
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
+    master_process master([&](int log_fd, int report_fd) {
         // With $NOTIFY_SOCKET set the master opens a socket to systemd; with
         // a watchdog, heartbeats; with several workers, a pidfd for each.
         // None of it is the workers' business.
         ::setenv("NOTIFY_SOCKET", ("@supervise-security-" + std::to_string(::getpid())).c_str(), 1);
         const std::set<std::string> before = descriptors("self");
-        auto opts = test_options(3, log.write_fd);
+        auto opts = test_options(3, log_fd);
         opts.heartbeat_timeout = 10s;
         auto pool = supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, supervise::one_for_one>(
-            [&before, fd = report.write_fd](supervise::worker_context& ctx) {
+            [&before, fd = report_fd](supervise::worker_context& ctx) {
                 std::set<std::string> extra;
                 for (const std::string& entry : descriptors("self")) {
                     if (before.count(entry) == 0) extra.insert(entry);
@@ -106,7 +104,7 @@ TEST_CASE("a worker holds only what it had before run() and its own start-up pip
                 return 0;
             },
             opts);
-        pool.on_ready([&before, fd = report.write_fd] {
+        pool.on_ready([&before, fd = report_fd] {
             std::set<std::string> extra;
             for (const std::string& entry : descriptors("self")) {
                 if (before.count(entry) == 0) extra.insert(entry);
@@ -115,19 +113,16 @@ TEST_CASE("a worker holds only what it had before run() and its own start-up pip
         });
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("worker ", 4));
-    REQUIRE(reports.wait_for("master extra "));
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
-    reports.wait_eof();
-    INFO(reports.text());
+    REQUIRE(master.reports.wait_for("worker ", 4));
+    REQUIRE(master.reports.wait_for("master extra "));
+    CHECK(exited_with(master.terminate(), 0));
+    master.reports.wait_eof();
+    INFO(master.reports.text());
     // The master did hold more: its self-pipe, pidfds and the systemd socket.
-    const std::string master_line = reports.lines_starting("master extra ").at(0);
+    const std::string master_line = master.reports.lines_starting("master extra ").at(0);
     CHECK(master_line.find("anon_inode:[pidfd]") != std::string::npos);
     CHECK(master_line.find("socket:") != std::string::npos);
-    const std::vector<std::string> lines = reports.lines_starting("worker ");
+    const std::vector<std::string> lines = master.reports.lines_starting("worker ");
     CHECK(lines.size() == 4);  // three, and slot 2's successor
     for (const std::string& line : lines) {
         CAPTURE(line);
@@ -177,8 +172,7 @@ TEST_CASE("the example daemon's workers hold the listening socket and their pipe
             }));
         }
     }
-    daemon.signal(SIGTERM);
-    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(exited_with(daemon.terminate(), 0));
 }
 
 // ---- privileges ----
@@ -200,16 +194,14 @@ TEST_CASE("privilege drop: uid, gid and every supplementary group change; no way
     std::string groups;
     for (const gid_t g : expected) groups += " " + std::to_string(g);
 
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
+    master_process master([&](int log_fd, int report_fd) {
         // The master carries root's groups and more: none may reach a worker.
         const gid_t master_groups[] = {0, 1, 2, 4};
         if (::setgroups(4, master_groups) != 0) return 90;
-        auto opts = test_options(1, log.write_fd);
+        auto opts = test_options(1, log_fd);
         opts.user = "nobody";
         auto pool = supervise::make_pool(
-            [fd = report.write_fd](supervise::worker_context& ctx) {
+            [fd = report_fd](supervise::worker_context& ctx) {
                 for (const char* field : {"Uid", "Gid", "Groups", "CapEff", "CapPrm"}) {
                     say(fd, status_line(field));
                 }
@@ -225,26 +217,25 @@ TEST_CASE("privilege drop: uid, gid and every supplementary group change; no way
             opts);
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("setgroups(0) "));
-    INFO(reports.text() << logs.text());
+    REQUIRE(master.reports.wait_for("setgroups(0) "));
+    INFO(master.reports.text() << master.logs.text());
     const std::string uid = std::to_string(nobody->pw_uid);
     const std::string gid = std::to_string(nobody->pw_gid);
-    CHECK(reports.line_with("Uid:") == "Uid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid);
-    CHECK(reports.line_with("Gid:") == "Gid:\t" + gid + "\t" + gid + "\t" + gid + "\t" + gid);
+    CHECK(master.reports.line_with("Uid:") ==
+          "Uid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid);
+    CHECK(master.reports.line_with("Gid:") ==
+          "Gid:\t" + gid + "\t" + gid + "\t" + gid + "\t" + gid);
     // "Groups:\t65534" (older kernels add a trailing space): compare the numbers.
-    std::istringstream listed(reports.line_with("Groups:").value_or("").substr(7));
+    std::istringstream listed(master.reports.line_with("Groups:").value_or("").substr(7));
     std::string worker_groups;
     for (long g; listed >> g;) worker_groups += " " + std::to_string(g);
     CHECK(worker_groups == groups);
-    CHECK(reports.line_with("CapEff:") == "CapEff:\t0000000000000000");
-    CHECK(reports.line_with("CapPrm:") == "CapPrm:\t0000000000000000");
+    CHECK(master.reports.line_with("CapEff:") == "CapEff:\t0000000000000000");
+    CHECK(master.reports.line_with("CapPrm:") == "CapPrm:\t0000000000000000");
     for (const char* call : {"setuid(0) ", "seteuid(0) ", "setgid(0) ", "setgroups(0) "}) {
-        CHECK(reports.line_with(call) == std::string(call) + "failed");
+        CHECK(master.reports.line_with(call) == std::string(call) + "failed");
     }
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -467,9 +458,7 @@ TEST_CASE("dispositions and mask come back after run() however it ends") {
     for (const ending how :
          {ending::worker_failed, ending::startup_failed, ending::restart_limit}) {
         CAPTURE(static_cast<int>(how));
-        pipe_pair report;
-        reader reports(report.read_fd);
-        child process([&] {
+        reporting_process process([&](int report_fd) {
             static std::atomic<int> custom_calls{0};
             struct sigaction custom {};
             custom.sa_handler = [](int) { custom_calls.fetch_add(1); };
@@ -519,20 +508,18 @@ TEST_CASE("dispositions and mask come back after run() however it ends") {
                 }
                 status = pool.run().exit_status;
             }
-            say(report.write_fd, "status " + std::to_string(status));
-            say(report.write_fd, snapshot() == before ? "state unchanged" : "state changed");
+            say(report_fd, "status " + std::to_string(status));
+            say(report_fd, snapshot() == before ? "state unchanged" : "state changed");
             // Children reaped by the pool: the program's SIGCHLD handler may
             // have run for none of them while the pool had SIGCHLD.
-            say(report.write_fd, "custom calls " + std::to_string(custom_calls.load()));
+            say(report_fd, "custom calls " + std::to_string(custom_calls.load()));
             return 0;
         });
-        report.close_write();
-        CHECK(exited_with(process.wait(), 0));
-        reports.wait_eof();
-        INFO(reports.text());
-        CHECK(reports.occurrences("status 1") == 1);
-        CHECK(reports.occurrences("state unchanged") == 1);
-        CHECK(reports.occurrences("custom calls 0") == 1);
+        CHECK(exited_with(process.finish(), 0));
+        INFO(process.reports.text());
+        CHECK(process.reports.occurrences("status 1") == 1);
+        CHECK(process.reports.occurrences("state unchanged") == 1);
+        CHECK(process.reports.occurrences("custom calls 0") == 1);
         CHECK(reap_leftovers() == 0);
     }
 }
@@ -543,8 +530,7 @@ TEST_CASE("daemon: a trickling client, an endless head and binary junk cannot ho
     daemon_process daemon(with_local({"--workers", "1"}));
     const int port = daemon.start();
     INFO("stderr:\n" << daemon.err.text());
-    const served_by before = parse_body(http_get(port, "/").body);
-    REQUIRE(before.pid > 0);
+    const served_by before = answering_worker(port);
 
     // A head that never ends: cut at 8 KiB with 431. Exactly 8 KiB is sent,
     // so the worker has read everything when it closes (unread data would

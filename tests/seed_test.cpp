@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "harness.hpp"
 
@@ -18,13 +19,15 @@ namespace {
 struct seed_server {
     pipe_pair log, report, stats;
     reader log_text{log.read_fd}, reports{report.read_fd}, stats_text{stats.read_fd};
-    std::optional<child> master;
+    // Not a std::optional: GCC 12 -O2 takes optional::emplace's reset of the
+    // empty optional for a use of an uninitialized child (-Wmaybe-uninitialized).
+    std::unique_ptr<child> master;
     int workers = 0;
 
     template <class MakePool>
     void start(int n, MakePool make_pool) {
         workers = n;
-        master.emplace([&] {
+        master = std::make_unique<child>([&] {
             auto pool = make_pool(test_options(n, log.write_fd, stats.write_fd));
             pool.on_destroy("report", [fd = report.write_fd] { say(fd, "hook ran"); });
             return pool.run().exit_status;
@@ -41,6 +44,12 @@ struct seed_server {
     }
 
     bool all_up() { return reports.wait_for("up ", workers); }
+
+    // Sends SIGTERM, which must reach the master; its status once it exited.
+    std::optional<int> terminate() {
+        REQUIRE_MESSAGE(::kill(master->pid(), SIGTERM) == 0, "SIGTERM could not be sent");
+        return master->wait();
+    }
 };
 
 // Asks for statistics tables until one shows every needle, bounded. Signals
@@ -172,8 +181,7 @@ TEST_CASE("seed row: SIGCHLD - a SIGCHLD with no dead worker reaps nothing and s
     CHECK(tables_show(server, {"SIGCHLD 1"}));
     CHECK(server.stats_text.occurrences("exited") == 0);
     CHECK(server.log_text.occurrences("stopping") == 0);
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    CHECK(exited_with(server.master->wait(), 0));
+    CHECK(exited_with(server.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -192,8 +200,7 @@ TEST_CASE("seed row: SIGUSR1 prints statistics and the server continues") {
     // Still running: a second request is answered, then TERM stops it cleanly.
     REQUIRE(::kill(server.master->pid(), SIGUSR1) == 0);
     REQUIRE(server.stats_text.wait_for("SIGUSR1 2"));
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    const auto status = server.master->wait();
+    const auto status = server.terminate();
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(reap_leftovers() == 0);
 }
@@ -208,8 +215,7 @@ TEST_CASE("seed row: SIGHUP and SIGUSR2 are ignored") {
     CHECK(tables_show(server, {"SIGHUP 1", "SIGUSR2 1"}));
     CHECK(server.stats_text.occurrences("exited") == 0);
     CHECK(server.log_text.occurrences("stopping") == 0);
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    const auto status = server.master->wait();
+    const auto status = server.terminate();
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(reap_leftovers() == 0);
 }
@@ -283,8 +289,7 @@ TEST_CASE("seed: children print their statistics on SIGUSR1 and ignore SIGHUP") 
     // SIGHUP was ignored (SIG_IGN, never even counted), USR1 counted once.
     CHECK(server.stats_text.occurrences(" signals 1\n") == 1);
     CHECK(server.log_text.occurrences("stopping") == 0);
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    CHECK(exited_with(server.master->wait(), 0));
+    CHECK(exited_with(server.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -297,8 +302,7 @@ TEST_CASE("seed: the main process sends SIGTERM to its children when it shuts do
             reporting_worker(server.report.write_fd), opts);
     });
     REQUIRE(server.all_up());
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    CHECK(exited_with(server.master->wait(), 0));
+    CHECK(exited_with(server.terminate(), 0));
     server.log_text.wait_eof();
     INFO(server.log_text.text());
     CHECK(server.log_text.occurrences("killed by signal 15 (SIGTERM)") == 2);
@@ -327,8 +331,7 @@ TEST_CASE("seed: no kill(0) - a process sharing the launcher's group survives th
     // Workers live in the pool's own group, not the launcher's.
     CHECK(worker_pgid(server.reports, 0) != server.master->pid());
     CHECK(worker_pgid(server.reports, 0) == worker_pgid(server.reports, 1));
-    REQUIRE(::kill(server.master->pid(), SIGTERM) == 0);
-    CHECK(exited_with(server.master->wait(), 0));
+    CHECK(exited_with(server.terminate(), 0));
     CHECK_MESSAGE(!sibling.wait(0ms), "the sibling was signalled by the shutdown");
     hold.close_write();
     CHECK(exited_with(sibling.wait(), 7));
@@ -336,30 +339,26 @@ TEST_CASE("seed: no kill(0) - a process sharing the launcher's group survives th
 }
 
 TEST_CASE("seed: dont_fork runs one worker in the main process; hooks run after it returns") {
-    pipe_pair log, report;
-    reader reports(report.read_fd);
-    child master([&] {
-        supervise::options opts = test_options(1, log.write_fd);
+    master_process master([&](int log_fd, int report_fd) {
+        supervise::options opts = test_options(1, log_fd);
         opts.no_fork = true;
         auto pool = supervise::make_pool(
-            [fd = report.write_fd](supervise::worker_context& ctx) {
+            [fd = report_fd](supervise::worker_context& ctx) {
                 say(fd, "up 0 " + std::to_string(::getpid()) + " 0");
                 while (ctx.sleep_for(-1ms)) {
                 }
                 say(fd, "worker returned after " + supervise::signal_name(ctx.stop_signal()));
             },
             opts);
-        pool.on_destroy("report", [fd = report.write_fd] { say(fd, "hook ran"); });
+        pool.on_destroy("report", [fd = report_fd] { say(fd, "hook ran"); });
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("up "));
-    CHECK(worker_pid(reports, 0) == master.pid());
+    REQUIRE(master.reports.wait_for("up "));
+    CHECK(worker_pid(master.reports, 0) == master.pid());
     REQUIRE(::kill(master.pid(), SIGTERM) == 0);
     CHECK(exited_with(master.wait(), 0));
-    reports.wait_eof();
-    const std::string& text = reports.text();
+    master.reports.wait_eof();
+    const std::string& text = master.reports.text();
     const auto returned = text.find("worker returned after SIGTERM");
     const auto hook = text.find("hook ran");
     REQUIRE(returned != std::string::npos);
@@ -379,14 +378,12 @@ TEST_CASE(
     };
     for (const char* path : {"requested", "worker failed", "startup failed"}) {
         CAPTURE(path);
-        pipe_pair log, report;
-        reader reports(report.read_fd), logs(log.read_fd);
         const std::string which = path;
-        child master([&] {
-            auto opts = test_options(2, log.write_fd);
+        master_process master([&](int log_fd, int report_fd) {
+            auto opts = test_options(2, log_fd);
             auto add_hooks = [&](auto& pool) {
                 for (const char* name : {"first", "second", "third"}) {
-                    pool.on_destroy(name, [fd = report.write_fd, name] {
+                    pool.on_destroy(name, [fd = report_fd, name] {
                         say(fd, std::string("hook ") + name);
                         if (std::string(name) == "second") throw std::runtime_error("disk full");
                     });
@@ -396,14 +393,14 @@ TEST_CASE(
                 auto pool =
                     supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, supervise::shutdown_all,
-                                         failing_fork>(reporting_worker(report.write_fd), opts);
+                                         failing_fork>(reporting_worker(report_fd), opts);
                 add_hooks(pool);
                 return pool.run().exit_status;
             }
             auto pool = supervise::make_pool(
                 [&](supervise::worker_context& ctx) {
                     if (which == "worker failed") return 3;
-                    return reporting_worker(report.write_fd)(ctx);
+                    return reporting_worker(report_fd)(ctx);
                 },
                 opts);
             pool.on_ready([&] {
@@ -412,18 +409,16 @@ TEST_CASE(
             add_hooks(pool);
             return pool.run().exit_status;
         });
-        log.close_write();
-        report.close_write();
         const auto status = master.wait();
         CHECK_MESSAGE(exited_with(status, which == "requested" ? 0 : 1), describe_status(status));
-        reports.wait_eof();
-        logs.wait_eof();
-        INFO(logs.text());
-        CHECK(reports.lines_starting("hook ") ==
+        master.reports.wait_eof();
+        master.logs.wait_eof();
+        INFO(master.logs.text());
+        CHECK(master.reports.lines_starting("hook ") ==
               std::vector<std::string>{"hook third", "hook second", "hook first"});
-        CHECK(logs.occurrences("destroy hook 'second' failed: disk full") == 1);
+        CHECK(master.logs.occurrences("destroy hook 'second' failed: disk full") == 1);
         if (which == "startup failed") {
-            CHECK(logs.occurrences(
+            CHECK(master.logs.occurrences(
                       "stopping: cannot start worker 0: fork: Resource temporarily unavailable") ==
                   1);
         }
@@ -432,13 +427,12 @@ TEST_CASE(
 }
 
 TEST_CASE("seed: destroy hooks together are bounded by destroy_timeout") {
-    pipe_pair log, report, never;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
-        auto opts = test_options(1, log.write_fd);
+    pipe_pair never;
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(1, log_fd);
         opts.destroy_timeout = 200ms;
-        auto pool = supervise::make_pool(reporting_worker(report.write_fd), opts);
-        pool.on_destroy("after", [fd = report.write_fd] { say(fd, "never printed"); });
+        auto pool = supervise::make_pool(reporting_worker(report_fd), opts);
+        pool.on_destroy("after", [fd = report_fd] { say(fd, "never printed"); });
         pool.on_destroy("hangs", [fd = never.read_fd] {
             char byte;
             while (::read(fd, &byte, 1) != 0) {
@@ -447,12 +441,10 @@ TEST_CASE("seed: destroy hooks together are bounded by destroy_timeout") {
         pool.on_ready([] { ::raise(SIGTERM); });
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
     const auto status = master.wait();
     CHECK_MESSAGE(exited_with(status, 1), describe_status(status));
-    logs.wait_eof();
-    CHECK(logs.occurrences("destroy hooks exceeded destroy_timeout") == 1);
+    master.logs.wait_eof();
+    CHECK(master.logs.occurrences("destroy hooks exceeded destroy_timeout") == 1);
     CHECK(reap_leftovers() == 0);
 }
 
@@ -485,22 +477,17 @@ TEST_CASE("seed row: SIGPIPE - the master's own writes to a log nobody reads nev
 
 TEST_CASE(
     "seed: a stop signal that reaches the master with its workers' exits is a requested stop") {
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
-        auto pool =
-            supervise::make_pool(reporting_worker(report.write_fd), test_options(2, log.write_fd));
+    master_process master([&](int log_fd, int report_fd) {
+        auto pool = supervise::make_pool(reporting_worker(report_fd), test_options(2, log_fd));
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("up ", 2));
+    REQUIRE(master.reports.wait_for("up ", 2));
     // As pkill or systemd's KillMode=control-group do, deterministically: the
     // master is held while its workers end on SIGTERM, so their SIGCHLD and
     // the master's own SIGTERM are pending together when it resumes.
     REQUIRE(::kill(master.pid(), SIGSTOP) == 0);
     for (int i = 0; i < 2; ++i) {
-        const pid_t worker = worker_pid(reports, i);
+        const pid_t worker = worker_pid(master.reports, i);
         REQUIRE(::kill(worker, SIGTERM) == 0);
         // Not our child: wait for its end through a pidfd.
         const int fd = pidfd_open(worker);
@@ -513,11 +500,10 @@ TEST_CASE(
     }
     REQUIRE(::kill(master.pid(), SIGTERM) == 0);
     REQUIRE(::kill(master.pid(), SIGCONT) == 0);
-    const auto status = master.wait();
-    logs.wait_eof();
-    INFO(logs.text());
+    const auto status = master.finish();
+    INFO(master.logs.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
-    CHECK(logs.occurrences("stopping: SIGTERM received") == 1);
-    CHECK(logs.occurrences("SIGKILL") == 0);
+    CHECK(master.logs.occurrences("stopping: SIGTERM received") == 1);
+    CHECK(master.logs.occurrences("SIGKILL") == 0);
     CHECK(reap_leftovers() == 0);
 }

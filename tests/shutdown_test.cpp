@@ -12,68 +12,52 @@ namespace {
 // Workers that ignore SIGTERM, as a hung or careless worker would.
 using deaf_workers = signal_map<on<SIGTERM, supervise::ignore>, on<SIGINT, supervise::ignore>>;
 
+// What a master of two deaf workers runs.
+auto deaf_pool(milliseconds shutdown_timeout) {
+    return [shutdown_timeout](int log_fd, int report_fd) {
+        auto opts = test_options(2, log_fd);
+        opts.shutdown_timeout = shutdown_timeout;
+        auto pool = supervise::make_pool<supervise::seed_master_signals, deaf_workers>(
+            reporting_worker(report_fd), opts);
+        return pool.run().exit_status;
+    };
+}
+
 }  // namespace
 
 TEST_CASE("a worker that ignores SIGTERM is SIGKILLed after the shutdown timeout") {
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
-        auto opts = test_options(2, log.write_fd);
-        opts.shutdown_timeout = 300ms;
-        auto pool = supervise::make_pool<supervise::seed_master_signals, deaf_workers>(
-            reporting_worker(report.write_fd), opts);
-        return pool.run().exit_status;
-    });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("up ", 2));
+    master_process master(deaf_pool(300ms));
+    REQUIRE(master.reports.wait_for("up ", 2));
     REQUIRE(::kill(master.pid(), SIGTERM) == 0);
-    const auto status = master.wait();
-    logs.wait_eof();
-    INFO(logs.text());
+    const auto status = master.finish();
+    INFO(master.logs.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
-    CHECK(logs.occurrences("workers still running after 300 ms; sending SIGKILL") == 1);
-    CHECK(logs.occurrences("killed by signal 9 (SIGKILL)") == 2);
+    CHECK(master.logs.occurrences("workers still running after 300 ms; sending SIGKILL") == 1);
+    CHECK(master.logs.occurrences("killed by signal 9 (SIGKILL)") == 2);
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("a second terminate signal during shutdown escalates to SIGKILL at once") {
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
-        auto opts = test_options(2, log.write_fd);
-        opts.shutdown_timeout = std::chrono::hours(24);
-        auto pool = supervise::make_pool<supervise::seed_master_signals, deaf_workers>(
-            reporting_worker(report.write_fd), opts);
-        return pool.run().exit_status;
-    });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("up ", 2));
+    master_process master(deaf_pool(std::chrono::hours(24)));
+    REQUIRE(master.reports.wait_for("up ", 2));
     REQUIRE(::kill(master.pid(), SIGTERM) == 0);
-    REQUIRE(logs.wait_for("stopping: SIGTERM received"));
+    REQUIRE(master.logs.wait_for("stopping: SIGTERM received"));
     REQUIRE(::kill(master.pid(), SIGINT) == 0);
     // Well inside the hour the timeout would take.
-    const auto status = master.wait();
-    logs.wait_eof();
-    INFO(logs.text());
+    const auto status = master.finish();
+    INFO(master.logs.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
-    CHECK(logs.occurrences("SIGINT received again; sending SIGKILL") == 1);
-    CHECK(logs.occurrences("killed by signal 9 (SIGKILL)") == 2);
+    CHECK(master.logs.occurrences("SIGINT received again; sending SIGKILL") == 1);
+    CHECK(master.logs.occurrences("killed by signal 9 (SIGKILL)") == 2);
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("the master killed with SIGKILL leaves no worker behind") {
-    pipe_pair log, report;
-    reader reports(report.read_fd);
-    child master([&] {
-        auto pool =
-            supervise::make_pool(reporting_worker(report.write_fd), test_options(4, log.write_fd));
+    master_process master([](int log_fd, int report_fd) {
+        auto pool = supervise::make_pool(reporting_worker(report_fd), test_options(4, log_fd));
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("up ", 4));
+    REQUIRE(master.reports.wait_for("up ", 4));
     REQUIRE(::kill(master.pid(), SIGKILL) == 0);
     const auto status = master.wait();
     REQUIRE(status);
@@ -81,7 +65,7 @@ TEST_CASE("the master killed with SIGKILL leaves no worker behind") {
     // We are a subreaper: the orphaned workers are now our children. Each
     // must end by itself (PR_SET_PDEATHSIG), without anyone signalling it.
     for (int i = 0; i < 4; ++i) {
-        const pid_t worker = worker_pid(reports, i);
+        const pid_t worker = worker_pid(master.reports, i);
         CAPTURE(worker);
         const auto worker_status = wait_exit(worker);
         CHECK_MESSAGE(worker_status.has_value(), "worker still running after the master died");
@@ -141,9 +125,7 @@ TEST_CASE("invalid options are refused before anything starts") {
 }
 
 TEST_CASE("workers above RLIMIT_NPROC are refused for an unprivileged user") {
-    pipe_pair report;
-    reader reports(report.read_fd);
-    child process([&] {
+    reporting_process process([&](int report_fd) {
         // Root is exempt from RLIMIT_NPROC (fork(2)), so the check is for other
         // users: become nobody if we can. Some sandboxes forbid it; then the
         // root side of the rule is what gets checked.
@@ -154,27 +136,22 @@ TEST_CASE("workers above RLIMIT_NPROC are refused for an unprivileged user") {
         ::setrlimit(RLIMIT_NPROC, &limit);
         supervise::options opts;
         opts.workers = 64;
-        say(report.write_fd,
-            (unprivileged ? "unprivileged: " : "root: ") + construction_error(opts));
+        say(report_fd, (unprivileged ? "unprivileged: " : "root: ") + construction_error(opts));
         return 0;
     });
-    report.close_write();
-    CHECK(exited_with(process.wait(), 0));
-    reports.wait_eof();
-    INFO(reports.text());
-    if (reports.occurrences("root: ") == 1) {
-        CHECK(reports.occurrences("root: accepted") == 1);
+    CHECK(exited_with(process.finish(), 0));
+    INFO(process.reports.text());
+    if (process.reports.occurrences("root: ") == 1) {
+        CHECK(process.reports.occurrences("root: accepted") == 1);
     } else {
-        CHECK(reports.occurrences(
+        CHECK(process.reports.occurrences(
                   "unprivileged: supervise: workers (64) does not fit under RLIMIT_NPROC (8)") ==
               1);
     }
 }
 
 TEST_CASE("only one pool supervises at a time in a process") {
-    pipe_pair report;
-    reader reports(report.read_fd);
-    child process([&] {
+    reporting_process process([&](int report_fd) {
         auto first = supervise::make_pool(
             [](supervise::worker_context& ctx) { ctx.sleep_for(-1ms); }, test_options(1, -1));
         first.on_ready([&] {
@@ -182,17 +159,15 @@ TEST_CASE("only one pool supervises at a time in a process") {
                 supervise::make_pool([](supervise::worker_context&) {}, test_options(1, -1));
             try {
                 second.run();
-                say(report.write_fd, "second ran");
+                say(report_fd, "second ran");
             } catch (const std::logic_error& e) {
-                say(report.write_fd, e.what());
+                say(report_fd, e.what());
             }
             ::raise(SIGTERM);
         });
         return first.run().exit_status;
     });
-    report.close_write();
-    CHECK(exited_with(process.wait(), 0));
-    reports.wait_eof();
-    CHECK(reports.occurrences("another pool is already running in this process") == 1);
+    CHECK(exited_with(process.finish(), 0));
+    CHECK(process.reports.occurrences("another pool is already running in this process") == 1);
     CHECK(reap_leftovers() == 0);
 }

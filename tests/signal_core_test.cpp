@@ -1,7 +1,6 @@
 // The signal core: one bit per signal, a race-free wait, the embedding
 // program's signal state left as it was found, the threads contract, and
 // start-up under signals and failures (through the system-call seam).
-#include <dirent.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 
@@ -36,93 +35,66 @@ auto make_test_pool(int report_fd, supervise::options opts) {
                                 supervise::shutdown_all, System>(reporting_worker(report_fd), opts);
 }
 
-int count_open_fds() {
-    int n = 0;
-    if (DIR* dir = ::opendir("/proc/self/fd")) {
-        while (const dirent* entry = ::readdir(dir)) {
-            if (entry->d_name[0] != '.') ++n;
-        }
-        ::closedir(dir);
-    }
-    return n - 1;  // the directory stream's own descriptor
+// A master of two workers that gets `signals` raised just before its loop
+// first waits; its statistics go to `stats_fd`.
+master_process raising_master(std::vector<int> signals, int stats_fd = -1) {
+    return master_process([&](int log_fd, int report_fd) {
+        raise_before_wait::signals_to_raise = signals;
+        auto pool = make_test_pool<raise_before_wait>(report_fd, test_options(2, log_fd, stats_fd));
+        pool.on_ready([] { raise_before_wait::armed = true; });
+        return pool.run().exit_status;
+    });
 }
 
 }  // namespace
 
 TEST_CASE("a signal arriving between the check and the wait is not lost") {
-    pipe_pair log, report;
-    reader logs(log.read_fd);
-    child master([&] {
-        raise_before_wait::signals_to_raise = {SIGTERM};
-        auto pool =
-            make_test_pool<raise_before_wait>(report.write_fd, test_options(2, log.write_fd));
-        pool.on_ready([] { raise_before_wait::armed = true; });
-        return pool.run().exit_status;
-    });
-    log.close_write();
-    report.close_write();
-    const auto status = master.wait();
-    logs.wait_eof();
-    INFO(logs.text());
+    master_process master = raising_master({SIGTERM});
+    const auto status = master.finish();
+    INFO(master.logs.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
-    CHECK(logs.occurrences("stopping: SIGTERM received") == 1);
+    CHECK(master.logs.occurrences("stopping: SIGTERM received") == 1);
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("two different signals arriving together are both acted on") {
-    pipe_pair log, report, stats;
-    reader logs(log.read_fd), tables(stats.read_fd);
-    child master([&] {
-        // Kamailio keeps one int for all signals: the second overwrites the
-        // first. Here USR1 and TERM are pending at once.
-        raise_before_wait::signals_to_raise = {SIGUSR1, SIGTERM};
-        auto pool = make_test_pool<raise_before_wait>(
-            report.write_fd, test_options(2, log.write_fd, stats.write_fd));
-        pool.on_ready([] { raise_before_wait::armed = true; });
-        return pool.run().exit_status;
-    });
-    log.close_write();
-    report.close_write();
+    pipe_pair stats;
+    reader tables(stats.read_fd);
+    // Kamailio keeps one int for all signals: the second overwrites the
+    // first. Here USR1 and TERM are pending at once.
+    master_process master = raising_master({SIGUSR1, SIGTERM}, stats.write_fd);
     stats.close_write();
-    const auto status = master.wait();
-    logs.wait_eof();
+    const auto status = master.finish();
     tables.wait_eof();
-    INFO(logs.text());
+    INFO(master.logs.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(tables.occurrences("statistics: master pid") == 1);
-    CHECK(logs.occurrences("stopping: SIGTERM received") == 1);
+    CHECK(master.logs.occurrences("stopping: SIGTERM received") == 1);
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("10,000 SIGUSR1 followed by one SIGTERM: the TERM is honoured") {
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
+    master_process master([](int log_fd, int report_fd) {
         const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-        auto pool = supervise::make_pool(reporting_worker(report.write_fd),
-                                         test_options(2, log.write_fd, null_fd));
+        auto pool =
+            supervise::make_pool(reporting_worker(report_fd), test_options(2, log_fd, null_fd));
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("up ", 2));
+    REQUIRE(master.reports.wait_for("up ", 2));
     int failed_kills = 0;
     for (int i = 0; i < 10000; ++i) failed_kills += ::kill(master.pid(), SIGUSR1) != 0;
     REQUIRE(failed_kills == 0);
     REQUIRE(::kill(master.pid(), SIGTERM) == 0);
-    const auto status = master.wait();
-    logs.wait_eof();
-    INFO(logs.text());
+    const auto status = master.finish();
+    INFO(master.logs.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
-    CHECK(logs.occurrences("stopping: SIGTERM received") == 1);
-    CHECK(logs.occurrences("exited with status 0") == 2);
+    CHECK(master.logs.occurrences("stopping: SIGTERM received") == 1);
+    CHECK(master.logs.occurrences("exited with status 0") == 2);
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("nothing is installed before run(); dispositions and mask are restored after it") {
-    pipe_pair report;
-    reader reports(report.read_fd);
-    child process([&] {
+    reporting_process process([&](int report_fd) {
         static std::atomic<int> custom_calls{0};
         struct sigaction custom {};
         custom.sa_handler = [](int) { custom_calls.fetch_add(1); };
@@ -155,32 +127,28 @@ TEST_CASE("nothing is installed before run(); dispositions and mask are restored
             return state;
         };
         const auto before = snapshot();
-        auto pool = supervise::make_pool(reporting_worker(report.write_fd), test_options(2, -1));
-        say(report.write_fd, snapshot() == before ? "construct: unchanged" : "construct: changed");
+        auto pool = supervise::make_pool(reporting_worker(report_fd), test_options(2, -1));
+        say(report_fd, snapshot() == before ? "construct: unchanged" : "construct: changed");
         pool.on_ready([] { ::raise(SIGTERM); });
         // Sent after the loop's last look, while the pool still blocks it: it
         // was meant for the pool and must not reach the program's handler once
         // the mask is restored.
         pool.on_destroy("late signal", [] { ::raise(SIGUSR1); });
         const auto result = pool.run();
-        say(report.write_fd, snapshot() == before ? "run: unchanged" : "run: changed");
-        say(report.write_fd, "custom handler calls " + std::to_string(custom_calls.load()));
+        say(report_fd, snapshot() == before ? "run: unchanged" : "run: changed");
+        say(report_fd, "custom handler calls " + std::to_string(custom_calls.load()));
         return result.exit_status;
     });
-    report.close_write();
-    CHECK(exited_with(process.wait(), 0));
-    reports.wait_eof();
-    CHECK(reports.occurrences("construct: unchanged") == 1);
-    CHECK(reports.occurrences("run: unchanged") == 1);
+    CHECK(exited_with(process.finish(), 0));
+    CHECK(process.reports.occurrences("construct: unchanged") == 1);
+    CHECK(process.reports.occurrences("run: unchanged") == 1);
     // The signals raised during the run were the pool's, not the program's.
-    CHECK(reports.occurrences("custom handler calls 0") == 1);
+    CHECK(process.reports.occurrences("custom handler calls 0") == 1);
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("no zombie and no leaked file descriptor after a run, and a pool can run again") {
-    pipe_pair report;
-    reader reports(report.read_fd);
-    child process([&] {
+    reporting_process process([&](int report_fd) {
         const int fds_before = count_open_fds();
         auto pool = supervise::make_pool(
             [](supervise::worker_context& ctx) {
@@ -192,73 +160,67 @@ TEST_CASE("no zombie and no leaked file descriptor after a run, and a pool can r
             const auto result = pool.run();
             int status = 0;
             const bool zombie_free = ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
-            say(report.write_fd, "round " + std::to_string(round) +
-                                     " status=" + std::to_string(result.exit_status) +
-                                     " fds=" + std::to_string(count_open_fds() - fds_before) +
-                                     " zombie_free=" + (zombie_free ? "yes" : "no"));
+            say(report_fd, "round " + std::to_string(round) +
+                               " status=" + std::to_string(result.exit_status) +
+                               " fds=" + std::to_string(count_open_fds() - fds_before) +
+                               " zombie_free=" + (zombie_free ? "yes" : "no"));
         }
         return 0;
     });
-    report.close_write();
-    CHECK(exited_with(process.wait(), 0));
-    reports.wait_eof();
-    INFO(reports.text());
-    CHECK(reports.occurrences("round 0 status=0 fds=0 zombie_free=yes") == 1);
-    CHECK(reports.occurrences("round 1 status=0 fds=0 zombie_free=yes") == 1);
+    CHECK(exited_with(process.finish(), 0));
+    INFO(process.reports.text());
+    CHECK(process.reports.occurrences("round 0 status=0 fds=0 zombie_free=yes") == 1);
+    CHECK(process.reports.occurrences("round 1 status=0 fds=0 zombie_free=yes") == 1);
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("threads: run() refuses to fork a process that already runs other threads") {
-    pipe_pair report, hold;
-    reader reports(report.read_fd);
-    child process([&] {
+    pipe_pair hold;
+    reporting_process process([&](int report_fd) {
         std::thread other([fd = hold.read_fd] {
             char byte;
             while (::read(fd, &byte, 1) < 0 && errno == EINTR) {
             }
         });
-        auto pool = supervise::make_pool(reporting_worker(report.write_fd), test_options(2, -1));
+        auto pool = supervise::make_pool(reporting_worker(report_fd), test_options(2, -1));
         try {
             pool.run();
-            say(report.write_fd, "ran");
+            say(report_fd, "ran");
         } catch (const std::logic_error& e) {
-            say(report.write_fd, std::string("refused: ") + e.what());
+            say(report_fd, std::string("refused: ") + e.what());
         }
         int status = 0;
         const bool no_child = ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
-        say(report.write_fd, no_child ? "no worker started" : "a worker was started");
+        say(report_fd, no_child ? "no worker started" : "a worker was started");
         hold.close_write();
         other.join();
         return 0;
     });
     hold.close_write();
-    report.close_write();
-    CHECK(exited_with(process.wait(), 0));
-    reports.wait_eof();
-    INFO(reports.text());
+    CHECK(exited_with(process.finish(), 0));
+    INFO(process.reports.text());
     // 2 threads (3 raw under ThreadSanitizer, whose own thread is not counted).
-    CHECK(reports.occurrences("refused: supervise: the process runs ") == 1);
-    CHECK(reports.occurrences("allow_threads") == 1);
-    CHECK(reports.occurrences("no worker started") == 1);
+    CHECK(process.reports.occurrences("refused: supervise: the process runs ") == 1);
+    CHECK(process.reports.occurrences("allow_threads") == 1);
+    CHECK(process.reports.occurrences("no worker started") == 1);
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("threads: with allow_threads, a signal taken by another thread still wakes the master") {
-    pipe_pair log, report, hold;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child process([&] {
+    pipe_pair hold;
+    master_process process([&](int log_fd, int report_fd) {
         // Created before run(), so it keeps every signal unblocked and is a
         // legitimate target for the kernel.
-        std::thread other([fd = hold.read_fd, out = report.write_fd] {
+        std::thread other([fd = hold.read_fd, out = report_fd] {
             say(out, "thread " + std::to_string(::syscall(SYS_gettid)));
             char byte;
             while (::read(fd, &byte, 1) != 0) {
             }
         });
-        auto opts = test_options(2, log.write_fd);
+        auto opts = test_options(2, log_fd);
         opts.allow_threads = true;
-        auto pool = supervise::make_pool(reporting_worker(report.write_fd), opts);
-        pool.on_ready([out = report.write_fd] { say(out, "ready"); });
+        auto pool = supervise::make_pool(reporting_worker(report_fd), opts);
+        pool.on_ready([out = report_fd] { say(out, "ready"); });
         const auto result = pool.run();
         hold.close_write();
         other.join();
@@ -266,20 +228,17 @@ TEST_CASE("threads: with allow_threads, a signal taken by another thread still w
     });
     hold.close_write();
     hold.close_read();
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("ready"));
-    REQUIRE(reports.wait_for("thread "));
-    const auto line = reports.lines_starting("thread ");
+    REQUIRE(process.reports.wait_for("ready"));
+    REQUIRE(process.reports.wait_for("thread "));
+    const auto line = process.reports.lines_starting("thread ");
     REQUIRE(line.size() == 1);
     const long tid = std::strtol(line[0].c_str() + 7, nullptr, 10);
     // Aimed at the other thread: the master thread never sees it directly.
     REQUIRE(::syscall(SYS_tgkill, process.pid(), tid, SIGTERM) == 0);
-    const auto status = process.wait();
-    logs.wait_eof();
-    INFO(logs.text());
+    const auto status = process.finish();
+    INFO(process.logs.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
-    CHECK(logs.occurrences("stopping: SIGTERM received") == 1);
+    CHECK(process.logs.occurrences("stopping: SIGTERM received") == 1);
     CHECK(reap_leftovers() == 0);
 }
 
@@ -304,57 +263,48 @@ struct scripted_fork : supervise::posix_system {
 }  // namespace
 
 TEST_CASE("SIGTERM during start-up is honoured before the next fork") {
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
+    master_process master([](int log_fd, int report_fd) {
         scripted_fork::raise_term_at = 3;
-        auto pool = make_test_pool<scripted_fork>(report.write_fd, test_options(10, log.write_fd));
-        pool.on_destroy("count", [fd = report.write_fd] {
-            say(fd, "forks " + std::to_string(scripted_fork::calls));
+        auto pool = make_test_pool<scripted_fork>(report_fd, test_options(10, log_fd));
+        pool.on_destroy("count", [report_fd] {
+            say(report_fd, "forks " + std::to_string(scripted_fork::calls));
         });
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    const auto status = master.wait();
-    logs.wait_eof();
-    reports.wait_eof();
-    INFO(logs.text());
+    const auto status = master.finish();
+    master.reports.wait_eof();
+    INFO(master.logs.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
-    CHECK(reports.occurrences("forks 3\n") == 1);
-    CHECK(logs.occurrences("stopping: SIGTERM received") == 1);
-    CHECK(logs.occurrences("exited with status 0") == 3);
-    CHECK(logs.occurrences("started 10 workers") == 0);
+    CHECK(master.reports.occurrences("forks 3\n") == 1);
+    CHECK(master.logs.occurrences("stopping: SIGTERM received") == 1);
+    CHECK(master.logs.occurrences("exited with status 0") == 3);
+    CHECK(master.logs.occurrences("started 10 workers") == 0);
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("a fork that fails during start-up stops the started workers and runs the hooks") {
     for (int failing : {1, 3, 4}) {
         CAPTURE(failing);
-        pipe_pair log, report;
-        reader logs(log.read_fd), reports(report.read_fd);
-        child master([&] {
+        master_process master([&](int log_fd, int report_fd) {
             scripted_fork::fail_at = failing;
-            auto pool =
-                make_test_pool<scripted_fork>(report.write_fd, test_options(4, log.write_fd));
-            pool.on_destroy("report", [fd = report.write_fd] { say(fd, "hook ran"); });
+            auto pool = make_test_pool<scripted_fork>(report_fd, test_options(4, log_fd));
+            pool.on_destroy("report", [report_fd] { say(report_fd, "hook ran"); });
             const auto result = pool.run();
-            say(report.write_fd, "reason " + std::to_string(static_cast<int>(result.reason)));
+            say(report_fd, "reason " + std::to_string(static_cast<int>(result.reason)));
             return result.exit_status;
         });
-        log.close_write();
-        report.close_write();
-        const auto status = master.wait();
-        logs.wait_eof();
-        reports.wait_eof();
-        INFO(logs.text());
+        const auto status = master.finish();
+        master.reports.wait_eof();
+        INFO(master.logs.text());
         CHECK_MESSAGE(exited_with(status, 1), describe_status(status));
-        CHECK(logs.occurrences("stopping: cannot start worker " + std::to_string(failing - 1) +
-                               ": fork: Resource temporarily unavailable") == 1);
-        CHECK(logs.occurrences("exited with status 0") == failing - 1);
-        CHECK(reports.occurrences("hook ran") == 1);
-        CHECK(reports.occurrences("reason " + std::to_string(static_cast<int>(
-                                                  supervise::stop_reason::startup_failed))) == 1);
+        CHECK(master.logs.occurrences("stopping: cannot start worker " +
+                                      std::to_string(failing - 1) +
+                                      ": fork: Resource temporarily unavailable") == 1);
+        CHECK(master.logs.occurrences("exited with status 0") == failing - 1);
+        CHECK(master.reports.occurrences("hook ran") == 1);
+        CHECK(master.reports.occurrences(
+                  "reason " +
+                  std::to_string(static_cast<int>(supervise::stop_reason::startup_failed))) == 1);
         CHECK(reap_leftovers() == 0);
     }
 }

@@ -19,9 +19,7 @@ struct scripted_worker {
     int crash_exit_code = 1;
     unsigned crash_until_generation = 0;
     int operator()(supervise::worker_context& ctx) const {
-        say(report_fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) +
-                           " " + std::to_string(::getpgid(0)) + " " +
-                           std::to_string(ctx.generation()));
+        say_up(report_fd, ctx);
         if (ctx.index() == crash_index && ctx.generation() <= crash_until_generation) {
             return crash_exit_code;
         }
@@ -30,6 +28,14 @@ struct scripted_worker {
         return 0;
     }
 };
+
+supervise::options quick_options() {
+    supervise::options opts;
+    opts.shutdown_timeout = 2s;
+    opts.restart_delay = 10ms;
+    opts.restart_delay_max = 40ms;
+    return opts;
+}
 
 struct pool_under_test {
     pipe_pair log, report;
@@ -49,6 +55,24 @@ struct pool_under_test {
         });
         log.close_write();
         report.close_write();
+    }
+
+    // Starts `workers` workers that only report and wait, with quick_options();
+    // true once every one has reported.
+    template <class Strategy>
+    bool start_all_up(int workers) {
+        start<Strategy>(workers, {report.write_fd}, quick_options());
+        return reports.wait_for("up ", workers);
+    }
+
+    // A worker for start() whose slot `index` leaves at once with `exit_code`
+    // in every generation up to `until_generation`.
+    scripted_worker crashing(int index, int exit_code, unsigned until_generation = 0) const {
+        scripted_worker worker{report.write_fd};
+        worker.crash_index = index;
+        worker.crash_exit_code = exit_code;
+        worker.crash_until_generation = until_generation;
+        return worker;
     }
 
     // pid of (index, generation) from the "up" lines, or -1.
@@ -85,28 +109,24 @@ struct pool_under_test {
         return order;
     }
 
-    std::optional<int> terminate() {
-        ::kill(master->pid(), SIGTERM);
+    // The master's status once it has exited and its log was read to the end.
+    std::optional<int> finish() {
         auto status = master->wait();
         logs.wait_eof();
         return status;
     }
-};
 
-supervise::options quick_options() {
-    supervise::options opts;
-    opts.shutdown_timeout = 2s;
-    opts.restart_delay = 10ms;
-    opts.restart_delay_max = 40ms;
-    return opts;
-}
+    std::optional<int> terminate() {
+        ::kill(master->pid(), SIGTERM);
+        return finish();
+    }
+};
 
 }  // namespace
 
 TEST_CASE("one_for_one restarts only the worker that died") {
     pool_under_test pool;
-    pool.start<supervise::one_for_one>(3, {pool.report.write_fd}, quick_options());
-    REQUIRE(pool.reports.wait_for("up ", 3));
+    REQUIRE(pool.start_all_up<supervise::one_for_one>(3));
     const pid_t victim = pool.pid_of(1, 0);
     REQUIRE(::kill(victim, SIGKILL) == 0);
     REQUIRE(pool.reports.wait_for("up ", 4));
@@ -126,8 +146,7 @@ TEST_CASE("one_for_one restarts only the worker that died") {
 
 TEST_CASE("one_for_all stops every other worker and restarts all of them in index order") {
     pool_under_test pool;
-    pool.start<supervise::one_for_all>(3, {pool.report.write_fd}, quick_options());
-    REQUIRE(pool.reports.wait_for("up ", 3));
+    REQUIRE(pool.start_all_up<supervise::one_for_all>(3));
     REQUIRE(::kill(pool.pid_of(1, 0), SIGKILL) == 0);
     REQUIRE(pool.reports.wait_for("up ", 6));
     CHECK(pool.start_order(1) == std::vector<int>{0, 1, 2});
@@ -140,8 +159,7 @@ TEST_CASE("one_for_all stops every other worker and restarts all of them in inde
 
 TEST_CASE("rest_for_one restarts the worker that died and those started after it") {
     pool_under_test pool;
-    pool.start<supervise::rest_for_one>(4, {pool.report.write_fd}, quick_options());
-    REQUIRE(pool.reports.wait_for("up ", 4));
+    REQUIRE(pool.start_all_up<supervise::rest_for_one>(4));
     const pid_t first = pool.pid_of(0, 0);
     REQUIRE(::kill(pool.pid_of(1, 0), SIGKILL) == 0);
     REQUIRE(pool.reports.wait_for("up ", 7));
@@ -164,13 +182,8 @@ std::optional<int> run_crash_loop(pool_under_test& pool, int workers, int max_re
     auto opts = quick_options();
     opts.max_restarts = max_restarts;
     opts.restart_period = std::chrono::hours(1);
-    scripted_worker worker{pool.report.write_fd};
-    worker.crash_index = 0;
-    worker.crash_until_generation = 1000;
-    pool.start<supervise::one_for_one>(workers, worker, opts);
-    const auto status = pool.master->wait();
-    pool.logs.wait_eof();
-    return status;
+    pool.start<supervise::one_for_one>(workers, pool.crashing(0, 1, 1000), opts);
+    return pool.finish();
 }
 
 }  // namespace
@@ -205,10 +218,8 @@ TEST_CASE("a worker that recovers keeps the pool running") {
     pool_under_test pool;
     auto opts = quick_options();
     opts.max_restarts = 3;
-    scripted_worker worker{pool.report.write_fd};
-    worker.crash_index = 1;
-    worker.crash_until_generation = 1;  // generations 0 and 1 crash, 2 stays
-    pool.start<supervise::one_for_one>(2, worker, opts);
+    // Generations 0 and 1 crash, 2 stays.
+    pool.start<supervise::one_for_one>(2, pool.crashing(1, 1, 1), opts);
     REQUIRE(pool.logs.wait_for("is back, generation 2"));
     REQUIRE(pool.reports.wait_for("up ", 4));
     const auto status = pool.terminate();
@@ -219,12 +230,8 @@ TEST_CASE("a worker that recovers keeps the pool running") {
 
 TEST_CASE("the fatal exit code stops the pool instead of a restart") {
     pool_under_test pool;
-    scripted_worker worker{pool.report.write_fd};
-    worker.crash_index = 0;
-    worker.crash_exit_code = 125;
-    pool.start<supervise::one_for_one>(2, worker, quick_options());
-    const auto status = pool.master->wait();
-    pool.logs.wait_eof();
+    pool.start<supervise::one_for_one>(2, pool.crashing(0, 125), quick_options());
+    const auto status = pool.finish();
     INFO(pool.logs.text());
     CHECK_MESSAGE(exited_with(status, 1), describe_status(status));
     CHECK(pool.logs.occurrences("exited with status 125 (fatal: not restarted)") >= 1);
@@ -237,10 +244,7 @@ TEST_CASE("restart types: transient restarts only abnormal exits, temporary none
         pool_under_test pool;
         auto opts = quick_options();
         opts.restart = supervise::restart_type::transient;
-        scripted_worker worker{pool.report.write_fd};
-        worker.crash_index = 0;
-        worker.crash_exit_code = 0;
-        pool.start<supervise::one_for_one>(2, worker, opts);
+        pool.start<supervise::one_for_one>(2, pool.crashing(0, 0), opts);
         REQUIRE(pool.logs.wait_for("not restarted (transient)"));
         REQUIRE(pool.reports.wait_for("up ", 2));
         CHECK(pool.pid_of(0, 1) == -1);
@@ -251,10 +255,7 @@ TEST_CASE("restart types: transient restarts only abnormal exits, temporary none
         pool_under_test pool;
         auto opts = quick_options();
         opts.restart = supervise::restart_type::transient;
-        scripted_worker worker{pool.report.write_fd};
-        worker.crash_index = 0;
-        worker.crash_exit_code = 3;
-        pool.start<supervise::one_for_one>(2, worker, opts);
+        pool.start<supervise::one_for_one>(2, pool.crashing(0, 3), opts);
         REQUIRE(pool.logs.wait_for("is back, generation 1"));
         const auto status = pool.terminate();
         CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
@@ -263,12 +264,8 @@ TEST_CASE("restart types: transient restarts only abnormal exits, temporary none
         pool_under_test pool;
         auto opts = quick_options();
         opts.restart = supervise::restart_type::temporary;
-        scripted_worker worker{pool.report.write_fd};
-        worker.crash_index = 0;
-        worker.crash_exit_code = 3;
-        pool.start<supervise::one_for_one>(1, worker, opts);
-        const auto status = pool.master->wait();
-        pool.logs.wait_eof();
+        pool.start<supervise::one_for_one>(1, pool.crashing(0, 3), opts);
+        const auto status = pool.finish();
         INFO(pool.logs.text());
         // Completed, but with a failed worker: non-zero.
         CHECK_MESSAGE(exited_with(status, 1), describe_status(status));
@@ -280,8 +277,7 @@ TEST_CASE("restart types: transient restarts only abnormal exits, temporary none
 
 TEST_CASE("workers start in index order") {
     pool_under_test pool;
-    pool.start<supervise::one_for_one>(4, {pool.report.write_fd}, quick_options());
-    REQUIRE(pool.reports.wait_for("up ", 4));
+    REQUIRE(pool.start_all_up<supervise::one_for_one>(4));
     const auto status = pool.terminate();
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(pool.start_order(0) == std::vector<int>{0, 1, 2, 3});
@@ -334,15 +330,13 @@ struct recording_kill : supervise::posix_system {
 }  // namespace
 
 TEST_CASE("workers stop in reverse order of their start") {
-    pipe_pair log, report;
-    reader reports(report.read_fd);
-    child master([&] {
-        supervise::options opts = test_options(4, log.write_fd);
+    master_process master([&](int log_fd, int report_fd) {
+        supervise::options opts = test_options(4, log_fd);
         auto pool =
             supervise::make_pool<supervise::seed_master_signals, supervise::seed_worker_signals,
                                  supervise::shutdown_all, recording_kill>(
-                reporting_worker(report.write_fd), opts);
-        pool.on_destroy("order", [fd = report.write_fd] {
+                reporting_worker(report_fd), opts);
+        pool.on_destroy("order", [fd = report_fd] {
             std::string line = "sigterm";
             for (pid_t pid : recording_kill::sigterm_targets) line += " " + std::to_string(pid);
             say(fd, line);
@@ -350,12 +344,10 @@ TEST_CASE("workers stop in reverse order of their start") {
         pool.on_ready([] { ::raise(SIGTERM); });
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
     CHECK(exited_with(master.wait(), 0));
-    reports.wait_eof();
+    master.reports.wait_eof();
     std::string expected = "sigterm";
-    for (int i = 3; i >= 0; --i) expected += " " + std::to_string(worker_pid(reports, i));
-    CHECK(reports.lines_starting("sigterm") == std::vector<std::string>{expected});
+    for (int i = 3; i >= 0; --i) expected += " " + std::to_string(worker_pid(master.reports, i));
+    CHECK(master.reports.lines_starting("sigterm") == std::vector<std::string>{expected});
     CHECK(reap_leftovers() == 0);
 }

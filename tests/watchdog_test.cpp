@@ -11,16 +11,13 @@
 using namespace harness;
 
 TEST_CASE("a worker that stops sending heartbeats gets SIGABRT and is replaced") {
-    pipe_pair log, report;
-    reader logs(log.read_fd), reports(report.read_fd);
-    child master([&] {
-        auto opts = test_options(2, log.write_fd);
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(2, log_fd);
         opts.heartbeat_timeout = 300ms;
         auto pool = supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, supervise::one_for_one>(
-            [fd = report.write_fd](supervise::worker_context& ctx) {
-                say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()) +
-                            " 0 " + std::to_string(ctx.generation()));
+            [fd = report_fd](supervise::worker_context& ctx) {
+                say_up(fd, ctx);
                 if (ctx.index() == 1 && ctx.generation() == 0) {
                     // Hung: never reaches a service point again.
                     for (;;) ::pause();
@@ -33,30 +30,26 @@ TEST_CASE("a worker that stops sending heartbeats gets SIGABRT and is replaced")
             opts);
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(logs.wait_for("is back, generation 1"));
+    REQUIRE(master.logs.wait_for("is back, generation 1"));
     ::kill(master.pid(), SIGTERM);
-    const auto status = master.wait();
-    logs.wait_eof();
-    reports.wait_eof();
-    INFO(logs.text());
+    const auto status = master.finish();
+    master.reports.wait_eof();
+    INFO(master.logs.text());
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
-    CHECK(logs.occurrences("sent no heartbeat for") == 1);
-    CHECK(logs.occurrences("worker 1 (pid " + std::to_string(worker_pid(reports, 1)) +
-                           ") sent no heartbeat") == 1);
-    CHECK(logs.occurrences("killed by signal 6 (SIGABRT)") == 1);
+    CHECK(master.logs.occurrences("sent no heartbeat for") == 1);
+    CHECK(master.logs.occurrences("worker 1 (pid " + std::to_string(worker_pid(master.reports, 1)) +
+                                  ") sent no heartbeat") == 1);
+    CHECK(master.logs.occurrences("killed by signal 6 (SIGABRT)") == 1);
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("with wait_for_ready, on_ready waits for every worker's ready()") {
-    pipe_pair log, report, go;
-    reader reports(report.read_fd);
-    child master([&] {
-        auto opts = test_options(3, log.write_fd);
+    pipe_pair go;
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(3, log_fd);
         opts.wait_for_ready = true;
         auto pool = supervise::make_pool(
-            [fd = report.write_fd, go = go.read_fd](supervise::worker_context& ctx) {
+            [fd = report_fd, go = go.read_fd](supervise::worker_context& ctx) {
                 say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()));
                 while (ctx.wait_readable(go) == supervise::wait_status::timed_out) {
                 }
@@ -67,31 +60,27 @@ TEST_CASE("with wait_for_ready, on_ready waits for every worker's ready()") {
                 return 0;
             },
             opts);
-        pool.on_ready([fd = report.write_fd] { say(fd, "all ready"); });
+        pool.on_ready([fd = report_fd] { say(fd, "all ready"); });
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
-    REQUIRE(reports.wait_for("up ", 3));
-    CHECK(reports.occurrences("all ready") == 0);
+    REQUIRE(master.reports.wait_for("up ", 3));
+    CHECK(master.reports.occurrences("all ready") == 0);
     say(go.write_fd, "go");
-    REQUIRE(reports.wait_for("all ready"));
-    const std::string& text = reports.text();
+    REQUIRE(master.reports.wait_for("all ready"));
+    const std::string& text = master.reports.text();
     for (int i = 0; i < 3; ++i) {
         const auto called = text.find("calling ready " + std::to_string(i));
         REQUIRE(called != std::string::npos);
         CHECK(called < text.find("all ready"));
     }
-    ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
+    CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
 TEST_CASE("notify_fd: a worker that execs a program is ready when it writes a newline") {
-    pipe_pair log, report, go;
-    reader reports(report.read_fd), logs(log.read_fd);
-    child master([&] {
-        auto opts = test_options(2, log.write_fd);
+    pipe_pair go;
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(2, log_fd);
         opts.notify_fd = 50;  // clear of the test's own pipes, which dup2 would replace
         auto pool = supervise::make_pool(
             [go = go.read_fd](supervise::worker_context&) {
@@ -105,22 +94,19 @@ TEST_CASE("notify_fd: a worker that execs a program is ready when it writes a ne
                 return 127;
             },
             opts);
-        pool.on_ready([fd = report.write_fd] { say(fd, "all ready"); });
+        pool.on_ready([fd = report_fd] { say(fd, "all ready"); });
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
     go.close_read();
     // Both workers run sh, neither has written its newline: not ready.
-    CHECK_FALSE(reports.wait_for("all ready", 1, 200ms));
+    CHECK_FALSE(master.reports.wait_for("all ready", 1, 200ms));
     say(go.write_fd, "go");
     say(go.write_fd, "go");
-    REQUIRE(reports.wait_for("all ready"));
+    REQUIRE(master.reports.wait_for("all ready"));
     ::kill(master.pid(), SIGTERM);
-    CHECK(exited_with(master.wait(), 0));
-    logs.wait_eof();
-    INFO(logs.text());
-    CHECK(logs.occurrences("killed by signal 15 (SIGTERM)") == 2);
+    CHECK(exited_with(master.finish(), 0));
+    INFO(master.logs.text());
+    CHECK(master.logs.occurrences("killed by signal 15 (SIGTERM)") == 2);
     CHECK(reap_leftovers() == 0);
 }
 
@@ -176,17 +162,12 @@ struct fake_systemd {
 void check_notifications(bool abstract) {
     fake_systemd systemd(abstract);
     REQUIRE(systemd.bound);
-    pipe_pair log, report;
-    reader reports(report.read_fd);
-    child master([&] {
+    master_process master([&](int log_fd, int report_fd) {
         ::setenv("NOTIFY_SOCKET", systemd.name.c_str(), 1);
         ::setenv("WATCHDOG_USEC", "100000", 1);  // keep-alives every 50 ms
-        auto pool =
-            supervise::make_pool(reporting_worker(report.write_fd), test_options(2, log.write_fd));
+        auto pool = supervise::make_pool(reporting_worker(report_fd), test_options(2, log_fd));
         return pool.run().exit_status;
     });
-    log.close_write();
-    report.close_write();
     // Keep-alives start with the master, not with READY=1: systemd arms
     // WatchdogSec= only once start-up completes (systemd.service(5)), so early
     // ones are harmless, and on a loaded machine some come before READY=1.

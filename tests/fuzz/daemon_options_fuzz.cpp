@@ -11,13 +11,8 @@
 
 #include "tests/fuzz/fuzz_input.hpp"
 
-// daemon.cpp without its main(). Most of its functions are then unused in this
-// translation unit, which -Wall reports.
-#define SUPERVISE_EXAMPLE_NO_MAIN
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include "examples/daemon/daemon.cpp"  // NOLINT(bugprone-suspicious-include): on purpose
-#pragma GCC diagnostic pop
+#define SUPERVISE_EXAMPLE_SOURCE "examples/daemon/daemon.cpp"
+#include "tests/fuzz/example_source.hpp"
 
 namespace {
 
@@ -42,23 +37,15 @@ void check(const config& cfg) {
             "restart limits accepted without a restarting strategy");
     // The pool's own check of the options must agree that they are valid
     // (with every descriptor taken as open: none is named here).
-    try {
+    fuzz_input::require_no<std::invalid_argument>([&] {
         supervise::detail::check_options(pool_options(cfg), [](int, int, int) { return 0; });
-    } catch (const std::invalid_argument& e) {
-        fuzz_input::fail(e.what());
-    }
+    });
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    std::vector<std::string> args = fuzz_input::split_at_nul(data, size, 64);
-    std::string program = "daemon";
-    std::vector<char*> argv = fuzz_input::make_argv(program, args);
-    try {
-        check(parse_command_line(static_cast<int>(argv.size()) - 1, argv.data()));
-    } catch (const config_error&) {
-        // A refused command line: what a bad one must give.
-    }
-    return 0;
+    return fuzz_input::fuzz_command_line<config_error>(
+        data, size, "daemon", parse_command_line,
+        [](const config& cfg, const std::vector<std::string>&) { check(cfg); });
 }

@@ -11,13 +11,8 @@
 
 #include "tests/fuzz/fuzz_input.hpp"
 
-// supervise_exec.cpp without its main(). Most of its functions are then unused
-// in this translation unit, which -Wall reports.
-#define SUPERVISE_EXAMPLE_NO_MAIN
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include "examples/exec/supervise_exec.cpp"  // NOLINT(bugprone-suspicious-include): on purpose
-#pragma GCC diagnostic pop
+#define SUPERVISE_EXAMPLE_SOURCE "examples/exec/supervise_exec.cpp"
+#include "tests/fuzz/example_source.hpp"
 
 namespace {
 
@@ -34,24 +29,14 @@ void check(const config& cfg, const std::vector<std::string>& args) {
     }
     require(cfg.ready_fd == -1 || (cfg.ready_fd >= 3 && cfg.ready_fd <= 1023), "ready fd");
     require(!cfg.backoff_max || cfg.pool.restarting(), "--backoff-max without restarts");
-    try {
+    fuzz_input::require_no<std::invalid_argument>([&] {
         supervise::detail::check_options(pool_options(cfg), [](int, int, int) { return 0; });
-    } catch (const std::invalid_argument& e) {
-        fuzz_input::fail(e.what());
-    }
+    });
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    std::vector<std::string> args = fuzz_input::split_at_nul(data, size, 64);
-    const std::vector<std::string> original = args;
-    std::string program = "supervise-exec";
-    std::vector<char*> argv = fuzz_input::make_argv(program, args);
-    try {
-        check(parse_command_line(static_cast<int>(argv.size()) - 1, argv.data()), original);
-    } catch (const usage_error&) {
-        // A refused command line: what a bad one must give.
-    }
-    return 0;
+    return fuzz_input::fuzz_command_line<usage_error>(data, size, "supervise-exec",
+                                                      parse_command_line, check);
 }

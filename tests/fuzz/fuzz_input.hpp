@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,12 +54,40 @@ inline std::vector<char*> make_argv(std::string& program, std::vector<std::strin
     return argv;
 }
 
-// An example's parse_command_line over `program` followed by `words`.
+// An example's parse_command_line over `program` followed by `args`.
 template <class Parse>
-auto parse_words(Parse parse, std::string program, std::initializer_list<const char*> words) {
-    std::vector<std::string> args(words.begin(), words.end());
+auto parse_args(Parse parse, std::string program, std::vector<std::string> args) {
     std::vector<char*> argv = make_argv(program, args);
     return parse(static_cast<int>(argv.size()) - 1, argv.data());
+}
+
+template <class Parse>
+auto parse_words(Parse parse, std::string program, std::initializer_list<const char*> words) {
+    return parse_args(parse, std::move(program),
+                      std::vector<std::string>(words.begin(), words.end()));
+}
+
+// What parse_args makes of `args`, or nothing when it refuses them with a
+// Refusal: the one way a bad command line may end.
+template <class Refusal, class Parse>
+auto accepted_args(Parse parse, std::string program, std::vector<std::string> args)
+    -> std::optional<decltype(parse_args(parse, program, args))> {
+    try {
+        return parse_args(parse, std::move(program), std::move(args));
+    } catch (const Refusal&) {
+        return std::nullopt;
+    }
+}
+
+// A fuzz target's run over an example's command line: the input is the
+// arguments after `program`, one per NUL-separated part (64 at most). An
+// accepted command line goes to `check` with those arguments.
+template <class Refusal, class Parse, class Check>
+int fuzz_command_line(const std::uint8_t* data, std::size_t size, std::string program, Parse parse,
+                      Check check) {
+    const std::vector<std::string> args = split_at_nul(data, size, 64);
+    if (const auto cfg = accepted_args<Refusal>(parse, std::move(program), args)) check(*cfg, args);
+    return 0;
 }
 
 // The message of the Refusal that `words` give, or "" if they are accepted.
@@ -70,6 +99,16 @@ std::string refusal_of(Parse parse, std::string program, std::initializer_list<c
         return e.what();
     }
     return "";
+}
+
+// `call` must not throw an Error: what it says is the broken invariant.
+template <class Error, class Call>
+void require_no(Call call) {
+    try {
+        call();
+    } catch (const Error& e) {
+        fail(e.what());
+    }
 }
 
 }  // namespace fuzz_input

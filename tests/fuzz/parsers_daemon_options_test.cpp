@@ -10,13 +10,8 @@
 
 #include "tests/fuzz/fuzz_input.hpp"
 
-// daemon.cpp without its main(). Most of its functions are then unused in this
-// translation unit, which -Wall reports.
-#define SUPERVISE_EXAMPLE_NO_MAIN
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include "examples/daemon/daemon.cpp"  // NOLINT(bugprone-suspicious-include): on purpose
-#pragma GCC diagnostic pop
+#define SUPERVISE_EXAMPLE_SOURCE "examples/daemon/daemon.cpp"
+#include "tests/fuzz/example_source.hpp"
 
 namespace {
 

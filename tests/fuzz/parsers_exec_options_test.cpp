@@ -9,13 +9,8 @@
 
 #include "tests/fuzz/fuzz_input.hpp"
 
-// supervise_exec.cpp without its main(). Most of its functions are then unused
-// in this translation unit, which -Wall reports.
-#define SUPERVISE_EXAMPLE_NO_MAIN
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include "examples/exec/supervise_exec.cpp"  // NOLINT(bugprone-suspicious-include): on purpose
-#pragma GCC diagnostic pop
+#define SUPERVISE_EXAMPLE_SOURCE "examples/exec/supervise_exec.cpp"
+#include "tests/fuzz/example_source.hpp"
 
 namespace {
 
