@@ -2981,15 +2981,15 @@ class master {
         const auto consider = [&](std::int64_t at) {
             if (earliest < 0 || at < earliest) earliest = at;
         };
-        if (stopping_ || (restarts_pending_ == 0 && !heartbeats_.on())) {
-            if (systemd_.watchdog_ms() > 0) consider(next_keepalive_ms_);
-            return earliest < 0 ? -1 : std::max<std::int64_t>(0, earliest - monotonic_ms());
-        }
-        for (const slot<System>& s : table_.slots()) {
-            if (s.process.pid <= 0 && s.restart_pending && !stopping_) consider(s.restart_at_ms);
-            if (heartbeats_.on() && !stopping_ && s.process.pid > 0 &&
-                s.process.phase == stop_phase::running) {
-                consider(heartbeats_.last(s.process.index) + opts_.heartbeat_timeout.count());
+        // The slots only while one can have a deadline: a restart waiting,
+        // the watchdog on.
+        if (!stopping_ && (restarts_pending_ > 0 || heartbeats_.on())) {
+            for (const slot<System>& s : table_.slots()) {
+                if (s.process.pid <= 0 && s.restart_pending) consider(s.restart_at_ms);
+                if (heartbeats_.on() && s.process.pid > 0 &&
+                    s.process.phase == stop_phase::running) {
+                    consider(heartbeats_.last(s.process.index) + opts_.heartbeat_timeout.count());
+                }
             }
         }
         if (systemd_.watchdog_ms() > 0) consider(next_keepalive_ms_);
