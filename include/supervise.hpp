@@ -2712,13 +2712,22 @@ class spawner {
             return "cannot start worker " + std::to_string(index) + ": fork: " +
                    std::strerror(err);
         }
+        // In the table first: from here on its destructor stops and reaps the
+        // worker whatever throws (a user's System need not be noexcept).
+        try {
+            c_.table.started(index, pid, std::move(notify_read), now);
+        } catch (...) {
+            System::kill(pid, SIGKILL);
+            int status = 0;
+            retry_on_eintr([&] { return System::waitpid(pid, &status, 0); });
+            throw;
+        }
         // Both sides call setpgid so the group is right whichever runs first
         // (the classic job-control race, setpgid(2)).
         if (System::setpgid(pid, pgid_) != 0 && errno != EACCES && errno != ESRCH) {
             c_.log("worker " + std::to_string(index) + ": setpgid: " + std::strerror(errno));
         }
         if (pgid_ == 0) pgid_ = pid;
-        c_.table.started(index, pid, std::move(notify_read), now);
         return "";
     }
 

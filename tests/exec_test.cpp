@@ -53,20 +53,6 @@ std::string scratch_directory() {
     return tmp != nullptr ? tmp : "/tmp";
 }
 
-// The line of /proc/PID/status that starts with `field` ("SigIgn"), without
-// the field name, or "".
-std::string status_field(pid_t pid, const std::string& field) {
-    std::ifstream file("/proc/" + std::to_string(pid) + "/status");
-    for (std::string line; std::getline(file, line);) {
-        if (line.rfind(field + ":", 0) == 0) return line.substr(field.size() + 2);
-    }
-    return "";
-}
-
-// True if bit `sig` is set in a /proc signal mask ("0000000000000001" is SIGHUP).
-bool has_signal(const std::string& mask, int sig) {
-    return !mask.empty() && ((std::stoull(mask, nullptr, 16) >> (sig - 1)) & 1) != 0;
-}
 
 // What the test hands to supervise-exec besides its arguments.
 struct launch {

@@ -807,6 +807,14 @@ TEST_CASE("the child-subreaper setting cannot be read: run() throws, the setting
                      "EINVAL on prctl(PR_GET_CHILD_SUBREAPER)", 1);
 }
 
+TEST_CASE("a pool without subreaper mode leaves the program's own setting as it was") {
+    scenario s;
+    s.subreaper_before = 1;  // the program is a subreaper; the pool is not asked to be one
+    const result r = run_scenario(s);
+    CHECK_MESSAGE(exited_with(r.status, 0), describe_status(r.status));
+    check_clean(r, 1);
+}
+
 TEST_CASE("a worker whose set-up fails exits with the fatal status and the pool stops") {
     for (const call_id id : {c_sigaction, c_sigmask, c_pdeathsig, c_dup2}) {
         CAPTURE(call_names[id]);

@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -458,6 +459,40 @@ class program_process {
     reader out{out_pipe_.read_fd};
     reader err{err_pipe_.read_fd};
 };
+
+// The line of /proc/PID/syscall once the process's main thread is blocked in
+// ppoll(2) (the master's wait: nothing it still had to do is left), or the
+// last line read when `patience` ran out first. Its fields: the call's
+// number, then its arguments (the timeout is the third).
+inline std::string syscall_once_in_ppoll(pid_t pid) {
+    std::string line;
+    const std::int64_t deadline = now_ms() + patience.count();
+    while (now_ms() < deadline) {
+        if (FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/syscall").c_str(), "r")) {
+            char buf[512] = {};
+            if (std::fgets(buf, sizeof buf, f) != nullptr) line = buf;
+            std::fclose(f);
+        }
+        if (std::strtol(line.c_str(), nullptr, 10) == SYS_ppoll) break;
+        ::sched_yield();
+    }
+    return line;
+}
+
+// The line of /proc/PID/status that starts with `field` ("SigIgn"), without
+// the field name, or "".
+inline std::string status_field(pid_t pid, const std::string& field) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(file, line);) {
+        if (line.rfind(field + ":", 0) == 0) return line.substr(field.size() + 2);
+    }
+    return "";
+}
+
+// True if bit `sig` is set in a /proc signal mask ("0000000000000001" is SIGHUP).
+inline bool has_signal(const std::string& mask, int sig) {
+    return !mask.empty() && ((std::stoull(mask, nullptr, 16) >> (sig - 1)) & 1) != 0;
+}
 
 // A worker's report that it runs: "up <index> <pid> <pgid> <generation>".
 inline void say_up(int report_fd, supervise::worker_context& ctx) {

@@ -254,21 +254,9 @@ TEST_CASE("seed: the main process does no request work and waits for signals wit
     CHECK(worker_pid(server.reports, 1) != master);
     // The idle master sits in ppoll(2) with a NULL timeout: it never wakes
     // until a signal comes. /proc/PID/syscall shows the call and arguments.
-    std::string syscall_line;
-    const std::int64_t deadline = now_ms() + patience.count();
-    long number = -1;
-    while (now_ms() < deadline) {
-        if (FILE* f = std::fopen(("/proc/" + std::to_string(master) + "/syscall").c_str(), "r")) {
-            char buf[512] = {};
-            if (std::fgets(buf, sizeof buf, f) != nullptr) syscall_line = buf;
-            std::fclose(f);
-        }
-        number = std::strtol(syscall_line.c_str(), nullptr, 10);
-        if (number == SYS_ppoll) break;
-        ::sched_yield();
-    }
+    const std::string syscall_line = syscall_once_in_ppoll(master);
     INFO("/proc/" << master << "/syscall: " << syscall_line);
-    REQUIRE(number == SYS_ppoll);
+    REQUIRE(std::strtol(syscall_line.c_str(), nullptr, 10) == SYS_ppoll);
     std::istringstream fields(syscall_line);
     std::string nr, fds, nfds, timeout;
     fields >> nr >> fds >> nfds >> timeout;

@@ -233,6 +233,9 @@ TEST_CASE("threads: with allow_threads, a signal taken by another thread still w
     const auto line = process.reports.lines_starting("thread ");
     REQUIRE(line.size() == 1);
     const long tid = std::strtol(line[0].c_str() + 7, nullptr, 10);
+    // Only once the master waits in ppoll: a signal that came before would be
+    // seen by its next look anyway, pipe or not.
+    REQUIRE(std::strtol(syscall_once_in_ppoll(process.pid()).c_str(), nullptr, 10) == SYS_ppoll);
     // Aimed at the other thread: the master thread never sees it directly.
     REQUIRE(::syscall(SYS_tgkill, process.pid(), tid, SIGTERM) == 0);
     const auto status = process.finish();
@@ -307,4 +310,105 @@ TEST_CASE("a fork that fails during start-up stops the started workers and runs 
                   std::to_string(static_cast<int>(supervise::stop_reason::startup_failed))) == 1);
         CHECK(reap_leftovers() == 0);
     }
+}
+
+namespace {
+
+// Throws from the master's side of the second fork, as a user's System that
+// is not noexcept may: run() then leaves with the exception.
+struct throwing_setpgid : supervise::posix_system {
+    static inline int calls = 0;
+    static int setpgid(pid_t pid, pid_t pgid) {
+        if (pid != 0 && ++calls == 2) throw std::runtime_error("setpgid refused");
+        return supervise::posix_system::setpgid(pid, pgid);
+    }
+};
+
+// Counts the master's waitid(2) looks.
+struct counting_waitid : supervise::posix_system {
+    static inline int calls = 0;
+    static int waitid(idtype_t type, id_t id, siginfo_t* info, int flags) noexcept {
+        ++calls;
+        return supervise::posix_system::waitid(type, id, info, flags);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("run() that throws after workers started leaves no worker behind, not even a zombie") {
+    master_process master([](int log_fd, int report_fd) {
+        auto pool = make_test_pool<throwing_setpgid>(report_fd, test_options(3, log_fd));
+        try {
+            pool.run();
+            say(report_fd, "returned");
+        } catch (const std::runtime_error& e) {
+            int status = 0;
+            const bool none = ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
+            say(report_fd, std::string("threw ") + e.what() + (none ? ", no child" : ", a child left"));
+        }
+        return 0;
+    });
+    const auto status = master.finish();
+    master.reports.wait_eof();
+    INFO(master.logs.text());
+    INFO(master.reports.text());
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    CHECK(master.reports.occurrences("threw setpgid refused, no child") == 1);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("a signal only the worker map handles reaches the worker; one it ignores is SIG_IGN") {
+    using workers = supervise::signal_map<supervise::on<SIGTERM, supervise::terminate>,
+                                          supervise::on<SIGWINCH, supervise::deliver>,
+                                          supervise::on<SIGHUP, supervise::ignore>>;
+    master_process master([](int log_fd, int report_fd) {
+        auto pool = supervise::make_pool<supervise::default_master_signals, workers>(
+            [report_fd](supervise::worker_context& ctx) {
+                say_up(report_fd, ctx);
+                for (;;) {
+                    const auto why = ctx.wait_readable(-1);
+                    if (why == supervise::wait_status::stop_requested) return 0;
+                    if (ctx.take_signal(SIGWINCH)) say(report_fd, "delivered SIGWINCH");
+                }
+            },
+            test_options(1, log_fd));
+        return pool.run().exit_status;
+    });
+    REQUIRE(master.reports.wait_for("up 0 "));
+    const pid_t worker = worker_pid(master.reports, 0);
+    REQUIRE(worker > 0);
+    // SIGWINCH is in no master map: the worker's handler is the worker map's.
+    CHECK(has_signal(status_field(worker, "SigCgt"), SIGWINCH));
+    // SIGHUP is the master's (ignore, counted): a worker that ignores it has SIG_IGN.
+    CHECK(has_signal(status_field(worker, "SigIgn"), SIGHUP));
+    REQUIRE(::kill(worker, SIGWINCH) == 0);
+    CHECK(master.reports.wait_for("delivered SIGWINCH"));
+    const auto status = master.terminate();
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("with pidfds the master finds ended workers without a waitid look") {
+    const int probe = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+    if (probe < 0) {
+        MESSAGE("no pidfds on this kernel: exits are found by waitid, nothing to check");
+        return;
+    }
+    ::close(probe);
+    master_process master([](int log_fd, int report_fd) {
+        auto pool = make_test_pool<counting_waitid>(report_fd, test_options(4, log_fd));
+        pool.on_destroy("count", [report_fd] {
+            say(report_fd, "waitid " + std::to_string(counting_waitid::calls));
+        });
+        return pool.run().exit_status;
+    });
+    REQUIRE(master.reports.wait_for("up ", 4));
+    const auto status = master.terminate();
+    master.reports.wait_eof();
+    master.logs.wait_eof();
+    INFO(master.logs.text());
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    CHECK(master.logs.occurrences("exited with status 0") == 4);
+    CHECK(master.reports.occurrences("waitid 0\n") == 1);
+    CHECK(reap_leftovers() == 0);
 }
