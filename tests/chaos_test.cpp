@@ -50,20 +50,16 @@ char state_of(pid_t pid) {
 }
 
 // A field of /proc/PID/status as a number (its first word), or -1.
-long long status_field(pid_t pid, const std::string& name, int base = 10) {
-    std::ifstream file("/proc/" + std::to_string(pid) + "/status");
-    for (std::string line; std::getline(file, line);) {
-        if (line.rfind(name + ":", 0) == 0)
-            return std::stoll(line.substr(name.size() + 1), nullptr, base);
-    }
-    return -1;
+long long status_number(pid_t pid, const std::string& name, int base = 10) {
+    const std::string value = status_field(pid, name);
+    return value.empty() ? -1 : std::stoll(value, nullptr, base);
 }
 
 // True while `sig` is pending for `pid` (process- or thread-directed).
 bool pending(pid_t pid, int sig) {
     const auto bit = 1ULL << (sig - 1);
-    return ((static_cast<unsigned long long>(status_field(pid, "ShdPnd", 16)) |
-             static_cast<unsigned long long>(status_field(pid, "SigPnd", 16))) &
+    return ((static_cast<unsigned long long>(status_number(pid, "ShdPnd", 16)) |
+             static_cast<unsigned long long>(status_number(pid, "SigPnd", 16))) &
             bit) != 0;
 }
 
@@ -176,7 +172,7 @@ TEST_CASE("10,000 worker crashes under one_for_one: no zombie, descriptors and m
     settled(1);
     // At rest: every worker forked and set up, nothing restarted yet.
     const int fds_before = open_fds(master.pid());
-    const long long rss_before = status_field(master.pid(), "RssAnon");
+    const long long rss_before = status_number(master.pid(), "RssAnon");
     REQUIRE(fds_before > 0);
     REQUIRE(rss_before > 0);
 
@@ -188,7 +184,7 @@ TEST_CASE("10,000 worker crashes under one_for_one: no zombie, descriptors and m
     settled(2);
 
     const int fds_after = open_fds(master.pid());
-    const long long rss_after = status_field(master.pid(), "RssAnon");
+    const long long rss_after = status_number(master.pid(), "RssAnon");
     std::vector<pid_t> steady;
     for (const std::string& line : reports.lines_starting("steady ")) {
         steady.push_back(static_cast<pid_t>(std::stol(line.substr(line.rfind(' ') + 1))));

@@ -21,14 +21,23 @@ SANITIZERS = {
     "tsan": ["-fsanitize=thread"],
 }
 
+# Under --config=asan, ubsan or tsan every target already gets that sanitizer from .bazelrc,
+# and a twin's own flags could not be combined with it (-fsanitize=thread with address): the
+# twins are then built with the configuration's sanitizer alone.
+def _twin_flags(flags):
+    return select({
+        "//tools/build:global_sanitizer": [],
+        "//conditions:default": flags,
+    })
+
 def supervise_binary(name, sanitizers = [], copts = [], linkopts = [], **kwargs):
     """A cc_binary of the project, plus one twin per sanitizer (`name + "_" + sanitizer`)."""
     cc_binary(name = name, copts = SUPERVISE_COPTS + copts, linkopts = linkopts, **kwargs)
     for sanitizer in sanitizers:
         cc_binary(
             name = name + "_" + sanitizer,
-            copts = SUPERVISE_COPTS + copts + SANITIZERS[sanitizer],
-            linkopts = linkopts + SANITIZERS[sanitizer],
+            copts = SUPERVISE_COPTS + copts + _twin_flags(SANITIZERS[sanitizer]),
+            linkopts = linkopts + _twin_flags(SANITIZERS[sanitizer]),
             **kwargs
         )
 
@@ -69,8 +78,8 @@ def supervise_test(
         }
         cc_test(
             name = name + suffix,
-            copts = SUPERVISE_COPTS + copts + flags,
-            linkopts = linkopts + flags,
+            copts = SUPERVISE_COPTS + copts + _twin_flags(flags),
+            linkopts = linkopts + _twin_flags(flags),
             data = data + program_labels.values(),
             env = dict(env.items() + extra_env.items() + program_env.items()),
             **kwargs
