@@ -563,9 +563,12 @@ def part_shutdown(ctx):
             ctx.add("shutdown", r["side"], n, r["rep"], "orphans", r["orphans_reaped"])
             ctx.add("startup", r["side"], n, r["rep"], "ready_ms", us_to_ms(r["ready_us"]))
             ctx.add("shutdown", r["side"], n, r["rep"], "busy_before_pct", r["busy_before_pct"])
-            # The whole tree's CPU time and minor faults over its life (start,
-            # idle, stop), from the master's wait4() rusage in the driver.
+            # The tree's CPU time when it was ready (schedstat), and its CPU
+            # time and minor faults over its life (start, idle, stop), from the
+            # master's wait4() rusage in the driver.
             if r.get("tree_cpu_us", "-") != "-":
+                ctx.add("startstop", r["side"], n, r["rep"], "ready_cpu_ms",
+                        us_to_ms(r["ready_cpu_us"]))
                 ctx.add("startstop", r["side"], n, r["rep"], "tree_cpu_ms",
                         us_to_ms(r["tree_cpu_us"]))
                 ctx.add("startstop", r["side"], n, r["rep"], "tree_minflt", r["tree_minflt"])

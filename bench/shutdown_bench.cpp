@@ -54,7 +54,9 @@
 // master and every child it reaped itself): tree_cpu_us (user + system) and
 // tree_minflt (minor page faults) over the tree's life, start to end, plus
 // the orphans the driver reaped. Both are about the tree only: the driver's
-// own work (its /proc scans) is not in them.
+// own work (its /proc scans) is not in them. ready_cpu_us is the tree's CPU
+// time when it was found ready (the sum of /proc/PID/schedstat over its
+// processes): the start-up's share of tree_cpu_us.
 //
 // Output: one tab-separated line per measured trial on stdout (header first;
 // "-" where a column does not apply to the scenario), a short summary on
@@ -568,7 +570,26 @@ struct tree_snapshot {
     // The master's children in fork order: start time (clock ticks, coarse),
     // then pid (increasing, unless pid numbers wrapped around in between).
     std::vector<pid_t> children;
+    std::vector<pid_t> all;  // every process of the tree, master first
 };
+
+// CPU time the processes have used so far (/proc/PID/schedstat, first field:
+// nanoseconds on the CPU); a process that is gone counts nothing.
+std::int64_t cpu_so_far_ns(const std::vector<pid_t>& pids) {
+    std::int64_t total = 0;
+    for (const pid_t pid : pids) {
+        const std::string path = "/proc/" + std::to_string(pid) + "/schedstat";
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        char buf[128];
+        const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+        ::close(fd);
+        if (n <= 0) continue;
+        buf[n] = '\0';
+        total += std::strtoll(buf, nullptr, 10);
+    }
+    return total;
+}
 
 tree_snapshot snapshot_tree(pid_t master) {
     const std::vector<proc_entry> table = read_proc_table();
@@ -576,6 +597,8 @@ tree_snapshot snapshot_tree(pid_t master) {
     tree_snapshot snap;
     snap.procs = 1 + static_cast<int>(below.size());
     snap.all_sleeping = true;
+    snap.all.push_back(master);
+    for (const proc_entry& e : below) snap.all.push_back(e.pid);
     for (const proc_entry& e : table) {
         if (e.pid == master && e.state != 'S') snap.all_sleeping = false;
     }
@@ -646,6 +669,7 @@ struct trial {
     std::int64_t respawn_first_ns = -1;  // burst: the first replacement's byte, from t0
     std::int64_t kills_ns = -1;          // burst: the K kill() calls, from t0
     int burst = 0;                       // burst: workers SIGKILLed at t0
+    std::int64_t ready_cpu_ns = -1;      // CPU time of the tree when it was ready (schedstat)
     std::int64_t tree_cpu_ns = -1;       // user + system time of the tree (wait4 rusage)
     long tree_minflt = -1;               // minor page faults of the tree (wait4 rusage)
 };
@@ -1006,6 +1030,7 @@ trial run_trial(const config& cfg, const side& s) {
         snap = snapshot_tree(master);
         if (snap.procs == s.procs && snap.all_sleeping) {
             t.ready_ns = now_ns() - started;
+            t.ready_cpu_ns = cpu_so_far_ns(snap.all);
             break;
         }
         // Reading /proc costs more the more processes there are: poll no
@@ -1155,8 +1180,8 @@ int main(int argc, char** argv) {
     std::printf(
         "scenario\tside\trep\tprocs\tmaster_exit_us\ttree_gone_us\texit_code\tsignal\t"
         "orphans_reaped\tbusy_before_pct\tquiet_waits\tvictim\trespawn_byte_us\t"
-        "respawn_line_us\tready_us\tburst\trespawn_first_us\tkills_us\ttree_cpu_us\t"
-        "tree_minflt\n");
+        "respawn_line_us\tready_us\tburst\trespawn_first_us\tkills_us\tready_cpu_us\t"
+        "tree_cpu_us\ttree_minflt\n");
 
     std::vector<std::vector<std::int64_t>> tree(cfg.sides.size());
     std::vector<std::vector<std::int64_t>> line(cfg.sides.size());
@@ -1183,7 +1208,7 @@ int main(int argc, char** argv) {
             tree[k].push_back(respawn ? t.respawn_byte_ns : t.tree_gone_ns);
             line[k].push_back(t.respawn_line_ns);
             std::printf("%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%.0f\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s"
-                        "\t%s\n",
+                        "\t%s\t%s\n",
                         what,
                         s.name.c_str(), rep, t.procs, micros(t.master_exit_ns, !respawn).c_str(),
                         micros(t.tree_gone_ns, !respawn).c_str(), t.exit_code, t.term_signal,
@@ -1193,7 +1218,8 @@ int main(int argc, char** argv) {
                         micros(t.ready_ns).c_str(),
                         burst ? std::to_string(t.burst).c_str() : "-",
                         micros(t.respawn_first_ns, burst).c_str(),
-                        micros(t.kills_ns, burst).c_str(), micros(t.tree_cpu_ns).c_str(),
+                        micros(t.kills_ns, burst).c_str(), micros(t.ready_cpu_ns).c_str(),
+                        micros(t.tree_cpu_ns).c_str(),
                         t.tree_minflt < 0 ? "-" : std::to_string(t.tree_minflt).c_str());
         }
         if (std::count_if(failed.begin(), failed.end(),
