@@ -237,15 +237,19 @@ def write(tsv, root):
           "20 s build of our programs, which are then kept in ~/.cache/supervise-bench for the "
           "next run of the same tree. On a fresh machine the first run also installs the peers "
           "from Debian. On a busy machine a full run took 16 min.)\n")
-        w("This report: `%s` run, %s s. Other programs running at the same time make absolute "
-          "times noisy (the load line below says how busy the machine was); compare sides "
-          "within this report (they ran interleaved) rather than numbers across reports.%s\n" % (
-              "--quick" if quick else "full", data.info.get("seconds", "?"),
+        w("This report: `%s` run of %s, %s s. Other programs running at the same time make "
+          "absolute times noisy (the load lines below say how busy the machine was); compare "
+          "sides within this report (they ran interleaved) rather than numbers across "
+          "reports.%s\n" % (
+              "--quick" if quick else "full",
+              "every part" if data.info.get("parts", "").count(",") >= 7 else
+              "the parts " + data.info.get("parts", "?").replace(",", ", "),
+              data.info.get("seconds", "?"),
               " A `--quick` report has few trials per cell: read it as a rough picture." if quick
               else ""))
         w("| | |\n|---|---|")
         for key in ("date", "kernel", "cpu", "g++", "clang++", "kamailio", "nginx", "runit", "s6",
-                    "supervisor", "tini", "wrk", "boost", "supervise", "load", "parts"):
+                    "supervisor", "tini", "wrk", "boost", "supervise", "load", "load per part"):
             if key in data.info:
                 w("| %s | %s |" % (key, data.info[key]))
         w("")

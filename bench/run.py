@@ -1134,7 +1134,7 @@ def main():
         elapsed = time.monotonic() - started
         info["load"] = ("%.1f at the start, %.1f at the end (1-minute load average; other "
                         "programs included)" % (load_before, os.getloadavg()[0]))
-        info["parts"] = ("; ".join(loads) + " (each part's duration and the 1-minute load "
+        info["load per part"] = ("; ".join(loads) + " (each part's duration and the 1-minute load "
                          "average at its start and end)")
         os.makedirs(os.path.dirname(os.path.abspath(args.tsv)), exist_ok=True)
         with open(args.tsv, "w") as f:
