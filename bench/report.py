@@ -295,6 +295,21 @@ def scaling_sentence(data, m, metric):
                 a, b, "; ".join(parts)))
 
 
+def busy_line(data, m, metric, label="size"):
+    """How busy the whole machine was during the settle before each t0 (the
+    driver's busy_before_pct), median per size: a high figure means other
+    programs competed with the trees for the CPUs."""
+    parts = []
+    for n in data.sizes(m):
+        v = [x for s in data.sides(m) for x in data.nums(m, s, n, metric)]
+        if v:
+            parts.append("%d workers %.0f %%" % (n, med(v)))
+    if not parts:
+        return ""
+    return ("How busy the machine was (both CPUs, every program) in the settle period before "
+            "t0, median of the trials: %s.\n" % ", ".join(parts))
+
+
 def vs_n_table(data, w, m, metric, sides):
     w("| workers | %s | supervise / floor | %s |" % (
         " | ".join(LABELS[s] for s in sides),
@@ -339,6 +354,7 @@ def shutdown_section(data, w, img, tmp):
                   for n in data.sizes("shutdown"))
     w("Orphans the driver had to reap after a master exited: %d. %s\n"
       % (orphans, scaling_sentence(data, "shutdown", "tree_gone_ms")))
+    w(busy_line(data, "shutdown", "busy_before_pct"))
 
 
 # Calls shown one by one in the detail table of section 0; the rest are summed.
@@ -505,6 +521,16 @@ def burst_section(data, w):
                 fmt(med(data.nums("burst", "ours", n, "k%d_kills_ms" % k))),
                 fmt(med(data.nums("burst", "floor", n, "k%d_kills_ms" % k))) + " ms"))
     w("")
+    busy = []
+    for n in sizes:
+        v = [x for (m, _, nn, metric), vals in data.values.items()
+             if m == "burst" and nn == n and metric.endswith("_busy_before_pct")
+             for x in map(float, vals)]
+        if v:
+            busy.append("%d workers %.0f %%" % (n, med(v)))
+    if busy:
+        w("How busy the machine was (both CPUs, every program) in the settle period before the "
+          "kills, median of the trials: %s.\n" % ", ".join(busy))
 
 
 def cpu_table(data, w, sides, metric, per_worker=True):
