@@ -231,12 +231,13 @@ def write(tsv, root):
           "Medians, min–max in brackets, ratios of medians. Method and programs: "
           "[bench/README.md](../bench/README.md). Every trial: "
           "[bench/results/benchmarks.tsv](../bench/results/benchmarks.tsv).\n")
-        w("```sh\ntools/bazel run //bench            # as root; full run: 8 min here\n"
-          "tools/bazel run //bench -- --quick # fewer sizes, fewer trials: 80 s here\n```\n"
-          "(Durations measured on the quiet 2-vCPU machine of this report, each including the "
-          "20 s build of our programs, which are then kept in ~/.cache/supervise-bench for the "
-          "next run of the same tree. On a fresh machine the first run also installs the peers "
-          "from Debian. On a busy machine a full run took 16 min.)\n")
+        w("```sh\ntools/bazel run //bench            # as root; full run: 7 min here\n"
+          "tools/bazel run //bench -- --quick # fewer sizes, fewer trials: 60 s here\n```\n"
+          "(Durations measured on the 2-vCPU machine of this report, with other builds running "
+          "part of the time, and with our programs already built: the build (about 35 s, the "
+          "two static ones included) is kept in ~/.cache/supervise-bench for the next run of "
+          "the same tree. On a fresh machine the first run also installs the peers from "
+          "Debian.)\n")
         w("This report: `%s` run of %s, %s s. Other programs running at the same time make "
           "absolute times noisy (the load lines below say how busy the machine was); compare "
           "sides within this report (they ran interleaved) rather than numbers across "
