@@ -480,6 +480,34 @@ def counts_section(data, w):
             w("| %d | %s | %s |" % (n, LABELS[side], ", ".join(
                 "%s %s" % (k, num(v)) for k, v in counts if v)))
     w("")
+    burst_rows = []
+    for n in sizes:
+        for side in ("ours", "floor"):
+            deaths = count_of(data, "syscalls", side, n, "burst_deaths")
+            if not deaths:
+                continue
+            calls = {metric[len("burst_master_"):]: v[0] for (m, ss, nn, metric), _ in
+                     data.values.items() if m == "syscalls" and ss == side and nn == n and
+                     metric.startswith("burst_master_")
+                     for v in [data.nums(m, ss, nn, metric)] if v}
+            total = calls.pop("total", None)
+            waits = calls.get("wait4", 0) + calls.get("waitid", 0)
+            faults = count_of(data, "faults", side, n, "burst_master_minflt")
+            top = sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))
+            burst_rows.append("| %d | %s | %d | %s | %.2f | %s | %s |" % (
+                n, LABELS[side], deaths, "%.2f" % (total / deaths) if total else "—",
+                waits / deaths, "%.1f" % (faults / deaths) if faults is not None else "—",
+                ", ".join("%s %.2f" % (k, v / deaths) for k, v in top if v / deaths >= 0.05)))
+    if burst_rows:
+        w("The master while all N workers are SIGKILLed at once and replaced (their SIGCHLDs "
+          "merge; `strace -c -p MASTER` and /proc/PID/stat around the whole burst), per "
+          "death:\n")
+        w("| workers | side | deaths | master: system calls per death | wait4 + waitid per "
+          "death | master: page faults per death | calls per death (≥ 0.05) |")
+        w("|---|---|---|---|---|---|---|")
+        for row in burst_rows:
+            w(row)
+        w("")
     waits = [respawn_median(data, "ours", n, ("respawn_master_wait4", "respawn_master_waitid"))
              for n in sizes]
     if all(v is not None for v in waits) and len(sizes) > 1:

@@ -838,6 +838,49 @@ def count_respawns(ctx, kind, n, bound):
         kill_everything()
 
 
+def count_burst(ctx, kind, n, bound):
+    """The master alone while all n workers are SIGKILLed at once and replaced:
+    its system calls (strace -c -p) and minor faults, for n deaths whose SIGCHLDs
+    merge."""
+    _, _, cmd = ctx.sides.side(kind, n, respawn=True,
+                               max_restarts=BURST_MAX_RESTARTS if kind == "ours" else None)
+    proc, ready = start_ready(cmd, os.path.join(ctx.tmp, "burst-counts.log"))
+    tracer = None
+    try:
+        read_ready(ready, 1, proc, bound)
+        wait_tree(proc, n + 1, bound)
+        out = os.path.join(ctx.tmp, "strace-burst-%s-%d.txt" % (kind, n))
+        tracer = start(["strace", "-c", "-o", out, "-p", str(proc.pid)],
+                       os.path.join(ctx.tmp, "strace.log"))
+        deadline = time.monotonic() + 10
+        while tracer_of(proc.pid) != tracer.pid:
+            if time.monotonic() > deadline or tracer.poll() is not None:
+                raise RuntimeError("strace could not attach to %s" % kind)
+            time.sleep(0.01)
+        time.sleep(0.1)
+        victims = children_of(proc.pid)
+        faults0 = minflt(proc.pid)
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        read_ready(ready, len(victims), proc, bound)
+        wait_tree(proc, n + 1, bound)
+        time.sleep(0.05)
+        faults1 = minflt(proc.pid)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(30)
+        tracer = None
+        ctx.add("syscalls", kind, n, 1, "burst_deaths", len(victims))
+        for name, calls in strace_counts(out).items():
+            ctx.add("syscalls", kind, n, 1, "burst_master_" + name, calls)
+        ctx.add("faults", kind, n, 1, "burst_master_minflt", faults1 - faults0)
+    finally:
+        os.close(ready)
+        if tracer is not None:
+            stop(tracer)
+        stop(proc)
+        kill_everything()
+
+
 def part_syscalls(ctx):
     use_perf = perf_works(ctx.tmp)
     ctx.extra["faults_tool"] = "perf" if use_perf else "rusage"
@@ -879,6 +922,14 @@ def part_syscalls(ctx):
                 count_respawns(ctx, kind, n, bound)
             except (RuntimeError, IndexError, OSError, subprocess.TimeoutExpired) as e:
                 ctx.notes.append(("syscalls", n, "%s respawn: %s" % (kind, e)))
+            # (d) at the largest size, the master while every worker dies at once.
+            if n == max(ctx.mode["syscall_sizes"]):
+                log("system calls and page faults of the %s master, all %d workers SIGKILLed "
+                    "at once" % (kind, n))
+                try:
+                    count_burst(ctx, kind, n, bound)
+                except (RuntimeError, IndexError, OSError, subprocess.TimeoutExpired) as e:
+                    ctx.notes.append(("syscalls", n, "%s burst: %s" % (kind, e)))
 
 
 # ---------------------------------------------------------------------------
