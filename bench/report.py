@@ -231,10 +231,12 @@ def write(tsv, root):
           "Medians, min–max in brackets, ratios of medians. Method and programs: "
           "[bench/README.md](../bench/README.md). Every trial: "
           "[bench/results/benchmarks.tsv](../bench/results/benchmarks.tsv).\n")
-        w("```sh\ntools/bazel run //bench            # as root; full run: 7 min here\n"
+        w("```sh\ntools/bazel run //bench            # as root; full run: 5-8 min here\n"
           "tools/bazel run //bench -- --quick # fewer sizes, fewer trials: 60 s here\n```\n"
-          "(Durations measured on the 2-vCPU machine of this report, with other builds running "
-          "part of the time, and with our programs already built: the build (about 35 s, the "
+          "(Durations measured on the 2-vCPU machine of this report: 4.6 min while it was mostly quiet, "
+          "7.5 min while other builds kept it busy, as the driver then waits up to 1 s for a quiet "
+          "moment before each trial; both with our programs already built: the build (about "
+          "35 s, the "
           "two static ones included) is kept in ~/.cache/supervise-bench for the next run of "
           "the same tree. On a fresh machine the first run also installs the peers from "
           "Debian.)\n")
