@@ -9,8 +9,12 @@
 //
 //   idle_pool --workers 14 --ready-fd 3 [--log | --log-fd FD]
 //             [--strategy shutdown_all|one_for_one] [--heartbeat-timeout MS]
+//             [--max-restarts N]
 //
 // --strategy one_for_one (the respawn benchmark) restarts a worker that dies.
+// --max-restarts sets options::max_restarts (default here 5, the header's
+// default): the burst benchmark kills up to every worker at once, more
+// restarts within restart_period than 5, which would stop the pool.
 // A restarted worker (generation > 0) writes one byte to the --ready-fd
 // descriptor as the first thing its code does: the replacement is running,
 // with the pool's signal handling in place and its start-up record sent to
@@ -43,7 +47,8 @@ namespace {
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr,
                  "idle_pool: %s\nusage: idle_pool --workers N [--ready-fd FD] [--log | --log-fd FD]"
-                 "\n                 [--strategy shutdown_all|one_for_one] [--heartbeat-timeout MS]\n",
+                 "\n                 [--strategy shutdown_all|one_for_one] [--heartbeat-timeout MS]"
+                 "\n                 [--max-restarts N]\n",
                  why);
     std::exit(2);
 }
@@ -94,6 +99,7 @@ int main(int argc, char** argv) {
     int log_fd = -1;
     std::string strategy = "shutdown_all";
     int heartbeat_ms = 0;
+    int max_restarts = 5;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--workers" && i + 1 < argc) {
@@ -106,6 +112,8 @@ int main(int argc, char** argv) {
             log_fd = parse_int(argv[++i], "--log-fd");
         } else if (arg == "--heartbeat-timeout" && i + 1 < argc) {
             heartbeat_ms = parse_int(argv[++i], "--heartbeat-timeout");
+        } else if (arg == "--max-restarts" && i + 1 < argc) {
+            max_restarts = parse_int(argv[++i], "--max-restarts");
         } else if (arg == "--strategy" && i + 1 < argc) {
             strategy = argv[++i];
         } else {
@@ -128,7 +136,7 @@ int main(int argc, char** argv) {
     // in a row, and every respawn trial starts a fresh pool); both are set
     // here so the benchmark does not depend on the header's defaults.
     opts.restart_delay = std::chrono::milliseconds(100);
-    opts.max_restarts = 5;
+    opts.max_restarts = max_restarts;
 
     try {
         if (strategy == "one_for_one") return run<supervise::one_for_one>(opts, ready_fd);

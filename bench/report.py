@@ -18,6 +18,8 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 
 LABELS = {
     "ours": "supervise",
+    "ours-static": "supervise, static",
+    "floor-static": "floor, static",
     "ours-watchdog": "supervise, watchdog on",
     "exec": "supervise-exec",
     "daemon": "examples/daemon",
@@ -51,6 +53,7 @@ RESPAWN_SIGNAL = {
 class Data:
     def __init__(self, path):
         self.values = collections.defaultdict(list)  # (measurement, side, n, metric) -> [str]
+        self.by_rep = collections.defaultdict(dict)  # (measurement, side, n, rep) -> {metric: str}
         self.info = {}
         self.notes = []
         with open(path) as f:
@@ -67,8 +70,9 @@ class Data:
                         key, _, value = item.partition("=")
                         self.info[key] = value
                 elif not line.startswith("measurement\t") and line:
-                    m, side, n, _rep, metric, value = line.split("\t")
+                    m, side, n, rep, metric, value = line.split("\t")
                     self.values[(m, side, int(n), metric)].append(value)
+                    self.by_rep[(m, side, int(n), rep)][metric] = value
 
     def nums(self, m, side, n, metric):
         out = []
@@ -77,6 +81,15 @@ class Data:
                 out.append(float(v))
             except ValueError:
                 pass
+        return out
+
+    def per_rep(self, m, side, n):
+        """{rep: {metric: float}} of one side and size."""
+        out = {}
+        for (mm, ss, nn, rep), metrics in self.by_rep.items():
+            if (mm, ss, nn) == (m, side, n):
+                out[rep] = {k: float(v) for k, v in metrics.items()
+                            if v.replace(".", "", 1).isdigit()}
         return out
 
     def raw(self, m, side, n, metric):
@@ -218,32 +231,42 @@ def write(tsv, root):
           "Medians, min–max in brackets, ratios of medians. Method and programs: "
           "[bench/README.md](../bench/README.md). Every trial: "
           "[bench/results/benchmarks.tsv](../bench/results/benchmarks.tsv).\n")
-        w("```sh\ntools/bazel run //bench            # as root; full run: 8 min here\n"
-          "tools/bazel run //bench -- --quick # fewer sizes, fewer trials: 80 s here\n```\n"
-          "(Durations measured on the quiet 2-vCPU machine of this report, each including the "
-          "20 s build of our programs, which are then kept in ~/.cache/supervise-bench for the "
-          "next run of the same tree. On a fresh machine the first run also installs the peers "
-          "from Debian. On a busy machine a full run took 16 min.)\n")
-        w("This report: `%s` run, %s s. Other programs running at the same time make absolute "
-          "times noisy (the load line below says how busy the machine was); compare sides "
-          "within this report (they ran interleaved) rather than numbers across reports.%s\n" % (
-              "--quick" if quick else "full", data.info.get("seconds", "?"),
+        w("```sh\ntools/bazel run //bench            # as root; full run: 5-8 min here\n"
+          "tools/bazel run //bench -- --quick # fewer sizes, fewer trials: 60 s here\n```\n"
+          "(Durations measured on the 2-vCPU machine of this report: 4.6 min while it was mostly quiet, "
+          "7.5 min while other builds kept it busy, as the driver then waits up to 1 s for a quiet "
+          "moment before each trial; both with our programs already built: the build (about "
+          "35 s, the "
+          "two static ones included) is kept in ~/.cache/supervise-bench for the next run of "
+          "the same tree. On a fresh machine the first run also installs the peers from "
+          "Debian.)\n")
+        w("This report: `%s` run of %s, %s s. Other programs running at the same time make "
+          "absolute times noisy (the load lines below say how busy the machine was); compare "
+          "sides within this report (they ran interleaved) rather than numbers across "
+          "reports.%s\n" % (
+              "--quick" if quick else "full",
+              "every part" if data.info.get("parts", "").count(",") >= 7 else
+              "the parts " + data.info.get("parts", "?").replace(",", ", "),
+              data.info.get("seconds", "?"),
               " A `--quick` report has few trials per cell: read it as a rough picture." if quick
               else ""))
         w("| | |\n|---|---|")
         for key in ("date", "kernel", "cpu", "g++", "clang++", "kamailio", "nginx", "runit", "s6",
-                    "supervisor", "tini", "wrk", "boost", "supervise", "load"):
+                    "supervisor", "tini", "wrk", "boost", "supervise", "load", "load per part"):
             if key in data.info:
                 w("| %s | %s |" % (key, data.info[key]))
         w("")
         broken = [text for _, _, text in data.notes if text.startswith("part ")]
         if broken:
             w("**Not measured in this run:** %s\n" % "; ".join(broken))
+        counts_section(data, w)
         shutdown_section(data, w, img, tmp)
-        syscalls_section(data, w)
         failfast_section(data, w)
         respawn_section(data, w, img, tmp)
+        burst_section(data, w)
         startup_section(data, w, img, tmp)
+        cpu_section(data, w)
+        static_section(data, w)
         idle_section(data, w, img, tmp)
         memory_section(data, w, img, tmp)
         storm_section(data, w)
@@ -273,6 +296,21 @@ def scaling_sentence(data, m, metric):
     return ("Time per worker from %d to %d workers: %s. A master that does O(N) work per "
             "worker keeps this flat; growth that the floor shows too is the kernel's." % (
                 a, b, "; ".join(parts)))
+
+
+def busy_line(data, m, metric, label="size"):
+    """How busy the whole machine was during the settle before each t0 (the
+    driver's busy_before_pct), median per size: a high figure means other
+    programs competed with the trees for the CPUs."""
+    parts = []
+    for n in data.sizes(m):
+        v = [x for s in data.sides(m) for x in data.nums(m, s, n, metric)]
+        if v:
+            parts.append("%d workers %.0f %%" % (n, med(v)))
+    if not parts:
+        return ""
+    return ("How busy the machine was (both CPUs, every program) in the settle period before "
+            "t0, median of the trials: %s.\n" % ", ".join(parts))
 
 
 def vs_n_table(data, w, m, metric, sides):
@@ -319,36 +357,285 @@ def shutdown_section(data, w, img, tmp):
                   for n in data.sizes("shutdown"))
     w("Orphans the driver had to reap after a master exited: %d. %s\n"
       % (orphans, scaling_sentence(data, "shutdown", "tree_gone_ms")))
+    w(busy_line(data, "shutdown", "busy_before_pct"))
 
 
-def syscalls_section(data, w):
-    sizes = data.sizes("syscalls")
+# Calls shown one by one in the detail table of section 0; the rest are summed.
+DETAIL_CALLS = ("clone", "wait4", "waitid", "close", "close_range", "rt_sigaction",
+                "rt_sigprocmask", "ppoll", "setpgid", "pidfd_open", "pidfd_send_signal", "kill",
+                "prctl")
+
+
+def count_of(data, m, side, n, metric):
+    v = data.nums(m, side, n, metric)
+    return v[0] if v else None
+
+
+def respawn_median(data, side, n, metrics, m="syscalls"):
+    """Median over the respawns of the sum of `metrics` (a missing call is 0)."""
+    reps = data.per_rep(m, side, n)
+    sums = [sum(r.get(k, 0) for k in metrics) for r in reps.values()
+            if any(k.startswith("respawn_") for k in r)]
+    return med(sums) if sums else None
+
+
+def num(value, digits=1):
+    if value is None:
+        return "—"
+    if value == int(value) and abs(value) < 1e6:
+        return "%d" % value
+    return "%.*f" % (digits, value)
+
+
+def counts_section(data, w):
+    sizes = sorted(set(data.sizes("syscalls")) | set(data.sizes("faults")))
     if not sizes:
         return
-    w("## 1b. System calls that grow with N (strace)\n")
-    w("Counted, not timed, so other load cannot move them: `strace -f -c` over a start of N "
-      "workers and their stop (every process of the tree), for supervise (`idle_pool`) and the "
-      "floor; and `strace -c -p MASTER` around one respawn (`one_for_one`, one worker "
-      "SIGKILLed), the master alone.\n")
-    w("| workers | supervise: close() | ÷ N²/2 | close_range() | floor: close() | "
-      "supervise: wait4() | clone() | supervise master, one respawn: wait4() |")
+    tool = data.info.get("faults_tool", "perf")
+    fault_metric = "start_stop_minor_faults" if tool == "perf" else "start_stop_ru_minflt"
+    w("## 0. Counts per worker: system calls and page faults\n")
+    w("Counted, not timed, so other programs on the machine hardly move them (one run per "
+      "size; the respawn figures are the median of %s respawns of different workers in one "
+      "pool). supervise is `bench/idle_pool` (`shutdown_all`; `one_for_one` for the respawns), "
+      "the floor `bench/floor_pool` (`--respawn` for the respawns), both built the same way "
+      "(g++ -O2, dynamically linked). %s\n" % (
+          max([len(data.per_rep("syscalls", "ours", n)) for n in sizes] + [1]),
+          "Page faults: `perf stat -e page-faults,minor-faults,major-faults`, which counts every "
+          "process of the tree." if tool == "perf" else
+          "Page faults: `perf stat` could not count them on this machine, so they are the "
+          "tree's `ru_minflt` from `wait4()` on the master (itself and every worker it reaped)."))
+    w("| workers | side | system calls per worker, start + stop | page faults per worker, "
+      "start + stop | master: system calls per respawn | master: wait4 + waitid per respawn "
+      "| master: page faults per respawn | replacement: page faults |")
+    w("|---|---|---|---|---|---|---|---|")
+    per_worker_calls = collections.defaultdict(dict)
+    for n in sizes:
+        row = {}
+        for side in ("ours", "floor"):
+            calls = count_of(data, "syscalls", side, n, "start_stop_total")
+            faults = count_of(data, "faults", side, n, fault_metric)
+            row[side] = (
+                calls / n if calls is not None else None,
+                faults / n if faults is not None else None,
+                respawn_median(data, side, n, ("respawn_master_total",)),
+                respawn_median(data, side, n, ("respawn_master_wait4", "respawn_master_waitid")),
+                respawn_median(data, side, n, ("respawn_master_minflt",), "faults"),
+                respawn_median(data, side, n, ("respawn_worker_minflt",), "faults"))
+            per_worker_calls[side][n] = row[side][0]
+            w("| %d | %s | %s |" % (n, LABELS[side], " | ".join(num(v) for v in row[side])))
+        w("| %d | supervise ÷ floor | %s |" % (n, " | ".join(
+            "%.2f" % (a / b) if a is not None and b else "—"
+            for a, b in zip(row["ours"], row["floor"]))))
+    w("")
+    w("- *system calls per worker, start + stop*: every call of every process of the tree "
+      "(`strace -f -c`, all calls) from the exec of the master until it exited after SIGTERM, "
+      "divided by N; it includes the master's own start (exec, dynamic loading: a few dozen "
+      "calls, so a little more per worker at small N).")
+    w("- *page faults per worker, start + stop*: minor page faults of the same start and stop "
+      "(major faults: %s), divided by N: the copy-on-write faults of each fork in the master "
+      "and the child, and the worker's own first touches." % (
+          "0 in every run" if tool == "perf" and all(
+              not count_of(data, "faults", s, n, "start_stop_major_faults")
+              for s in ("ours", "floor") for n in sizes) else "see the TSV"))
+    w("- *master: system calls per respawn*: the master alone (`strace -c -p MASTER`, attached "
+      "before the SIGKILL of one worker, detached once the replacement runs and the tree is "
+      "idle again).")
+    w("- *master: wait4 + waitid per respawn*: of those, the calls that look for and reap "
+      "the ended child: the same at every N if one SIGCHLD costs O(1), N if the master asks "
+      "every worker.")
+    w("- *master: page faults per respawn*: the master's minor faults over the same respawn "
+      "(/proc/PID/stat), mostly copy-on-write after its fork.")
+    w("- *replacement: page faults*: the new worker's own minor faults from its fork until it "
+      "sleeps.\n")
+    if len(sizes) > 1:
+        w("System calls per worker (start + stop) at %s workers: supervise %s, floor %s.\n" % (
+            ", ".join(str(n) for n in sizes),
+            " → ".join(num(per_worker_calls["ours"].get(n)) for n in sizes),
+            " → ".join(num(per_worker_calls["floor"].get(n)) for n in sizes)))
+    w("Which calls, per worker (start + stop, every process of the tree; ÷ N):\n")
+    w("| workers | side | %s | other | total |" % " | ".join(DETAIL_CALLS))
+    w("|---|---|%s---|---|" % ("---|" * len(DETAIL_CALLS)))
+    for n in sizes:
+        for side in ("ours", "floor"):
+            total = count_of(data, "syscalls", side, n, "start_stop_total")
+            if total is None:
+                continue
+            shown = [count_of(data, "syscalls", side, n, "start_stop_" + c) or 0
+                     for c in DETAIL_CALLS]
+            w("| %d | %s | %s | %.2f | %.2f |" % (
+                n, LABELS[side], " | ".join("%.2f" % (v / n) if v else "" for v in shown),
+                (total - sum(shown)) / n, total / n))
+    w("")
+    w("The master's system calls for one respawn, by call (median of the respawns):\n")
+    w("| workers | side | calls |")
+    w("|---|---|---|")
+    for n in sizes:
+        for side in ("ours", "floor"):
+            reps = data.per_rep("syscalls", side, n)
+            names = sorted({k for r in reps.values() for k in r
+                            if k.startswith("respawn_master_") and k != "respawn_master_total"})
+            if not names:
+                continue
+            counts = [(k[len("respawn_master_"):],
+                       respawn_median(data, side, n, (k,))) for k in names]
+            counts.sort(key=lambda kv: (-kv[1], kv[0]))
+            w("| %d | %s | %s |" % (n, LABELS[side], ", ".join(
+                "%s %s" % (k, num(v)) for k, v in counts if v)))
+    w("")
+    burst_rows = []
+    for n in sizes:
+        for side in ("ours", "floor"):
+            deaths = count_of(data, "syscalls", side, n, "burst_deaths")
+            if not deaths:
+                continue
+            calls = {metric[len("burst_master_"):]: v[0] for (m, ss, nn, metric), _ in
+                     data.values.items() if m == "syscalls" and ss == side and nn == n and
+                     metric.startswith("burst_master_")
+                     for v in [data.nums(m, ss, nn, metric)] if v}
+            total = calls.pop("total", None)
+            waits = calls.get("wait4", 0) + calls.get("waitid", 0)
+            faults = count_of(data, "faults", side, n, "burst_master_minflt")
+            top = sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))
+            burst_rows.append("| %d | %s | %d | %s | %.2f | %s | %s |" % (
+                n, LABELS[side], deaths, "%.2f" % (total / deaths) if total else "—",
+                waits / deaths, "%.1f" % (faults / deaths) if faults is not None else "—",
+                ", ".join("%s %.2f" % (k, v / deaths) for k, v in top if v / deaths >= 0.05)))
+    if burst_rows:
+        w("The master while all N workers are SIGKILLed at once and replaced (their SIGCHLDs "
+          "merge; `strace -c -p MASTER` and /proc/PID/stat around the whole burst), per "
+          "death:\n")
+        w("| workers | side | deaths | master: system calls per death | wait4 + waitid per "
+          "death | master: page faults per death | calls per death (≥ 0.05) |")
+        w("|---|---|---|---|---|---|---|")
+        for row in burst_rows:
+            w(row)
+        w("")
+    waits = [respawn_median(data, "ours", n, ("respawn_master_wait4", "respawn_master_waitid"))
+             for n in sizes]
+    if all(v is not None for v in waits) and len(sizes) > 1:
+        w("supervise's master made %s wait4 + waitid calls per respawn at %s workers: %s\n" % (
+            " / ".join(num(v) for v in waits), " / ".join(str(n) for n in sizes),
+            "the same at every size, so finding and reaping the dead worker costs O(1) per "
+            "SIGCHLD, not O(N)." if max(waits) == min(waits) else
+            "it changes with N."))
+
+
+def burst_section(data, w):
+    sizes = data.sizes("burst")
+    if not sizes:
+        return
+    w("## 3b. Burst: K workers SIGKILLed at once → all K replacements running\n")
+    w("The driver SIGKILLs K of the N workers one `kill()` after the other (every N/K-th in "
+      "fork order; K = N is all of them) and times, from before the first kill, the first "
+      "and the K-th replacement byte (each replacement writes one: supervise's when "
+      "`generation() > 0`, the floor's right after its fork). supervise: `idle_pool --strategy "
+      "one_for_one --max-restarts %s` (the default intensity, 5 restarts in 10 s, would stop "
+      "the pool); floor: `floor_pool --respawn`. The kill() loop itself takes the time in the "
+      "last column, which is part of every figure; the first replacement can only be read "
+      "once the loop is over.\n" % "1000000")
+    w("| workers | K | supervise: all K running | floor: all K running | supervise ÷ floor | "
+      "supervise: first | floor: first | kill() loop, supervise / floor |")
     w("|---|---|---|---|---|---|---|---|")
     for n in sizes:
-        def one(side, metric):
-            v = data.nums("syscalls", side, n, metric)
-            return int(v[0]) if v else 0
-        closes = one("ours", "start_stop_close")
-        w("| %d | %d | %.2f | %d | %d | %d | %d | %d |" % (
-            n, closes, closes / (n * n / 2.0), one("ours", "start_stop_close_range"),
-            one("floor", "start_stop_close"),
-            one("ours", "start_stop_wait4"), one("ours", "start_stop_clone"),
-            one("ours", "respawn_master_wait4")))
+        ks = sorted({int(metric.split("_")[0][1:]) for (m, _, nn, metric) in data.values
+                     if m == "burst" and nn == n and metric.endswith("_all_ms")})
+        for k in ks:
+            ours = data.nums("burst", "ours", n, "k%d_all_ms" % k)
+            floor = data.nums("burst", "floor", n, "k%d_all_ms" % k)
+            failed = [text for mm, nn, text in data.notes
+                      if mm == "burst" and nn == n and text.startswith("K=%d " % k)]
+            w("| %d | %d | %s | %s | %s | %s | %s | %s / %s |" % (
+                n, k, cell(ours, " ms") if ours else ("failed: " + failed[0] if failed else "—"),
+                cell(floor, " ms"), ratio(ours, floor),
+                fmt(med(data.nums("burst", "ours", n, "k%d_first_ms" % k))) + " ms",
+                fmt(med(data.nums("burst", "floor", n, "k%d_first_ms" % k))) + " ms",
+                fmt(med(data.nums("burst", "ours", n, "k%d_kills_ms" % k))),
+                fmt(med(data.nums("burst", "floor", n, "k%d_kills_ms" % k))) + " ms"))
     w("")
-    w("A close() count near N²/2 means each new worker closes, one by one, the pidfds of the "
-      "siblings forked before it; a few per worker plus one close_range() each means it drops "
-      "them in one call. wait4() is one per worker for a start and a stop, but one per slot "
-      "for every SIGCHLD: `reap()` scans every slot with `waitpid(pid, WNOHANG)`, so a single "
-      "respawn costs the master N system calls.\n")
+    busy = []
+    for n in sizes:
+        v = [x for (m, _, nn, metric), vals in data.values.items()
+             if m == "burst" and nn == n and metric.endswith("_busy_before_pct")
+             for x in map(float, vals)]
+        if v:
+            busy.append("%d workers %.0f %%" % (n, med(v)))
+    if busy:
+        w("How busy the machine was (both CPUs, every program) in the settle period before the "
+          "kills, median of the trials: %s.\n" % ", ".join(busy))
+
+
+def cpu_table(data, w, sides, metric, per_worker=True):
+    w("| workers | %s | supervise / floor |" % " | ".join(LABELS[s] for s in sides))
+    w("|---" * (len(sides) + 2) + "|")
+    for n in data.sizes("startstop"):
+        cells = []
+        for s in sides:
+            v = [x / n for x in data.nums("startstop", s, n, metric)] if per_worker else \
+                data.nums("startstop", s, n, metric)
+            cells.append(cell(v, " ms") if v else "—")
+        w("| %d | %s | %s |" % (n, " | ".join(cells),
+                                ratio(data.nums("startstop", "ours", n, metric),
+                                      data.nums("startstop", "floor", n, metric))))
+    w("")
+
+
+def cpu_section(data, w):
+    sides = [s for s in ("ours", "kamailio", "nginx", "floor") if s in data.sides("startstop")]
+    if not sides:
+        return
+    w("## 4b. CPU time of the tree, per worker\n")
+    w("From the trials of measurements 1 and 4: the CPU time (user + system) of every process "
+      "of the tree, divided by N. *Start-up*: the sum of `/proc/PID/schedstat` over the tree "
+      "when the driver found it ready. *Start + stop*: `wait4()`'s rusage of the master when "
+      "it was reaped (itself and every worker it reaped), so the whole life of the tree. CPU "
+      "time, unlike the wall-clock times above, does not include waiting for a CPU that "
+      "another program holds, though a busy machine still slows it through caches.\n")
+    w("Start-up:\n")
+    cpu_table(data, w, sides, "ready_cpu_ms")
+    w("Start + stop:\n")
+    cpu_table(data, w, sides, "tree_cpu_ms")
+
+
+def static_section(data, w):
+    pairs = [(d, st) for d, st in (("ours", "ours-static"), ("floor", "floor-static"))
+             if st in data.sides("startstop") and d in data.sides("startstop")]
+    if not pairs:
+        return
+    w("## 4c. For reference: linked statically, with `-static -Wl,-z,now`\n")
+    w("The same two programs linked with `-static -Wl,-z,now` (no dynamic loader, every symbol "
+      "bound before `main`), run interleaved with the sides of measurements 1 and 4. Not a "
+      "side of the comparison above, which is dynamic against dynamic: the figures show how "
+      "far a user gets by linking that way. Per worker; static ÷ dynamic in brackets.\n")
+    w("| workers | program | start-up, dynamic | start-up, static | start-up CPU per worker, "
+      "dynamic | static | minor faults per worker (start + stop), dynamic | static | "
+      "SIGTERM → tree gone, dynamic | static |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    changes = collections.defaultdict(list)
+    for n in data.sizes("startstop"):
+        for d, st in pairs:
+            def both(m, metric, scale=1.0):
+                a = [x / scale for x in data.nums(m, d, n, metric)]
+                b = [x / scale for x in data.nums(m, st, n, metric)]
+                return a, b
+            wall = both("startup", "ready_ms")
+            cpu = both("startstop", "ready_cpu_ms", n)
+            faults = both("startstop", "tree_minflt", n)
+            gone = both("shutdown", "tree_gone_ms")
+            if not wall[1]:
+                continue
+            if cpu[0] and cpu[1]:
+                changes[d].append((n, med(cpu[1]) / med(cpu[0]) - 1))
+            w("| %d | %s | %s | %s (%s) | %s | %s (%s) | %s | %s (%s) | %s | %s (%s) |" % (
+                n, LABELS[d],
+                cell(wall[0], " ms"), cell(wall[1], " ms"), ratio(wall[1], wall[0]),
+                fmt(med(cpu[0]), 3) + " ms", fmt(med(cpu[1]), 3) + " ms", ratio(cpu[1], cpu[0]),
+                fmt(med(faults[0]), 1), fmt(med(faults[1]), 1), ratio(faults[1], faults[0]),
+                cell(gone[0], " ms"), cell(gone[1], " ms"), ratio(gone[1], gone[0])))
+    w("")
+    if changes:
+        w("Start-up CPU, static against dynamic: %s.\n" % "; ".join(
+            "%s %s" % (LABELS[d], ", ".join("%+.0f %% at %d" % (100 * c, n) for n, c in v))
+            for d, v in changes.items()))
 
 
 def failfast_section(data, w):

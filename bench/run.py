@@ -8,8 +8,10 @@ Installs the peers it needs with apt-get (as root), builds our programs with
 g++ -O2 straight from include/supervise.hpp, runs every measurement with the
 peers on 127.0.0.1, and writes bench/results/benchmarks.tsv (every trial),
 docs/benchmarks.md and the plots in docs/img/ (bench/report.py, which can also
-rewrite them from the TSV alone). Parts, in order: shutdown (with start-up and
-fail-fast), respawn, idle (with memory), storm, compile, http.
+rewrite them from the TSV alone). Parts, in order: shutdown (with start-up,
+fail-fast and the static builds), syscalls (system calls and page faults per
+worker: counted, not timed), respawn, burst (K workers killed at once), idle
+(with memory), storm, compile, http.
 
 Every process it starts runs in its own process group, is SIGKILLed when this
 script dies (PR_SET_PDEATHSIG) and is reaped here: the script is a child
@@ -24,6 +26,7 @@ import hashlib
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -36,6 +39,8 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("BUILD_WORKSPACE_DIRECTORY") or os.path.dirname(BENCH)
 HEADER = os.path.join(ROOT, "include", "supervise.hpp")
 CXX = ["g++", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
+STATIC_FLAGS = ["-static", "-Wl,-z,now"]
+STATIC_SIDES = {"ours-static": "idle_pool_static", "floor-static": "floor_pool_static"}
 TSV = os.path.join(ROOT, "bench", "results", "benchmarks.tsv")
 
 # Debian package for each program or file the run needs.
@@ -51,9 +56,10 @@ PACKAGES = {
     "/usr/include/boost/asio/signal_set.hpp": "libboost-dev",
     "/usr/bin/clang++": "clang",
     "/usr/bin/strace": "strace",
+    "/usr/bin/perf": "linux-perf",
 }
 
-PARTS = ("shutdown", "syscalls", "respawn", "idle", "storm", "compile", "http")
+PARTS = ("shutdown", "syscalls", "respawn", "burst", "idle", "storm", "compile", "http")
 
 # How much each mode repeats. Shutdown: trials per side and size, after one
 # unreported warm-up trial (none at 1024, where a trial takes seconds).
@@ -61,11 +67,13 @@ MODES = {
     "quick": dict(sizes=(4, 64, 256), reps={4: 2, 64: 2, 256: 1}, warmup=0,
                   failfast_reps=2, respawn_reps=2, idle_s=10, storm_reps=1,
                   compile_reps=1, compile_warmup=0, http_s=2, http_reps=1,
-                  syscall_sizes=(64,), quiet_wait_ms=200),
+                  syscall_sizes=(64, 256), quiet_wait_ms=200,
+                  burst_sizes=(64,), burst_reps={64: 2}),
     "full": dict(sizes=(4, 64, 256, 1024), reps={4: 15, 64: 15, 256: 6, 1024: 3}, warmup=1,
                  failfast_reps=10, respawn_reps=10, idle_s=10, storm_reps=3,
                  compile_reps=3, compile_warmup=1, http_s=5, http_reps=3,
-                 syscall_sizes=(256, 1024), quiet_wait_ms=1000),
+                 syscall_sizes=(64, 256, 1024), quiet_wait_ms=1000,
+                 burst_sizes=(64, 1024), burst_reps={64: 10, 1024: 3}),
 }
 
 FAILFAST_SIZES = (4, 64)
@@ -75,6 +83,12 @@ STORM_SIGNALS = 100000
 STORM_WORKERS = 4
 HTTP_WORKERS = 4
 WATCHDOG_MS = 2000  # ours with the watchdog: workers beat every second
+# Burst: K of N workers SIGKILLed at once, K = N/4 and K = N. supervise's
+# restart intensity (max_restarts, default 5 in restart_period 10 s) would
+# stop the pool after the fifth; the burst side allows this many.
+BURST_MAX_RESTARTS = 1000000
+# Respawns traced or counted per tree in the syscalls part.
+COUNT_RESPAWNS = 3
 
 KAMAILIO_CFG = """#!KAMAILIO
 # Written by bench/run.py: one UDP address on loopback, no TCP/SCTP/TLS, no
@@ -299,7 +313,12 @@ def build(tmp):
         "supervise_exec": "examples/exec/supervise_exec.cpp",
         "daemon": "examples/daemon/daemon.cpp",
     }
-    digest = hashlib.sha256(output_of(["g++", "--version"]).encode() + " ".join(CXX).encode())
+    # The physical limit, for reference: the same two sides linked statically
+    # and with every symbol bound at start (no lazy binding to do after a fork).
+    static = {"idle_pool_static": "bench/idle_pool.cpp",
+              "floor_pool_static": "bench/floor_pool.cpp"}
+    digest = hashlib.sha256(output_of(["g++", "--version"]).encode() + " ".join(CXX).encode() +
+                            " ".join(STATIC_FLAGS).encode())
     for top in ("include", "bench", "examples"):
         for folder, _, files in sorted(os.walk(os.path.join(ROOT, top))):
             for name in sorted(files):
@@ -307,23 +326,37 @@ def build(tmp):
                     with open(os.path.join(folder, name), "rb") as f:
                         digest.update(name.encode() + f.read())
     out = os.path.join(CACHE, digest.hexdigest()[:16])
-    binaries = {name: os.path.join(out, name) for name in sources}
-    if all(os.path.exists(path) for path in binaries.values()):
+    binaries = {name: os.path.join(out, name) for name in list(sources) + list(static)}
+    failed_static = os.path.join(out, "static-failed")
+    if all(os.path.exists(binaries[name]) for name in sources) and (
+            all(os.path.exists(binaries[name]) for name in static) or
+            os.path.exists(failed_static)):
         log("programs from %s" % out)
-        return binaries
-    log("building our programs with g++ -O2")
+        return {name: path for name, path in binaries.items() if os.path.exists(path)}
+    log("building our programs with g++ -O2 (and the two static ones)")
     os.makedirs(out, exist_ok=True)
     jobs = []
-    for name, src in sources.items():
-        jobs.append(subprocess.Popen(CXX + ["-I", os.path.join(ROOT, "include"), "-I", ROOT,
-                                            os.path.join(ROOT, src), "-o",
-                                            binaries[name] + ".part"]))
-    for job in jobs:
-        if job.wait(timeout=600) != 0:
-            raise RuntimeError("build failed: " + " ".join(job.args))
-    for path in binaries.values():
-        os.rename(path + ".part", path)
-    return binaries
+    for name, src in list(sources.items()) + list(static.items()):
+        flags = STATIC_FLAGS if name in static else []
+        # The static links warn that getpwnam_r & co. need glibc's shared NSS
+        # modules at run time (the pool never resolves a user here): kept out
+        # of the log unless the build fails.
+        jobs.append((name, subprocess.Popen(
+            CXX + flags + ["-I", os.path.join(ROOT, "include"), "-I", ROOT,
+                           os.path.join(ROOT, src), "-o", binaries[name] + ".part"],
+            stderr=subprocess.PIPE if name in static else None)))
+    for name, job in jobs:
+        err = job.communicate(timeout=600)[1]
+        if job.returncode != 0:
+            if name not in static:
+                raise RuntimeError("build failed: " + " ".join(job.args))
+            log("static build of %s failed, its side is left out:\n%s"
+                % (name, (err or b"").decode(errors="replace")[-2000:]))
+            with open(failed_static, "w") as f:
+                f.write(name + "\n")
+            continue
+        os.rename(binaries[name] + ".part", binaries[name])
+    return {name: path for name, path in binaries.items() if os.path.exists(path)}
 
 
 def machine_info():
@@ -395,21 +428,25 @@ class Sides:
         os.chmod(os.path.join(d, "run"), 0o755)
         return d
 
-    def side(self, kind, n, watchdog=False, respawn=False):
+    def side(self, kind, n, watchdog=False, respawn=False, max_restarts=None):
         """(procs, readiness and replacement options, command) for the driver,
         or for a steady run here (`command` and `procs` only)."""
         fifo = os.path.join(self.tmp, "ready-%d.fifo" % (self.count + 1))
-        if kind == "ours":
-            cmd = [self.bin["idle_pool"], "--workers", str(n), "--ready-fd", "3",
+        if kind in ("ours", "ours-static"):
+            program = self.bin["idle_pool_static" if kind == "ours-static" else "idle_pool"]
+            cmd = [program, "--workers", str(n), "--ready-fd", "3",
                    "--strategy", "one_for_one" if respawn else "shutdown_all"]
             if watchdog:
                 cmd += ["--heartbeat-timeout", str(WATCHDOG_MS)]
+            if max_restarts is not None:
+                cmd += ["--max-restarts", str(max_restarts)]
             self.count += 1
             return n + 1, ["--ready-fd", "3", "--respawn-byte"], cmd
-        if kind == "floor":
+        if kind in ("floor", "floor-static"):
+            program = self.bin["floor_pool_static" if kind == "floor-static" else "floor_pool"]
             self.count += 1
             return n + 1, ["--ready-fd", "3", "--respawn-byte"], [
-                self.bin["floor_pool"], "--workers", str(n), "--ready-fd", "3"] + (
+                program, "--workers", str(n), "--ready-fd", "3"] + (
                     ["--respawn"] if respawn else [])
         if kind == "kamailio":
             d = self._dir("kamailio")
@@ -452,6 +489,8 @@ class Sides:
 # Row labels, in the order of the tables.
 LABELS = {
     "ours": "supervise",
+    "ours-static": "supervise, -static -Wl,-z,now",
+    "floor-static": "floor, -static -Wl,-z,now",
     "ours-watchdog": "supervise, watchdog on",
     "exec": "supervise-exec",
     "floor": "floor",
@@ -501,9 +540,12 @@ def us_to_ms(value):
 
 def part_shutdown(ctx):
     """SIGTERM -> tree gone (and start-up) at each size; fail-fast."""
+    # The static builds run interleaved with the others; the report keeps them
+    # out of the main tables (dynamic against dynamic) and in one of their own.
+    static = [kind for kind, program in STATIC_SIDES.items() if program in ctx.bin]
     for n in ctx.mode["sizes"]:
         sides = []
-        for kind in ("ours", "kamailio", "nginx", "floor"):
+        for kind in ("ours", "kamailio", "nginx", "floor") + tuple(static):
             procs, opts, cmd = ctx.sides.side(kind, n)
             sides.append((kind, procs, strip_respawn(opts), cmd, None))
         reps = ctx.mode["reps"][n]
@@ -520,6 +562,16 @@ def part_shutdown(ctx):
             ctx.add("shutdown", r["side"], n, r["rep"], "exit_code", r["exit_code"])
             ctx.add("shutdown", r["side"], n, r["rep"], "orphans", r["orphans_reaped"])
             ctx.add("startup", r["side"], n, r["rep"], "ready_ms", us_to_ms(r["ready_us"]))
+            ctx.add("shutdown", r["side"], n, r["rep"], "busy_before_pct", r["busy_before_pct"])
+            # The tree's CPU time when it was ready (schedstat), and its CPU
+            # time and minor faults over its life (start, idle, stop), from the
+            # master's wait4() rusage in the driver.
+            if r.get("tree_cpu_us", "-") != "-":
+                ctx.add("startstop", r["side"], n, r["rep"], "ready_cpu_ms",
+                        us_to_ms(r["ready_cpu_us"]))
+                ctx.add("startstop", r["side"], n, r["rep"], "tree_cpu_ms",
+                        us_to_ms(r["tree_cpu_us"]))
+                ctx.add("startstop", r["side"], n, r["rep"], "tree_minflt", r["tree_minflt"])
     for n in FAILFAST_SIZES:
         sides = []
         for kind in ("ours", "kamailio", "floor"):
@@ -571,14 +623,45 @@ def part_respawn(ctx):
 
 
 # ---------------------------------------------------------------------------
-# System calls that grow with N: counted with strace, so they do not depend on
-# how busy the machine is
+# Burst: K of N workers SIGKILLed at once, until all K replacements run
 # ---------------------------------------------------------------------------
 
-TRACED = "trace=close,close_range,wait4,waitid,clone,clone3,pidfd_open"
+def part_burst(ctx):
+    for n in ctx.mode["burst_sizes"]:
+        reps = ctx.mode["burst_reps"][n]
+        ready_s = max(10.0, n * 0.04)
+        for k in (n // 4, n):
+            sides = []
+            for kind in ("ours", "floor"):
+                procs, opts, cmd = ctx.sides.side(
+                    kind, n, respawn=True,
+                    max_restarts=BURST_MAX_RESTARTS if kind == "ours" else None)
+                sides.append((kind, procs, opts, cmd, None))
+            log("burst: %d of %d workers SIGKILLed at once, %d trials per side" % (k, n, reps))
+            rows, notes = run_driver(ctx.bin, ctx.tmp, "burst", sides, reps,
+                                     0 if n >= 1024 else ctx.mode["warmup"], ready_s,
+                                     ["--burst", str(k)], quiet_wait_ms=ctx.mode["quiet_wait_ms"])
+            ctx.notes += [("burst", n, "K=%d %s" % (k, note)) for note in notes]
+            for r in rows:
+                for metric, column in (("all_ms", "respawn_byte_us"),
+                                       ("first_ms", "respawn_first_us"),
+                                       ("kills_ms", "kills_us")):
+                    ctx.add("burst", r["side"], n, r["rep"], "k%d_%s" % (k, metric),
+                            us_to_ms(r[column]))
+                ctx.add("burst", r["side"], n, r["rep"], "k%d_busy_before_pct" % k,
+                        r["busy_before_pct"])
+
+
+# ---------------------------------------------------------------------------
+# Counts that grow with N: system calls (strace) and page faults (perf stat),
+# so they do not depend on how busy the machine is
+# ---------------------------------------------------------------------------
+
+FAULT_EVENTS = "page-faults,minor-faults,major-faults"
 
 
 def strace_counts(path):
+    """syscall -> calls from `strace -c` (and "total")."""
     counts = {}
     with open(path) as f:
         for line in f:
@@ -588,55 +671,265 @@ def strace_counts(path):
     return counts
 
 
-def part_syscalls(ctx):
-    for n in ctx.mode["syscall_sizes"]:
-        for kind in ("ours", "floor"):
-            # (a) start N workers and stop them: every process of the tree.
-            _, _, cmd = ctx.sides.side(kind, n)
-            cmd = [a for a in cmd if a not in ("--ready-fd", "3")]
-            out = os.path.join(ctx.tmp, "strace-%s-%d.txt" % (kind, n))
-            log("system calls, %s, start and stop of %d workers (strace -f)" % (kind, n))
-            proc = start(["strace", "-f", "-c", "-o", out, "-e", TRACED] + cmd,
-                         os.path.join(ctx.tmp, "strace.log"))
-            try:
-                wait_tree(proc, n + 2, max(60, n * 0.2))
-                master = [p for p in descendants(proc.pid) if proc_table()[p][0] == proc.pid][0]
-                os.kill(master, signal.SIGTERM)
-                proc.wait(max(60, n * 0.2))
-                for name, calls in strace_counts(out).items():
-                    ctx.add("syscalls", kind, n, 1, "start_stop_" + name, calls)
-            except (RuntimeError, IndexError, subprocess.TimeoutExpired) as e:
-                ctx.notes.append(("syscalls", n, "%s: %s" % (kind, e)))
-            finally:
-                stop(proc)
-                kill_everything()
-        # (b) one respawn: only the master, traced from outside.
-        _, _, cmd = ctx.sides.side("ours", n, respawn=True)
-        cmd = [a for a in cmd if a not in ("--ready-fd", "3")]
-        proc = start(cmd, os.path.join(ctx.tmp, "respawn-strace.log"))
-        out = os.path.join(ctx.tmp, "strace-respawn-%d.txt" % n)
-        tracer = None
-        log("system calls of the master for one respawn, %d workers (strace -p)" % n)
-        try:
-            wait_tree(proc, n + 1, max(60, n * 0.05))
-            tracer = start(["strace", "-c", "-o", out, "-e", TRACED, "-p", str(proc.pid)],
+def perf_counts(path):
+    """event -> count from `perf stat -x,` (None for an event it could not count)."""
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            fields = line.strip().split(",")
+            if len(fields) >= 3 and not line.startswith("#"):
+                counts[fields[2]] = int(fields[0]) if fields[0].isdigit() else None
+    return counts
+
+
+def perf_works(tmp):
+    out = os.path.join(tmp, "perf-check.txt")
+    try:
+        rc = subprocess.run(["perf", "stat", "-x,", "-o", out, "-e", FAULT_EVENTS, "true"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            timeout=30).returncode
+        counts = perf_counts(out)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return rc == 0 and all(counts.get(e) is not None for e in FAULT_EVENTS.split(","))
+
+
+def start_ready(cmd, logfile):
+    """Starts cmd with the write end of a new pipe as its descriptor 3 (the
+    pools' --ready-fd 3); returns the process and the read end."""
+    r, w = os.pipe()
+
+    def child():
+        in_child()
+        if w == 3:
+            os.set_inheritable(3, True)
+        else:
+            os.dup2(w, 3)  # inheritable
+    try:
+        with open(logfile, "ab") as out:
+            # close_fds=False keeps the new descriptor 3; every other one of
+            # this script is close-on-exec (PEP 446).
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    preexec_fn=child, close_fds=False)
+    finally:
+        os.close(w)
+    return proc, r
+
+
+def read_ready(fd, count, proc, timeout):
+    """Reads `count` bytes from fd within timeout, or raises."""
+    got, deadline = 0, time.monotonic() + timeout
+    while got < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeError("%s: %d of %d ready bytes in %.0f s"
+                               % (os.path.basename(proc.args[0]), got, count, timeout))
+        readable, _, _ = select.select([fd], [], [], min(left, 0.2))
+        if readable:
+            data = os.read(fd, count - got)
+            if not data:
+                raise RuntimeError("%s closed its ready descriptor" % proc.args[0])
+            got += len(data)
+        elif proc.poll() is not None:
+            raise RuntimeError("%s exited (%s)" % (proc.args[0], proc.returncode))
+
+
+def children_of(pid):
+    table = proc_table()
+    return sorted(p for p, (ppid, _) in table.items() if ppid == pid)
+
+
+def minflt(pid):
+    """Minor page faults of one process so far (/proc/PID/stat field 10)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
+def tracer_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+    return 0
+
+
+def count_start_stop(ctx, kind, n, wrapper, bound):
+    """Starts `kind` with n workers under `wrapper` (strace or perf), waits until it
+    is ready and idle, SIGTERMs the master and waits for the wrapper to end."""
+    _, _, cmd = ctx.sides.side(kind, n)
+    proc, ready = start_ready(wrapper + cmd, os.path.join(ctx.tmp, "counts.log"))
+    try:
+        read_ready(ready, 1, proc, bound)
+        wait_tree(proc, n + 2, bound)
+        master = children_of(proc.pid)[0]
+        os.kill(master, signal.SIGTERM)
+        proc.wait(bound)
+    finally:
+        os.close(ready)
+        stop(proc)
+        kill_everything()
+
+
+def rusage_start_stop(ctx, kind, n, bound):
+    """The fallback without perf: the tree's minor faults from wait4() on the
+    master (itself and every child it reaped)."""
+    _, _, cmd = ctx.sides.side(kind, n)
+    proc, ready = start_ready(cmd, os.path.join(ctx.tmp, "counts.log"))
+    try:
+        read_ready(ready, 1, proc, bound)
+        wait_tree(proc, n + 1, bound)
+        os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                proc.returncode = status
+                return ru.ru_minflt
+            time.sleep(0.01)
+        raise RuntimeError("%s did not stop within %.0f s" % (kind, bound))
+    finally:
+        os.close(ready)
+        stop(proc)
+        kill_everything()
+
+
+def count_respawns(ctx, kind, n, bound):
+    """The master alone, for COUNT_RESPAWNS respawns one after the other (each a
+    different slot's first death): its system calls (strace -c -p, attached around
+    each respawn) and minor faults (/proc/PID/stat), and the replacement's faults."""
+    _, _, cmd = ctx.sides.side(kind, n, respawn=True)
+    proc, ready = start_ready(cmd, os.path.join(ctx.tmp, "respawn-counts.log"))
+    tracer = None
+    try:
+        read_ready(ready, 1, proc, bound)
+        wait_tree(proc, n + 1, bound)
+        for rep in range(1, COUNT_RESPAWNS + 1):
+            out = os.path.join(ctx.tmp, "strace-respawn-%s-%d-%d.txt" % (kind, n, rep))
+            tracer = start(["strace", "-c", "-o", out, "-p", str(proc.pid)],
                            os.path.join(ctx.tmp, "strace.log"))
-            time.sleep(1.0)  # attached
-            workers = descendants(proc.pid)
-            os.kill(workers[len(workers) // 2], signal.SIGKILL)
-            time.sleep(0.5)
-            wait_tree(proc, n + 1, 30)
+            deadline = time.monotonic() + 10
+            while tracer_of(proc.pid) != tracer.pid:
+                if time.monotonic() > deadline or tracer.poll() is not None:
+                    raise RuntimeError("strace could not attach to %s" % kind)
+                time.sleep(0.01)
+            time.sleep(0.1)  # the master back asleep in its wait after the attach
+            before = children_of(proc.pid)
+            victim = before[len(before) * rep // (COUNT_RESPAWNS + 1)]
+            faults0 = minflt(proc.pid)
+            os.kill(victim, signal.SIGKILL)
+            read_ready(ready, 1, proc, bound)
+            wait_tree(proc, n + 1, bound)
+            time.sleep(0.05)
+            faults1 = minflt(proc.pid)
             tracer.send_signal(signal.SIGINT)
             tracer.wait(30)
+            tracer = None
+            fresh = [p for p in children_of(proc.pid) if p not in before]
             for name, calls in strace_counts(out).items():
-                ctx.add("syscalls", "ours", n, 1, "respawn_master_" + name, calls)
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            ctx.notes.append(("syscalls", n, "ours respawn: %s" % e))
-        finally:
-            if tracer is not None:
-                stop(tracer)
-            stop(proc)
-            kill_everything()
+                ctx.add("syscalls", kind, n, rep, "respawn_master_" + name, calls)
+            ctx.add("faults", kind, n, rep, "respawn_master_minflt", faults1 - faults0)
+            if len(fresh) == 1:
+                ctx.add("faults", kind, n, rep, "respawn_worker_minflt", minflt(fresh[0]))
+    finally:
+        os.close(ready)
+        if tracer is not None:
+            stop(tracer)
+        stop(proc)
+        kill_everything()
+
+
+def count_burst(ctx, kind, n, bound):
+    """The master alone while all n workers are SIGKILLed at once and replaced:
+    its system calls (strace -c -p) and minor faults, for n deaths whose SIGCHLDs
+    merge."""
+    _, _, cmd = ctx.sides.side(kind, n, respawn=True,
+                               max_restarts=BURST_MAX_RESTARTS if kind == "ours" else None)
+    proc, ready = start_ready(cmd, os.path.join(ctx.tmp, "burst-counts.log"))
+    tracer = None
+    try:
+        read_ready(ready, 1, proc, bound)
+        wait_tree(proc, n + 1, bound)
+        out = os.path.join(ctx.tmp, "strace-burst-%s-%d.txt" % (kind, n))
+        tracer = start(["strace", "-c", "-o", out, "-p", str(proc.pid)],
+                       os.path.join(ctx.tmp, "strace.log"))
+        deadline = time.monotonic() + 10
+        while tracer_of(proc.pid) != tracer.pid:
+            if time.monotonic() > deadline or tracer.poll() is not None:
+                raise RuntimeError("strace could not attach to %s" % kind)
+            time.sleep(0.01)
+        time.sleep(0.1)
+        victims = children_of(proc.pid)
+        faults0 = minflt(proc.pid)
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        read_ready(ready, len(victims), proc, bound)
+        wait_tree(proc, n + 1, bound)
+        time.sleep(0.05)
+        faults1 = minflt(proc.pid)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(30)
+        tracer = None
+        ctx.add("syscalls", kind, n, 1, "burst_deaths", len(victims))
+        for name, calls in strace_counts(out).items():
+            ctx.add("syscalls", kind, n, 1, "burst_master_" + name, calls)
+        ctx.add("faults", kind, n, 1, "burst_master_minflt", faults1 - faults0)
+    finally:
+        os.close(ready)
+        if tracer is not None:
+            stop(tracer)
+        stop(proc)
+        kill_everything()
+
+
+def part_syscalls(ctx):
+    use_perf = perf_works(ctx.tmp)
+    ctx.extra["faults_tool"] = "perf" if use_perf else "rusage"
+    if not use_perf:
+        log("perf stat cannot count page faults here: the tree's wait4() rusage instead")
+    for n in ctx.mode["syscall_sizes"]:
+        bound = max(60, n * 0.2)
+        for kind in ("ours", "floor"):
+            # (a) system calls of a start of N workers and their stop, every
+            # process of the tree (strace -f, all calls).
+            log("system calls, %s, start and stop of %d workers (strace -f)" % (kind, n))
+            out = os.path.join(ctx.tmp, "strace-%s-%d.txt" % (kind, n))
+            try:
+                count_start_stop(ctx, kind, n, ["strace", "-f", "-c", "-o", out], bound)
+                for name, calls in strace_counts(out).items():
+                    ctx.add("syscalls", kind, n, 1, "start_stop_" + name, calls)
+            except (RuntimeError, IndexError, OSError, subprocess.TimeoutExpired) as e:
+                ctx.notes.append(("syscalls", n, "%s: %s" % (kind, e)))
+            # (b) page faults of the same, every process of the tree.
+            log("page faults, %s, start and stop of %d workers (%s)"
+                % (kind, n, "perf stat" if use_perf else "wait4 rusage"))
+            out = os.path.join(ctx.tmp, "perf-%s-%d.txt" % (kind, n))
+            try:
+                if use_perf:
+                    count_start_stop(ctx, kind, n, ["perf", "stat", "-x,", "-o", out, "-e",
+                                                    FAULT_EVENTS, "--"], bound)
+                    for event, value in perf_counts(out).items():
+                        ctx.add("faults", kind, n, 1,
+                                "start_stop_" + event.replace("-", "_"), value)
+                else:
+                    ctx.add("faults", kind, n, 1, "start_stop_ru_minflt",
+                            rusage_start_stop(ctx, kind, n, bound))
+            except (RuntimeError, IndexError, OSError, subprocess.TimeoutExpired) as e:
+                ctx.notes.append(("faults", n, "%s: %s" % (kind, e)))
+            # (c) the master, one respawn at a time.
+            log("system calls and page faults of the %s master for %d respawns, %d workers"
+                % (kind, COUNT_RESPAWNS, n))
+            try:
+                count_respawns(ctx, kind, n, bound)
+            except (RuntimeError, IndexError, OSError, subprocess.TimeoutExpired) as e:
+                ctx.notes.append(("syscalls", n, "%s respawn: %s" % (kind, e)))
+            # (d) at the largest size, the master while every worker dies at once.
+            if n == max(ctx.mode["syscall_sizes"]):
+                log("system calls and page faults of the %s master, all %d workers SIGKILLed "
+                    "at once" % (kind, n))
+                try:
+                    count_burst(ctx, kind, n, bound)
+                except (RuntimeError, IndexError, OSError, subprocess.TimeoutExpired) as e:
+                    ctx.notes.append(("syscalls", n, "%s burst: %s" % (kind, e)))
 
 
 # ---------------------------------------------------------------------------
@@ -876,22 +1169,29 @@ def main():
     try:
         binaries = build(tmp)
         ctx = Context(MODES[mode_name], tmp, binaries)
+        loads = []
         for part in parts:
             # A part that fails (a peer that will not start, a header that does
             # not compile in the middle of an edit) is noted; the others run.
+            part_started, load0 = time.monotonic(), os.getloadavg()[0]
             try:
                 globals()["part_" + part](ctx)
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                 log("part %s failed: %s" % (part, e))
                 ctx.notes.append((part, 0, "part %s failed: %s" % (part, e)))
             kill_everything()
+            loads.append("%s %.0f s, %.1f → %.1f" % (part, time.monotonic() - part_started,
+                                                     load0, os.getloadavg()[0]))
         elapsed = time.monotonic() - started
         info["load"] = ("%.1f at the start, %.1f at the end (1-minute load average; other "
                         "programs included)" % (load_before, os.getloadavg()[0]))
+        info["load per part"] = ("; ".join(loads) + " (each part's duration and the 1-minute load "
+                         "average at its start and end)")
         os.makedirs(os.path.dirname(os.path.abspath(args.tsv)), exist_ok=True)
         with open(args.tsv, "w") as f:
-            f.write("# mode=%s parts=%s seconds=%.0f std_includes=%s\n"
-                    % (mode_name, ",".join(parts), elapsed, ctx.extra.get("std_includes", "-")))
+            f.write("# mode=%s parts=%s seconds=%.0f std_includes=%s faults_tool=%s\n"
+                    % (mode_name, ",".join(parts), elapsed, ctx.extra.get("std_includes", "-"),
+                       ctx.extra.get("faults_tool", "-")))
             for key, value in info.items():
                 f.write("# info\t%s\t%s\n" % (key, value))
             for measurement, n, note in ctx.notes:

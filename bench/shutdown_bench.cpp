@@ -20,6 +20,13 @@
 //      the master and waits, bounded, until the tree is gone before the next
 //      trial. Every trial starts a fresh tree, so every kill is the slot's
 //      first death (no back-off, no restart intensity carried over).
+//      burst (--scenario burst --burst K): SIGKILL to K workers at t0, one
+//      kill() after the other (spread evenly over the fork order: every
+//      N/K-th child; K = N is every worker), then as respawn, with K
+//      replacement bytes instead of one: records the first and the last
+//      (respawn_first_us, respawn_byte_us: all K replacements running) and
+//      how long the K kill() calls took (kills_us); the tree is whole again
+//      when K new children replace the K victims.
 //
 // Ready means, in this order and all within --ready-timeout-ms:
 //   - if --ready-fd N: the side wrote --ready-bytes bytes (default 1) to its
@@ -42,6 +49,14 @@
 //   - --respawn-line TEXT: a line containing TEXT on its --log-pipe-fd pipe
 //     (written by the master, e.g. supervise's "is back, generation 1").
 // Each is timed separately (respawn_byte_us, respawn_line_us).
+//
+// When the master is reaped, wait4() gives the rusage of its whole tree (the
+// master and every child it reaped itself): tree_cpu_us (user + system) and
+// tree_minflt (minor page faults) over the tree's life, start to end, plus
+// the orphans the driver reaped. Both are about the tree only: the driver's
+// own work (its /proc scans) is not in them. ready_cpu_us is the tree's CPU
+// time when it was found ready (the sum of /proc/PID/schedstat over its
+// processes): the start-up's share of tree_cpu_us.
 //
 // Output: one tab-separated line per measured trial on stdout (header first;
 // "-" where a column does not apply to the scenario), a short summary on
@@ -103,7 +118,7 @@ namespace {
 // Configuration
 // ---------------------------------------------------------------------------
 
-enum class scenario { term, kill, respawn };
+enum class scenario { term, kill, respawn, burst };
 
 struct side {
     std::string name;
@@ -123,6 +138,7 @@ struct side {
 struct config {
     scenario what = scenario::term;
     bool victim_middle = false;  // kill/respawn: the middle child in fork order, not the first
+    int burst = 0;               // burst: how many workers are SIGKILLed at t0
     int reps = 10;
     int warmup = 1;
     int settle_ms = 100;
@@ -140,8 +156,8 @@ struct config {
     std::fprintf(
         stderr,
         "shutdown_bench: %s\n"
-        "usage: shutdown_bench --scenario term|kill|respawn --reps N [--warmup N]\n"
-        "           [--victim first|middle] [--settle-ms N]\n"
+        "usage: shutdown_bench --scenario term|kill|respawn|burst --reps N [--warmup N]\n"
+        "           [--victim first|middle] [--burst K] [--settle-ms N]\n"
         "           [--ready-timeout-ms N] [--stop-timeout-ms N] [--max-failures N]\n"
         "           [--quiet-pct P [--quiet-wait-ms N]] [--nice N]\n"
         "           --side NAME --procs N [--ready-fd N | --ready-fifo PATH] [--ready-bytes K]\n"
@@ -180,9 +196,13 @@ config parse_args(int argc, char** argv) {
                 cfg.what = scenario::kill;
             } else if (v == "respawn") {
                 cfg.what = scenario::respawn;
+            } else if (v == "burst") {
+                cfg.what = scenario::burst;
             } else {
-                usage("--scenario is term, kill or respawn");
+                usage("--scenario is term, kill, respawn or burst");
             }
+        } else if (arg == "--burst") {
+            cfg.burst = parse_int(next("--burst"), 1, 100000, "--burst");
         } else if (arg == "--victim") {
             const std::string v = next("--victim");
             if (v != "first" && v != "middle") usage("--victim is first or middle");
@@ -261,6 +281,17 @@ config parse_args(int argc, char** argv) {
         }
     }
     if (cfg.sides.empty()) usage("at least one --side is needed");
+    if (cfg.what == scenario::burst) {
+        if (cfg.burst < 1) usage("--scenario burst needs --burst K");
+        for (const side& s : cfg.sides) {
+            if (!s.respawn_byte || s.ready_fd < 0) {
+                usage("side " + s.name + ": --scenario burst needs --ready-fd and --respawn-byte");
+            }
+            if (s.procs - 1 < cfg.burst) {
+                usage("side " + s.name + ": --burst is more than its workers");
+            }
+        }
+    }
     if (cfg.what == scenario::respawn) {
         for (const side& s : cfg.sides) {
             if (!s.respawn_byte && s.respawn_line.empty()) {
@@ -539,7 +570,26 @@ struct tree_snapshot {
     // The master's children in fork order: start time (clock ticks, coarse),
     // then pid (increasing, unless pid numbers wrapped around in between).
     std::vector<pid_t> children;
+    std::vector<pid_t> all;  // every process of the tree, master first
 };
+
+// CPU time the processes have used so far (/proc/PID/schedstat, first field:
+// nanoseconds on the CPU); a process that is gone counts nothing.
+std::int64_t cpu_so_far_ns(const std::vector<pid_t>& pids) {
+    std::int64_t total = 0;
+    for (const pid_t pid : pids) {
+        const std::string path = "/proc/" + std::to_string(pid) + "/schedstat";
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        char buf[128];
+        const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+        ::close(fd);
+        if (n <= 0) continue;
+        buf[n] = '\0';
+        total += std::strtoll(buf, nullptr, 10);
+    }
+    return total;
+}
 
 tree_snapshot snapshot_tree(pid_t master) {
     const std::vector<proc_entry> table = read_proc_table();
@@ -547,6 +597,8 @@ tree_snapshot snapshot_tree(pid_t master) {
     tree_snapshot snap;
     snap.procs = 1 + static_cast<int>(below.size());
     snap.all_sleeping = true;
+    snap.all.push_back(master);
+    for (const proc_entry& e : below) snap.all.push_back(e.pid);
     for (const proc_entry& e : table) {
         if (e.pid == master && e.state != 'S') snap.all_sleeping = false;
     }
@@ -614,7 +666,18 @@ struct trial {
     std::int64_t respawn_byte_ns = -1;  // respawn: the replacement's byte, from t0
     std::int64_t respawn_line_ns = -1;  // respawn: the master's line, from t0
     std::int64_t ready_ns = 0;          // start-up: from the fork of the master to ready
+    std::int64_t respawn_first_ns = -1;  // burst: the first replacement's byte, from t0
+    std::int64_t kills_ns = -1;          // burst: the K kill() calls, from t0
+    int burst = 0;                       // burst: workers SIGKILLed at t0
+    std::int64_t ready_cpu_ns = -1;      // CPU time of the tree when it was ready (schedstat)
+    std::int64_t tree_cpu_ns = -1;       // user + system time of the tree (wait4 rusage)
+    long tree_minflt = -1;               // minor page faults of the tree (wait4 rusage)
 };
+
+std::int64_t rusage_cpu_ns(const struct rusage& ru) {
+    return (static_cast<std::int64_t>(ru.ru_utime.tv_sec) + ru.ru_stime.tv_sec) * 1000000000 +
+           (static_cast<std::int64_t>(ru.ru_utime.tv_usec) + ru.ru_stime.tv_usec) * 1000;
+}
 
 // Moves a descriptor out of the way of every target number (1..1000); -1 if
 // that fails (RLIMIT_NOFILE below 1002).
@@ -692,8 +755,12 @@ bool wait_tree_gone(const config& cfg, pid_t master, int pidfd, std::int64_t sin
         }
         for (;;) {
             int status = 0;
-            const pid_t r = ::waitpid(-1, &status, WNOHANG);
+            struct rusage ru {};
+            const pid_t r = ::wait4(-1, &status, WNOHANG, &ru);
             if (r > 0) {
+                // The master's rusage covers every child it reaped itself.
+                t.tree_cpu_ns = std::max<std::int64_t>(t.tree_cpu_ns, 0) + rusage_cpu_ns(ru);
+                t.tree_minflt = std::max(t.tree_minflt, 0L) + ru.ru_minflt;
                 if (r == master) {
                     if (t.master_exit_ns == 0) t.master_exit_ns = woke - since;
                     if (WIFEXITED(status)) t.exit_code = WEXITSTATUS(status);
@@ -775,11 +842,68 @@ bool wait_replacement(const config& cfg, const side& s, int ready_read, int pidf
     return true;
 }
 
+// After burst's K kills: waits for K bytes on the ready pipe, one from each
+// replacement, and times the first and the last from t0.
+bool wait_burst(const config& cfg, int ready_read, int pidfd, std::int64_t t0, trial& t,
+                std::string& error) {
+    const std::int64_t deadline = t0 + ms_to_ns(cfg.stop_timeout_ms);
+    int got = 0;
+    while (got < cfg.burst) {
+        struct pollfd p[3]{};
+        p[0].fd = ready_read;
+        p[0].events = POLLIN;
+        p[1].fd = pidfd;
+        p[1].events = POLLIN;
+        p[2].fd = g_sigfd;
+        p[2].events = POLLIN;
+        const std::int64_t left = deadline - now_ns();
+        if (left <= 0) {
+            error = std::to_string(got) + " of " + std::to_string(cfg.burst) +
+                    " replacement bytes within " + std::to_string(cfg.stop_timeout_ms) +
+                    " ms of the kills";
+            return false;
+        }
+        const int n = ::poll(p, 3, static_cast<int>(left / 1000000) + 1);
+        const std::int64_t woke = now_ns();
+        if (n < 0 && errno != EINTR) {
+            error = std::string("poll: ") + std::strerror(errno);
+            return false;
+        }
+        if (p[2].revents != 0) drain_signals();
+        if (g_interrupted) {
+            error = "interrupted";
+            return false;
+        }
+        if (p[0].revents != 0) {
+            char buf[4096];
+            const std::size_t want = std::min<std::size_t>(sizeof buf, cfg.burst - got);
+            const ssize_t r = ::read(ready_read, buf, want);
+            if (r > 0) {
+                if (got == 0) t.respawn_first_ns = woke - t0;
+                got += static_cast<int>(r);
+                if (got >= cfg.burst) t.respawn_byte_ns = woke - t0;
+            } else if (r == 0) {
+                error = "the ready descriptor was closed after " + std::to_string(got) + " of " +
+                        std::to_string(cfg.burst) + " replacement bytes";
+                return false;
+            }
+        }
+        if (p[1].revents != 0 && got < cfg.burst) {
+            error = "the master exited after the kills instead of replacing the workers (" +
+                    std::to_string(got) + " of " + std::to_string(cfg.burst) + " came)";
+            return false;
+        }
+    }
+    return true;
+}
+
 // After the replacement said it is ready: the tree must be whole again (not
-// timed): as many processes as before, all sleeping, the victim gone, and
-// exactly one child of the master that was not there before.
+// timed): as many processes as before, all sleeping, the victims gone, and
+// exactly one child of the master that was not there before for each victim.
 bool wait_tree_whole(const config& cfg, const side& s, pid_t master, int pidfd,
-                     const tree_snapshot& before, pid_t victim, std::string& error) {
+                     const tree_snapshot& before, const std::vector<pid_t>& victims,
+                     std::string& error) {
+    const int expected = static_cast<int>(victims.size());
     const std::int64_t deadline = now_ns() + ms_to_ns(cfg.ready_timeout_ms);
     for (;;) {
         drain_signals();
@@ -795,19 +919,22 @@ bool wait_tree_whole(const config& cfg, const side& s, pid_t master, int pidfd,
         int fresh = 0;
         bool victim_there = false;
         for (const pid_t pid : now.children) {
-            if (pid == victim) {
+            if (std::find(victims.begin(), victims.end(), pid) != victims.end()) {
                 victim_there = true;
             } else if (std::find(before.children.begin(), before.children.end(), pid) ==
                        before.children.end()) {
                 ++fresh;
             }
         }
-        if (now.procs == s.procs && now.all_sleeping && !victim_there && fresh == 1) return true;
+        if (now.procs == s.procs && now.all_sleeping && !victim_there && fresh == expected) {
+            return true;
+        }
         if (now_ns() >= deadline) {
             error = "after the respawn the tree has " + std::to_string(now.procs) +
                     " processes (expected " + std::to_string(s.procs) + "), " +
-                    std::to_string(fresh) + " new child(ren) of the master (expected 1)" +
-                    (victim_there ? ", the killed worker not reaped" : "") +
+                    std::to_string(fresh) + " new child(ren) of the master (expected " +
+                    std::to_string(expected) + ")" +
+                    (victim_there ? ", a killed worker not reaped" : "") +
                     (now.all_sleeping ? "" : ", not all of them sleeping");
             return false;
         }
@@ -903,6 +1030,7 @@ trial run_trial(const config& cfg, const side& s) {
         snap = snapshot_tree(master);
         if (snap.procs == s.procs && snap.all_sleeping) {
             t.ready_ns = now_ns() - started;
+            t.ready_cpu_ns = cpu_so_far_ns(snap.all);
             break;
         }
         // Reading /proc costs more the more processes there are: poll no
@@ -918,11 +1046,17 @@ trial run_trial(const config& cfg, const side& s) {
         sleep_ns(ms_to_ns(2));
     }
     t.procs = snap.procs;
-    pid_t victim = 0;
-    if (cfg.what != scenario::term) {
+    std::vector<pid_t> victims;
+    if (cfg.what == scenario::burst) {
+        // Every N/K-th child in fork order (K = N: all of them).
+        const std::size_t n = snap.children.size();
+        const std::size_t k = static_cast<std::size_t>(cfg.burst);
+        if (n < k) return fail("fewer workers than --burst");
+        for (std::size_t i = 0; i < k; ++i) victims.push_back(snap.children[i * n / k]);
+    } else if (cfg.what != scenario::term) {
         if (snap.children.empty()) return fail("no worker to kill");
         t.victim = cfg.victim_middle ? static_cast<int>(snap.children.size() / 2) : 0;
-        victim = snap.children[static_cast<std::size_t>(t.victim)];
+        victims.push_back(snap.children[static_cast<std::size_t>(t.victim)]);
     }
 
     // Settle; with --quiet-pct, settle again until a settle period finds the
@@ -958,13 +1092,26 @@ trial run_trial(const config& cfg, const side& s) {
 
     // ---- t0 ----
     const std::int64_t t0 = now_ns();
-    const int rc = cfg.what == scenario::term ? ::kill(master, SIGTERM) : ::kill(victim, SIGKILL);
+    int rc = 0;
+    if (cfg.what == scenario::term) {
+        rc = ::kill(master, SIGTERM);
+    } else {
+        for (const pid_t victim : victims) {
+            if (::kill(victim, SIGKILL) != 0) rc = -1;
+        }
+        if (cfg.what == scenario::burst) t.kills_ns = now_ns() - t0;
+    }
     if (rc != 0) return fail(std::string("kill: ") + std::strerror(errno));
 
-    if (cfg.what == scenario::respawn) {
-        if (!wait_replacement(cfg, s, ready[0], pidfd, t0, logs, t, error)) return fail(error);
+    if (cfg.what == scenario::respawn || cfg.what == scenario::burst) {
+        if (cfg.what == scenario::burst) {
+            t.burst = cfg.burst;
+            if (!wait_burst(cfg, ready[0], pidfd, t0, t, error)) return fail(error);
+        } else if (!wait_replacement(cfg, s, ready[0], pidfd, t0, logs, t, error)) {
+            return fail(error);
+        }
         // ---- not timed: the tree is whole again, then it goes ----
-        if (!wait_tree_whole(cfg, s, master, pidfd, snap, victim, error)) return fail(error);
+        if (!wait_tree_whole(cfg, s, master, pidfd, snap, victims, error)) return fail(error);
         if (::kill(master, SIGTERM) != 0) {
             return fail(std::string("kill (end of trial): ") + std::strerror(errno));
         }
@@ -1021,15 +1168,20 @@ int main(int argc, char** argv) {
         return 1;
     }
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    const bool respawn = cfg.what == scenario::respawn;
-    const char* what = cfg.what == scenario::term ? "term" : respawn ? "respawn" : "kill";
+    const bool burst = cfg.what == scenario::burst;
+    const bool respawn = cfg.what == scenario::respawn || burst;
+    const char* what = cfg.what == scenario::term    ? "term"
+                       : cfg.what == scenario::kill  ? "kill"
+                       : cfg.what == scenario::burst ? "burst"
+                                                     : "respawn";
     // In respawn, the tree's end is the clean-up after the measurement: its
     // times are not reported, its exit status is (0: the master was still in
     // charge and stopped on request).
     std::printf(
         "scenario\tside\trep\tprocs\tmaster_exit_us\ttree_gone_us\texit_code\tsignal\t"
         "orphans_reaped\tbusy_before_pct\tquiet_waits\tvictim\trespawn_byte_us\t"
-        "respawn_line_us\tready_us\n");
+        "respawn_line_us\tready_us\tburst\trespawn_first_us\tkills_us\tready_cpu_us\t"
+        "tree_cpu_us\ttree_minflt\n");
 
     std::vector<std::vector<std::int64_t>> tree(cfg.sides.size());
     std::vector<std::vector<std::int64_t>> line(cfg.sides.size());
@@ -1055,13 +1207,20 @@ int main(int argc, char** argv) {
             if (rep < 1) continue;  // warm-up: not reported
             tree[k].push_back(respawn ? t.respawn_byte_ns : t.tree_gone_ns);
             line[k].push_back(t.respawn_line_ns);
-            std::printf("%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%.0f\t%d\t%s\t%s\t%s\t%s\n", what,
+            std::printf("%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%.0f\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s"
+                        "\t%s\t%s\n",
+                        what,
                         s.name.c_str(), rep, t.procs, micros(t.master_exit_ns, !respawn).c_str(),
                         micros(t.tree_gone_ns, !respawn).c_str(), t.exit_code, t.term_signal,
                         t.orphans, t.busy_before_pct, t.quiet_waits,
                         t.victim < 0 ? "-" : std::to_string(t.victim).c_str(),
                         micros(t.respawn_byte_ns).c_str(), micros(t.respawn_line_ns).c_str(),
-                        micros(t.ready_ns).c_str());
+                        micros(t.ready_ns).c_str(),
+                        burst ? std::to_string(t.burst).c_str() : "-",
+                        micros(t.respawn_first_ns, burst).c_str(),
+                        micros(t.kills_ns, burst).c_str(), micros(t.ready_cpu_ns).c_str(),
+                        micros(t.tree_cpu_ns).c_str(),
+                        t.tree_minflt < 0 ? "-" : std::to_string(t.tree_minflt).c_str());
         }
         if (std::count_if(failed.begin(), failed.end(),
                           [&](int f) { return f >= cfg.max_failures; }) ==
