@@ -126,7 +126,6 @@
 #include <deque>
 #include <exception>
 #include <functional>
-#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -2005,6 +2004,36 @@ worker_state state_of(const slot<System>& s) noexcept {
     return s.process.phase == stop_phase::running ? worker_state::running : worker_state::stopping;
 }
 
+// A set of descriptor numbers as bits: adding or removing one writes one
+// word, where a tree's rebalancing writes to nodes spread over the heap, and
+// after each fork every page the master writes is copied (copy-on-write).
+class descriptor_set {
+  public:
+    void insert(int fd) {
+        if (fd < 0) return;
+        const auto word = static_cast<std::size_t>(fd) / 64;
+        if (word >= bits_.size()) bits_.resize(word + 1, 0);
+        bits_[word] |= std::uint64_t{1} << (static_cast<unsigned>(fd) % 64);
+    }
+    void erase(int fd) noexcept {
+        if (fd < 0 || static_cast<std::size_t>(fd) / 64 >= bits_.size()) return;
+        bits_[static_cast<std::size_t>(fd) / 64] &=
+            ~(std::uint64_t{1} << (static_cast<unsigned>(fd) % 64));
+    }
+    // visit(fd) for each, in increasing order.
+    template <class Visit>
+    void for_each(Visit&& visit) const noexcept {
+        for (std::size_t word = 0; word < bits_.size(); ++word) {
+            for (std::uint64_t rest = bits_[word]; rest != 0; rest &= rest - 1) {
+                visit(static_cast<int>(word * 64) + __builtin_ctzll(rest));
+            }
+        }
+    }
+
+  private:
+    std::vector<std::uint64_t> bits_;
+};
+
 // The master's descriptors a new worker must close (the self-pipe, the
 // master's end of the start-up pipe, systemd's socket, every process's pidfd
 // and notify_fd pipe) as runs of consecutive numbers, found in the master
@@ -2317,12 +2346,12 @@ class process_table {
         std::sort(own.begin(), own.end());
         descriptor_runs runs;
         auto next_own = own.begin();
-        for (const int fd : descriptors_) {
+        descriptors_.for_each([&](int fd) {
             for (; next_own != own.end() && *next_own < fd; ++next_own) {
                 if (*next_own >= 0) runs.add(*next_own);
             }
             runs.add(fd);
-        }
+        });
         for (; next_own != own.end(); ++next_own) {
             if (*next_own >= 0) runs.add(*next_own);
         }
@@ -2332,7 +2361,7 @@ class process_table {
     // unique_fd).
     template <class Visit>
     void for_each_master_descriptor(Visit&& visit) const noexcept {
-        for (const int fd : descriptors_) visit(fd);
+        descriptors_.for_each(visit);
     }
     // The master's end of a notify_fd pipe, once the worker is ready.
     void close_notify(worker_process<System>& p) noexcept {
@@ -2433,7 +2462,7 @@ class process_table {
     std::vector<slot<System>> slots_;
     std::vector<worker_process<System>> retirees_;
     std::unordered_map<pid_t, std::size_t> serving_;  // pid -> slot, for the processes serving
-    std::set<int> descriptors_;  // the processes' pidfds and notify_fd pipes
+    descriptor_set descriptors_;  // the processes' pidfds and notify_fd pipes, exits_
     std::size_t live_ = 0;                            // processes not reaped yet
     std::size_t unwatched_ = 0;                       // ...of which not in exits_
     mutable std::deque<step> steps_;                  // stop deadlines, earliest first
