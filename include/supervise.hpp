@@ -2114,21 +2114,34 @@ class process_table {
     }
     void remove_last_slot() { slots_.pop_back(); }
 
-    // fork() returned pid for the slot.
+    // fork() returned pid for the slot. What can throw (a user's System need
+    // not be noexcept, an allocation can fail) comes before anything changes:
+    // the process is in the table entirely or not at all.
     void started(std::size_t index, pid_t pid, unique_fd<System> notify_read, std::int64_t now) {
+        unique_fd<System> pidfd(System::pidfd_open(pid));
+        serving_.emplace(pid, index);
+        try {
+            descriptors_.insert(pidfd.get());
+            descriptors_.insert(notify_read.get());
+        } catch (...) {
+            serving_.erase(pid);
+            descriptors_.erase(pidfd.get());
+            throw;
+        }
         slot<System>& s = slots_[index];
         s.state = worker_state::running;
         s.started_ms = now;
         worker_process<System>& p = s.process;
         p.pid = pid;
         p.index = static_cast<int>(index);
-        serving_[pid] = index;
         ++live_;
-        p.pidfd.reset(System::pidfd_open(pid));
+        p.pidfd = std::move(pidfd);
         p.notify_read = std::move(notify_read);
-        for (const int fd : {p.pidfd.get(), p.notify_read.get()}) {
-            if (fd >= 0) descriptors_.insert(fd);
-        }
+        p.set_up = false;
+        p.ready = false;
+        p.phase = stop_phase::running;
+        p.next_step_ms = 0;
+        p.awaiting_successor = false;
         p.watched = false;
         if (exits_ && p.pidfd) {
             struct epoll_event ended {};
@@ -2137,11 +2150,6 @@ class process_table {
             p.watched = System::epoll_ctl(exits_.get(), EPOLL_CTL_ADD, p.pidfd.get(), &ended) == 0;
         }
         if (!p.watched) ++unwatched_;
-        p.set_up = false;
-        p.ready = false;
-        p.phase = stop_phase::running;
-        p.next_step_ms = 0;
-        p.awaiting_successor = false;
     }
 
     // The slot's process becomes a retiree, which owns its descriptors from
