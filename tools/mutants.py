@@ -216,9 +216,6 @@ MUTANTS = [
     ("the handler writes to the self-pipe only without other threads",
      "            if (other_threads) {\n                process_signals.wake_fd.store",
      "            if (!other_threads) {\n                process_signals.wake_fd.store"),
-    ("the wake-up pipe is closed while another thread's handler may write to it",
-     "        while (process_signals.writing.load(std::memory_order_acquire) != 0) ::sched_yield();",
-     ""),
     ("a process reaped behind the pool's back is waited for forever",
      "                ask_each_pid_ = true;\n                schedule(p, now + opts_.shutdown_timeout.count());",
      "                schedule(p, now + opts_.shutdown_timeout.count());"),
@@ -228,6 +225,10 @@ MUTANTS = [
 ]
 
 
+# Not a mutant here: the self-pipe closed while another thread's handler may still write to it
+# (signal_scope::restore's wait for process_signals.writing). That race shows only under
+# ThreadSanitizer, and then not in every run: //tests:signal_core_test_tsan is its test.
+#
 # A mutant is caught as soon as one test fails, so the test most likely to catch it runs first;
 # the others are built and run only if it survives there. Keys are words of the description.
 FIRST_CATCHER = [
