@@ -358,6 +358,23 @@ std::string children_after_throw() {
     return master.reports.text();
 }
 
+// No pidfds, and another part of the program that reaps a child behind the
+// pool's back (a waitpid(-1) of its own) just before the pool's first look.
+struct reaped_elsewhere : supervise::posix_system {
+    static inline bool done = false;
+    static int pidfd_open(pid_t) noexcept {
+        errno = ENOSYS;
+        return -1;
+    }
+    static int waitid(idtype_t type, id_t id, siginfo_t* info, int flags) noexcept {
+        if (!done) {
+            int status = 0;
+            done = ::waitpid(-1, &status, WNOHANG) > 0;
+        }
+        return supervise::posix_system::waitid(type, id, info, flags);
+    }
+};
+
 // Counts the master's waitid(2) looks.
 struct counting_waitid : supervise::posix_system {
     static inline int calls = 0;
@@ -430,5 +447,42 @@ TEST_CASE("with pidfds the master finds ended workers without a waitid look") {
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
     CHECK(master.logs.occurrences("exited with status 0") == 4);
     CHECK(master.reports.occurrences("waitid 0\n") == 1);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("a worker reaped behind the pool's back does not hold up the stop") {
+    master_process master([](int log_fd, int report_fd) {
+        auto opts = test_options(2, log_fd);
+        opts.shutdown_timeout = std::chrono::milliseconds(100);
+        auto pool = supervise::make_pool<supervise::default_master_signals,
+                                         supervise::default_worker_signals, supervise::shutdown_all,
+                                         reaped_elsewhere>(
+            [report_fd](supervise::worker_context& ctx) {
+                say_up(report_fd, ctx);
+                if (ctx.index() == 0) return 0;  // the one reaped elsewhere
+                while (ctx.wait_readable(-1) != supervise::wait_status::stop_requested) {
+                }
+                return 0;
+            },
+            opts);
+        pool.on_destroy("hidden", [report_fd] {
+            say(report_fd, reaped_elsewhere::done ? "reaped elsewhere" : "not reaped elsewhere");
+        });
+        return pool.run().exit_status;
+    });
+    REQUIRE(master.reports.wait_for("up 1 "));
+    REQUIRE(master.reports.wait_for("up 0 "));
+    // Worker 0 is gone and the pool never saw its exit; the stop must end
+    // anyway, once the SIGKILL deadline found it missing.
+    REQUIRE(master.logs.wait_for("started 2 workers"));
+    REQUIRE(std::strtol(syscall_once_in_ppoll(master.pid()).c_str(), nullptr, 10) == SYS_ppoll);
+    const auto status = master.terminate();
+    master.reports.wait_eof();
+    master.logs.wait_eof();
+    INFO(master.logs.text());
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    CHECK(master.reports.occurrences("reaped elsewhere\n") == 1);
+    CHECK(master.logs.occurrences("worker 0 (pid ") == 1);
+    CHECK(master.logs.occurrences("reaped elsewhere (status unknown)") == 1);
     CHECK(reap_leftovers() == 0);
 }

@@ -244,6 +244,7 @@ FIRST_CATCHER = [
     ("program's own children", "chaos_test"), ("NOTIFY_SOCKET", "security_test"),
     ("subreaper", "fault_injection_test"), ("run() throws", "signal_core_test"),
     ("waitid", "signal_core_test"), ("worker map", "signal_core_test"),
+    ("behind the pool", "signal_core_test"),
     ("wake-up pipe", "security_test"), ("privileges", "security_test"),
     ("hook", "seed_test"), ("SIGKILL", "shutdown_test"), ("thread", "signal_core_test"),
     ("signal", "signal_core_test"),
