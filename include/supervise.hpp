@@ -1787,7 +1787,7 @@ class signal_scope {
         process_signals.wake_fd.store(-1, std::memory_order_seq_cst);
         // Only a handler running in another thread can be writing now (one in
         // this thread has returned), and it ends without waiting for anything.
-        while (process_signals.writing.load(std::memory_order_acquire) != 0) ::sched_yield();
+        while (process_signals.writing.load(std::memory_order_seq_cst) != 0) ::sched_yield();
         process_signals.pending.store(0);
         wake_read_.reset();
         wake_write_.reset();
@@ -2297,7 +2297,7 @@ class process_table {
     // slot's process that ended goes to ended(index, what): "worker 2 (pid
     // 4242) exited with status 0".
     template <class Ended>
-    void reap(bool adopting, Ended&& ended) {
+    void reap(bool adopting, bool child_ended, Ended&& ended) {
         bool ask_each = ask_each_pid_;
         ask_each_pid_ = false;
         if (exits_) {
@@ -2305,16 +2305,23 @@ class process_table {
             for (;;) {
                 const int n = retry_on_eintr(
                     [&] { return System::epoll_wait(exits_.get(), events, 64, 0); });
+                bool reaped = false;
                 for (int i = 0; i < n; ++i) {
                     // A stale event (a worker being forked holds a copy of the
                     // pidfd until its set-up closes it) names a pid that is
                     // gone, or alive again under a new process: nothing to do.
                     const auto pid = static_cast<pid_t>(events[i].data.u64);
-                    if (find(pid) != nullptr) reap_pid(pid, ended);
+                    if (find(pid) != nullptr && reap_pid(pid, ended)) reaped = true;
                 }
-                if (n < 64) break;
+                // A full batch of stale events only would come back as it is.
+                if (n < 64 || !reaped) break;
             }
         }
+        // Without pidfds, a SIGCHLD whose look finds none of ours may be for
+        // one reaped behind the pool's back (a waitpid(-1) elsewhere in the
+        // program), which no look can see: then each pid is asked.
+        bool found_one = false;
+        const bool look = unwatched_ > 0;
         while (!ask_each && (unwatched_ > 0 || adopting)) {
             siginfo_t info{};
             const int rc = retry_on_eintr([&] {
@@ -2325,6 +2332,7 @@ class process_table {
             if (find(pid) != nullptr) {
                 // It ended, so only a failed waitpid can leave it: then ask each.
                 if (!reap_pid(pid, ended)) ask_each = true;
+                found_one = true;
             } else if (adopting) {
                 int status = 0;
                 if (retry_on_eintr([&] { return System::waitpid(pid, &status, WNOHANG); }) != pid) {
@@ -2336,6 +2344,7 @@ class process_table {
                 ask_each = true;
             }
         }
+        if (look && !found_one && child_ended) ask_each = true;
         if (!ask_each) return;
         for (std::size_t r = 0; r < retirees_.size();) {
             const pid_t pid = retirees_[r].pid;
@@ -2960,7 +2969,8 @@ class master {
         worker_launch<System>::bind_in_master();
         const sigset_t wait_mask = signals_.wait_mask();
         const struct timespec now {};
-        for (std::size_t index = 0; index < table_.size(); ++index) {
+        const std::size_t first_size = table_.size();
+        for (std::size_t index = 0; index < first_size && index < table_.size(); ++index) {
             // A signal during start-up (SIGTERM, a worker already dead) is
             // honoured before the next fork, not after all of them: one ppoll
             // lets pending signals in, and only one that came costs more. The
@@ -2971,6 +2981,11 @@ class master {
                 reap();
             }
             if (stopping_) return;
+            // A signal may have started this slot already (rolling_reload,
+            // scale_up), parked it (stop_workers) or put it in a group the
+            // strategy restarts (start_due_restarts starts it then).
+            const slot<System>& s = table_[index];
+            if (s.process.pid > 0 || s.state != worker_state::idle || s.restart_pending) continue;
             if (!spawn(index)) return;
         }
     }
@@ -3030,13 +3045,22 @@ class master {
         // The slots only while one can have a deadline: a restart waiting,
         // the watchdog on.
         if (!stopping_ && (restarts_pending_ > 0 || heartbeats_.on())) {
+            // A restart is due only once every member of its group is out
+            // (start_due_restarts); until then their exits wake the master.
+            std::int64_t restart_at = -1;
+            bool group_still_running = false;
             for (const slot<System>& s : table_.slots()) {
-                if (s.process.pid <= 0 && s.restart_pending) consider(s.restart_at_ms);
+                if (s.restart_pending && s.process.pid > 0) group_still_running = true;
+                if (s.restart_pending && s.process.pid <= 0 &&
+                    (restart_at < 0 || s.restart_at_ms < restart_at)) {
+                    restart_at = s.restart_at_ms;
+                }
                 if (heartbeats_.on() && s.process.pid > 0 &&
                     s.process.phase == stop_phase::running) {
                     consider(heartbeats_.last(s.process.index) + opts_.heartbeat_timeout.count());
                 }
             }
+            if (restart_at >= 0 && !group_still_running) consider(restart_at);
         }
         if (systemd_.watchdog_ms() > 0) consider(next_keepalive_ms_);
         if (earliest < 0) return -1;
@@ -3175,6 +3199,7 @@ class master {
         log_(received + "; removing worker " + std::to_string(last));
         table_.release_predecessors(last);
         table_.retire(last, false);
+        if (table_[last].restart_pending) --restarts_pending_;
         table_.remove_last_slot();
         if (reload_next_ >= static_cast<int>(table_.size())) step_reload();
     }
@@ -3272,7 +3297,7 @@ class master {
             (process_signals.pending.fetch_and(~signal_bit(SIGCHLD), std::memory_order_acquire) &
              signal_bit(SIGCHLD)) != 0;
         if (!child_ended && !table_.reap_due()) return;
-        table_.reap(adopting_, [this](std::size_t index, const std::string& what) {
+        table_.reap(adopting_, child_ended, [this](std::size_t index, const std::string& what) {
             if (stopping_) {
                 log_(what);
             } else {
