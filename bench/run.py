@@ -753,6 +753,17 @@ def tracer_of(pid):
     return 0
 
 
+
+def attach_strace(ctx, pid, out, what):
+    """`strace -c -o OUT -p PID`, returned once it is attached (TracerPid), within 10 s."""
+    tracer = start(["strace", "-c", "-o", out, "-p", str(pid)], os.path.join(ctx.tmp, "strace.log"))
+    deadline = time.monotonic() + 10
+    while tracer_of(pid) != tracer.pid:
+        if time.monotonic() > deadline or tracer.poll() is not None:
+            raise RuntimeError("strace could not attach to %s" % what)
+        time.sleep(0.01)
+    return tracer
+
 def count_start_stop(ctx, kind, n, wrapper, bound):
     """Starts `kind` with n workers under `wrapper` (strace or perf), waits until it
     is ready and idle, SIGTERMs the master and waits for the wrapper to end."""
@@ -805,13 +816,7 @@ def count_respawns(ctx, kind, n, bound):
         wait_tree(proc, n + 1, bound)
         for rep in range(1, COUNT_RESPAWNS + 1):
             out = os.path.join(ctx.tmp, "strace-respawn-%s-%d-%d.txt" % (kind, n, rep))
-            tracer = start(["strace", "-c", "-o", out, "-p", str(proc.pid)],
-                           os.path.join(ctx.tmp, "strace.log"))
-            deadline = time.monotonic() + 10
-            while tracer_of(proc.pid) != tracer.pid:
-                if time.monotonic() > deadline or tracer.poll() is not None:
-                    raise RuntimeError("strace could not attach to %s" % kind)
-                time.sleep(0.01)
+            tracer = attach_strace(ctx, proc.pid, out, kind)
             time.sleep(0.1)  # the master back asleep in its wait after the attach
             before = children_of(proc.pid)
             victim = before[len(before) * rep // (COUNT_RESPAWNS + 1)]
@@ -850,13 +855,7 @@ def count_burst(ctx, kind, n, bound):
         read_ready(ready, 1, proc, bound)
         wait_tree(proc, n + 1, bound)
         out = os.path.join(ctx.tmp, "strace-burst-%s-%d.txt" % (kind, n))
-        tracer = start(["strace", "-c", "-o", out, "-p", str(proc.pid)],
-                       os.path.join(ctx.tmp, "strace.log"))
-        deadline = time.monotonic() + 10
-        while tracer_of(proc.pid) != tracer.pid:
-            if time.monotonic() > deadline or tracer.poll() is not None:
-                raise RuntimeError("strace could not attach to %s" % kind)
-            time.sleep(0.01)
+        tracer = attach_strace(ctx, proc.pid, out, kind)
         time.sleep(0.1)
         victims = children_of(proc.pid)
         faults0 = minflt(proc.pid)
