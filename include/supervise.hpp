@@ -106,6 +106,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/timerfd.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -427,10 +428,28 @@ enum class wait_status {
     signalled,  // a `deliver` signal arrived: see worker_context::take_signal()
 };
 
+// What worker_context::take_events() found (docs/event-loops.md).
+struct worker_events {
+    // A stop is requested. It stays true in every later take, so a loop that
+    // looks only here cannot miss one taken earlier by stop_requested().
+    bool stop = false;
+    // ... and it is graceful: stop accepting, finish the work in hand, close
+    // idle connections, return (a fast stop that follows clears it).
+    bool graceful = false;
+    // The watchdog's half period passed with the loop idle; the take beat
+    // the heartbeat already. Only with options::heartbeat_timeout.
+    bool heartbeat_due = false;
+    // The `deliver` signals that arrived since the last take, one bit each
+    // (this take consumed them: take_signal() no longer reports them).
+    std::uint64_t signals = 0;
+
+    bool signalled(int sig) const noexcept { return (signals & detail::signal_bit(sig)) != 0; }
+};
+
 // The worker's view of the pool, passed to the worker function. Only the pool
 // makes one. Its service points (stop_requested, stop_is_graceful,
-// take_signal, wait_readable, sleep_for) take the signals that arrived, carry
-// out print_stats, and beat the heartbeat.
+// take_signal, wait_readable, sleep_for, take_events) take the signals that
+// arrived, carry out print_stats, and beat the heartbeat.
 class worker_context {
   public:
     int index() const noexcept { return index_; }
@@ -487,6 +506,18 @@ class worker_context {
     // watchdog is on.
     void heartbeat() noexcept;
 
+    // For a worker that runs its own event loop (epoll, poll, io_uring,
+    // Boost.Asio, libuv): a descriptor that is readable, level-triggered,
+    // while anything is pending for this worker (a stop, a `deliver` signal,
+    // with the watchdog on a heartbeat due), until take_events() takes it.
+    // Made on the first call (a pipe, or with the watchdog on an epoll set of
+    // that pipe and a timerfd), owned by the context; the same number on
+    // every call. Readable at once after the first call, so whatever arrived
+    // before it is taken too. Throws std::system_error if it cannot be made.
+    int events_fd();
+    // Non-blocking: empties events_fd() and says what was pending.
+    worker_events take_events() noexcept;
+
   private:
     friend struct detail::context_factory;
     explicit worker_context(const detail::context_init& init) noexcept;
@@ -512,6 +543,14 @@ class worker_context {
     void* owner_ = nullptr;
     // The pool's System, as a table (detail::worker_calls_of).
     const detail::worker_calls* calls_ = nullptr;
+    // events_fd(): what the loop watches, the pipe the signal handler writes
+    // to, and the watchdog's timer (-1 until made; no_fork lends the
+    // master's self-pipe instead).
+    int events_fd_ = -1;
+    int events_pipe_ = -1;
+    int events_timer_ = -1;
+    int inline_wake_read_ = -1;
+    int inline_wake_write_ = -1;
 };
 
 // ---- What run() reports. ----
@@ -680,6 +719,15 @@ struct posix_system {
     }
     static int epoll_wait(int epfd, struct epoll_event* events, int max, int timeout) noexcept {
         return ::epoll_wait(epfd, events, max, timeout);
+    }
+    // The watchdog's beat for a worker that waits in its own event loop
+    // (worker_context::events_fd()).
+    static int timerfd_create(int clock, int flags) noexcept {
+        return ::timerfd_create(clock, flags);
+    }
+    static int timerfd_settime(int fd, int flags, const struct itimerspec* value,
+                               struct itimerspec* old) noexcept {
+        return ::timerfd_settime(fd, flags, value, old);
     }
     static int set_child_subreaper(bool on) noexcept {
         return ::prctl(PR_SET_CHILD_SUBREAPER, on ? 1UL : 0UL, 0UL, 0UL, 0UL);
@@ -1180,12 +1228,23 @@ struct worker_calls {
     int (*thread_sigmask)(int, const sigset_t*, sigset_t*);
     int (*ppoll)(struct pollfd*, nfds_t, const struct timespec*, const sigset_t*);
     int (*sigtimedwait)(const sigset_t*, const struct timespec*);
+    // worker_context::events_fd() and take_events()
+    ssize_t (*read)(int, void*, std::size_t);
+    int (*pipe2)(int*, int);
+    int (*close)(int);
+    int (*epoll_create1)(int);
+    int (*epoll_ctl)(int, int, int, struct epoll_event*);
+    int (*timerfd_create)(int, int);
+    int (*timerfd_settime)(int, int, const struct itimerspec*, struct itimerspec*);
 };
 
 template <class System>
 const worker_calls& worker_calls_of() noexcept {
-    static constexpr worker_calls table{&System::write, &System::thread_sigmask, &System::ppoll,
-                                        &System::sigtimedwait};
+    static constexpr worker_calls table{
+        &System::write,          &System::thread_sigmask, &System::ppoll,
+        &System::sigtimedwait,   &System::read,           &System::pipe2,
+        &System::close,          &System::epoll_create1,  &System::epoll_ctl,
+        &System::timerfd_create, &System::timerfd_settime};
     return table;
 }
 
@@ -1337,6 +1396,8 @@ struct context_init {
     std::int64_t heartbeat_ms;         // the watchdog's timeout, 0 when off
     const worker_calls* calls;         // the pool's System
     std::int64_t started_ms;           // the master's clock when it started the worker
+    int inline_wake_read = -1;         // no_fork: the master's self-pipe, for events_fd()
+    int inline_wake_write = -1;
 };
 struct context_factory {
     static worker_context make(const context_init& init) noexcept { return worker_context(init); }
@@ -2549,7 +2610,7 @@ struct worker_launch {
         worker_context context = context_factory::make(context_init{
             index, generation, master_pid, opts.stats_fd, plan, nullptr, nullptr, records_write,
             beat, static_cast<std::int64_t>(opts.heartbeat_timeout.count()),
-            &worker_calls_of<System>(), started_ms});
+            &worker_calls_of<System>(), started_ms, -1, -1});
         const worker_result result = run_worker_code(worker, context, index);
         if (!result.failure.empty()) log.line_or_nothing([&] { return result.failure; });
         std::fflush(nullptr);
@@ -3480,7 +3541,8 @@ class master {
             0, 0, master_pid_, opts_.stats_fd, plan_.inline_worker,
             [](void* self) { static_cast<master*>(self)->print_statistics(); }, this,
             // Inline there is no master to report to, and nobody to watch it.
-            -1, nullptr, 0, &worker_calls_of<System>(), s.started_ms});
+            -1, nullptr, 0, &worker_calls_of<System>(), s.started_ms, signals_.wake_read(),
+            signals_.wake_write()});
         // The worker runs with the mapped signals unblocked so they interrupt
         // its blocking calls; its context blocks them again around each check.
         const sigset_t run_mask = signals_.wait_mask();
@@ -3609,7 +3671,9 @@ inline worker_context::worker_context(const detail::context_init& init) noexcept
       heartbeat_ms_(init.heartbeat_ms),
       print_table_(init.print_table),
       owner_(init.owner),
-      calls_(init.calls) {}
+      calls_(init.calls),
+      inline_wake_read_(init.inline_wake_read),
+      inline_wake_write_(init.inline_wake_write) {}
 
 inline void worker_context::heartbeat() noexcept {
     if (beat_ != nullptr) beat_->store(detail::monotonic_ms(), std::memory_order_relaxed);
@@ -3719,6 +3783,96 @@ inline wait_status worker_context::wait_readable(int fd, std::chrono::millisecon
     }
     calls_->thread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     return result;
+}
+
+// The handler writes a byte to events_pipe_ after it sets the signal's
+// pending bit; take_events() empties the pipe before it takes the bits. So a
+// signal whose byte was read already has its bit taken here, and one that
+// comes after the read leaves a byte behind: the descriptor stays readable
+// and the next take finds it. Nothing arrives between a loop's look and its
+// wait unnoticed, whatever the loop (no mask juggling as in wait_readable).
+inline int worker_context::events_fd() {
+    if (events_fd_ >= 0) return events_fd_;
+    auto fail = [](const char* what) {
+        throw std::system_error(errno, std::generic_category(),
+                                std::string("supervise: worker_context::events_fd(): ") + what);
+    };
+    int write_end = inline_wake_write_;
+    if (inline_wake_read_ >= 0) {
+        events_pipe_ = inline_wake_read_;
+    } else {
+        int ends[2];
+        if (calls_->pipe2(ends, O_NONBLOCK | O_CLOEXEC) != 0) fail("pipe2");
+        events_pipe_ = ends[0];
+        write_end = ends[1];
+    }
+    int watched = events_pipe_;
+    if (heartbeat_ms_ > 0) {
+        // One descriptor for the loop, readable when either is: an epoll
+        // set is itself pollable (epoll(7), "Is the epoll file descriptor
+        // itself poll/epoll/selectable?").
+        const auto close_made = [&](int timer, int set) {
+            const int err = errno;
+            if (set >= 0) calls_->close(set);
+            if (timer >= 0) calls_->close(timer);
+            calls_->close(events_pipe_);
+            calls_->close(write_end);
+            events_pipe_ = -1;
+            errno = err;
+        };
+        const int timer = calls_->timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (timer < 0) {
+            close_made(-1, -1);
+            fail("timerfd_create");
+        }
+        struct itimerspec period {};
+        period.it_interval = detail::to_timespec(std::max<std::int64_t>(1, heartbeat_ms_ / 2));
+        period.it_value = period.it_interval;
+        const int set = calls_->epoll_create1(EPOLL_CLOEXEC);
+        struct epoll_event in {};
+        in.events = EPOLLIN;
+        if (calls_->timerfd_settime(timer, 0, &period, nullptr) != 0 || set < 0 ||
+            calls_->epoll_ctl(set, EPOLL_CTL_ADD, events_pipe_, &in) != 0 ||
+            calls_->epoll_ctl(set, EPOLL_CTL_ADD, timer, &in) != 0) {
+            close_made(timer, set);
+            fail("the watchdog's timer");
+        }
+        events_timer_ = timer;
+        watched = set;
+    }
+    if (inline_wake_read_ < 0) detail::process_signals.wake_fd.store(write_end);
+    // A signal taken before the store left its bit but no byte: one byte
+    // now, so the loop's first look takes what came before (a stop included).
+    static const char byte = 0;
+    if (calls_->write(write_end, &byte, 1) < 0) {
+        // EAGAIN: the pipe is full, so readable already.
+    }
+    events_fd_ = watched;
+    return events_fd_;
+}
+
+inline worker_events worker_context::take_events() noexcept {
+    worker_events events;
+    if (events_pipe_ >= 0) {
+        char drain[64];
+        while (detail::retry_on_eintr([&] { return calls_->read(events_pipe_, drain, sizeof drain); }) >
+               0) {
+        }
+    }
+    if (events_timer_ >= 0) {
+        std::uint64_t expirations = 0;
+        if (detail::retry_on_eintr([&] {
+                return calls_->read(events_timer_, &expirations, sizeof expirations);
+            }) == static_cast<ssize_t>(sizeof expirations)) {
+            events.heartbeat_due = true;
+        }
+    }
+    take_pending_signals();
+    events.stop = stop_signal_ != 0;
+    events.graceful = events.stop && !fast_stop_;
+    events.signals = delivered_;
+    delivered_ = 0;
+    return events;
 }
 
 // ---- exit_info, statistics, names ----

@@ -18,8 +18,8 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADER = ROOT / "include" / "supervise.hpp"
 TESTS = ["restart_policy_test", "seed_test", "signal_core_test", "shutdown_test", "strategy_test",
-         "actions_test", "watchdog_test", "hygiene_test", "fault_injection_test", "chaos_test",
-         "security_test"]
+         "actions_test", "watchdog_test", "event_loop_test", "hygiene_test",
+         "fault_injection_test", "chaos_test", "security_test"]
 # Test cases chosen from a binary whose other cases need the example daemon (built by Bazel
 # only) or run for a minute: the ones that use the library directly and are quick.
 TEST_CASES = {
@@ -225,6 +225,18 @@ MUTANTS = [
     ("the master's wake-up pipe stays open in workers",
      "            c_.table.master_descriptors({c_.signals.wake_read(), c_.signals.wake_write(),",
      "            c_.table.master_descriptors({-1, -1,"),
+    ("events_fd leaves no byte for what arrived before it was made",
+     "    if (calls_->write(write_end, &byte, 1) < 0) {",
+     "    if (write_end < -1 && calls_->write(write_end, &byte, 1) < 0) {"),
+    ("events_fd's pipe is not where the handler writes",
+     "    if (inline_wake_read_ < 0) detail::process_signals.wake_fd.store(write_end);",
+     "    (void)write_end;"),
+    ("events_fd has no timer for the watchdog's beat",
+     "    if (heartbeat_ms_ > 0) {\n        // One descriptor for the loop",
+     "    if (false) {\n        // One descriptor for the loop"),
+    ("take_events reports a stop only in the take that found it",
+     "    events.stop = stop_signal_ != 0;",
+     "    events.stop = stop_signal_ != 0 && events.heartbeat_due;"),
 ]
 
 
@@ -235,6 +247,7 @@ MUTANTS = [
 # A mutant is caught as soon as one test fails, so the test most likely to catch it runs first;
 # the others are built and run only if it survives there. Keys are words of the description.
 FIRST_CATCHER = [
+    ("events_fd", "event_loop_test"), ("take_events", "event_loop_test"),
     ("back-off", "restart_policy_test"), ("intensity", "restart_policy_test"),
     ("transient", "restart_policy_test"), ("one_for_all", "strategy_test"),
     ("rolling reload", "actions_test"), ("graceful", "actions_test"), ("retirees", "actions_test"),
