@@ -49,13 +49,14 @@ enum call_id : int {
     c_get_subreaper,
     c_socket,
     c_close_range,
+    c_timerfd_create,
     c_count
 };
 
 const char* const call_names[c_count] = {
     "fork",  "kill",  "pidfd_send_signal", "pidfd_open", "waitpid", "sigaction",
     "pthread_sigmask", "ppoll", "sigtimedwait", "pipe2", "close", "read", "write",
-    "sendto", "dup2", "open", "mmap", "prctl(PR_SET_PDEATHSIG)", "prctl(PR_GET_CHILD_SUBREAPER)", "socket", "close_range"};
+    "sendto", "dup2", "open", "mmap", "prctl(PR_SET_PDEATHSIG)", "prctl(PR_GET_CHILD_SUBREAPER)", "socket", "close_range", "timerfd_create"};
 
 enum class where { anywhere, master, workers };
 
@@ -223,6 +224,10 @@ struct faulty_system : supervise::posix_system {
         if (const int e = inject(c_socket)) return errno = e, -1;
         return base::socket(domain, type, protocol);
     }
+    static int timerfd_create(int clock, int flags) noexcept {
+        if (const int e = inject(c_timerfd_create)) return errno = e, -1;
+        return base::timerfd_create(clock, flags);
+    }
     static int get_child_subreaper(int* on) noexcept {
         if (const int e = inject(c_get_subreaper)) return errno = e, -1;
         return base::get_child_subreaper(on);
@@ -350,6 +355,7 @@ struct scenario {
     int fatal_exit_code = 125;
     bool real_epipe_stats = false;  // stats on a pipe nobody reads
     int crash_worker = -1;          // SIGKILL this worker once the pool is ready
+    bool event_loop = false;        // the workers wait on ctx.events_fd() in poll(2)
     // Sets the rules, in the master, right before run().
     std::function<void()> arm;
 };
@@ -399,11 +405,20 @@ result run_scenario(const scenario& s) {
         auto pool = supervise::make_pool<supervise::seed_master_signals,
                                          supervise::seed_worker_signals, Strategy,
                                          faulty_system>(
-            [fd, notify](supervise::worker_context& ctx) {
+            [fd, notify, loop = s.event_loop](supervise::worker_context& ctx) {
+                // Before "up": a worker whose events_fd() throws never says it.
+                const int events = loop ? ctx.events_fd() : -1;
                 say(fd, "up " + std::to_string(ctx.index()) + " " + std::to_string(::getpid()));
                 say(fd, "descriptors " + std::to_string(ctx.index()) + " " +
                             std::to_string(count_open_fds()));
                 if (notify >= 0 && ::write(notify, "\n", 1) != 1) return 3;
+                if (loop) {
+                    struct pollfd p {
+                        events, POLLIN, 0
+                    };
+                    while (!ctx.take_events().stop) ::poll(&p, 1, -1);
+                    return 0;
+                }
                 while (ctx.wait_readable(-1) != supervise::wait_status::stop_requested) {
                 }
                 return 0;
@@ -788,6 +803,40 @@ TEST_CASE("pipe2 fails: the master's pipes, then a worker's notify pipe") {
         check_failed_start(r, "cannot start worker 1: pipe2: Too many open files");
         CHECK(r.workers.size() == 1);
         CHECK(record("EMFILE on pipe2 (notify_fd pipe)", c_pipe2) == 1);
+    }
+}
+
+TEST_CASE("events_fd() cannot be made in a worker: the worker fails with the reason") {
+    // Each worker's first pipe2 is events_fd()'s; with the watchdog on, its
+    // timer follows. Both fail the way a worker out of descriptors would.
+    for (const call_id id : {c_pipe2, c_timerfd_create}) {
+        CAPTURE(call_names[id]);
+        scenario s;
+        s.event_loop = true;
+        s.heartbeats = id == c_timerfd_create;
+        s.arm = failing(id, EMFILE, 1, 1, where::workers);
+        const result r = run_scenario(s);
+        INFO(r.log);
+        // The pool is ready before the workers' code runs, so the test's
+        // SIGTERM may come first: the failure is in the log either way.
+        CHECK(r.log.find(std::string("worker 0 threw: supervise: worker_context::events_fd(): ") +
+                         (id == c_pipe2 ? "pipe2" : "timerfd_create") +
+                         ": Too many open files") != std::string::npos);
+        CHECK(r.log.find("worker 0 (pid") != std::string::npos);
+        CHECK(r.log.find("exited with status 1") != std::string::npos);
+        CHECK(r.workers.empty());
+        check_clean(r);
+        CHECK(record(std::string("EMFILE on ") + call_names[id] + " (events_fd)", id) >= 1);
+    }
+    SUBCASE("and where nothing fails, the same workers stop on SIGTERM") {
+        scenario s;
+        s.event_loop = true;
+        s.heartbeats = true;
+        const result r = run_scenario(s);
+        INFO(r.log);
+        CHECK_MESSAGE(exited_with(r.status, 0), describe_status(r.status));
+        CHECK(r.workers.size() == 2);
+        check_clean(r);
     }
 }
 
