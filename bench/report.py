@@ -271,7 +271,7 @@ def write(tsv, root):
         memory_section(data, w, img, tmp)
         storm_section(data, w)
         compile_section(data, w)
-        http_section(data, w)
+        serving_section(data, w)
         with open(os.path.join(BENCH, "findings.md")) as f:
             w(f.read())
     with open(os.path.join(root, "docs", "benchmarks.md"), "w") as f:
@@ -839,24 +839,69 @@ def compile_section(data, w):
     w("")
 
 
-def http_section(data, w):
-    if "http" not in {k[0] for k in data.values}:
+SERVERS = {"daemon": "examples/daemon", "asio": "examples/asio", "libuv": "examples/libuv",
+           "nginx": "nginx"}
+
+
+def serving_section(data, w):
+    measurements = sorted((m for m in {k[0] for k in data.values} if m.startswith("serving-")),
+                          key=lambda m: int(m.split("-")[1]))
+    if not measurements:
         return
-    w("## 9. Context, not a claim: HTTP throughput with wrk\n")
-    w("`wrk -t2 -c16` against `examples/daemon --workers 4` and nginx (`worker_processes 4`, "
-      "`return 200`, `keepalive_timeout 0` because the example daemon answers one request per "
-      "connection), on the same two CPUs as wrk. Neither master takes part in serving: the "
-      "point is that supervision costs the workers nothing, not that the toy HTTP code is "
-      "fast.\n")
-    w("| server | requests/s | non-2xx | socket errors |")
-    w("|---|---|---|---|")
-    for s in ("daemon", "nginx"):
-        n = data.sizes("http")[0]
-        w("| %s | %s | %s | %s |" % (LABELS[s], cell(data.nums("http", s, n, "requests_per_s")),
-                                     "/".join(sorted(set(data.raw("http", s, n, "non_2xx")))),
-                                     "/".join(sorted(set(data.raw("http", s, n,
-                                                                  "socket_errors"))))))
+    n = data.sizes(measurements[0])[0]
+    w("## 9. Serving: the example servers against nginx\n")
+    w("Each server with %d workers on 127.0.0.1, on the same two CPUs as its clients: "
+      "`examples/daemon` (epoll in each worker), the Boost.Asio and libuv examples where built, "
+      "and Debian's nginx with `return 200` and its default keep-alive. `wrk -t2 --latency` with "
+      "keep-alive connections; the ratio is the server's requests/s over nginx's in the same "
+      "run (goal: at least 0.8x, and a p99 no worse).\n" % n)
+    w("| connections | server | requests/s | vs nginx | p50 ms | p99 ms | errors |")
+    w("|---|---|---|---|---|---|---|")
+    for m in measurements:
+        nginx_rps = med(data.nums(m, "nginx", n, "requests_per_s"))
+        for side in [x for x in SERVERS if x in data.sides(m)]:
+            rps = data.nums(m, side, n, "requests_per_s")
+            ratio = "%.2f" % (med(rps) / nginx_rps) if rps and nginx_rps else "—"
+            errors = sum(data.nums(m, side, n, "socket_errors")) + sum(
+                data.nums(m, side, n, "non_2xx"))
+            w("| %s | %s | %s | %s | %s | %s | %d |" % (
+                m.split("-")[1], SERVERS[side], cell(rps), ratio,
+                cell(data.nums(m, side, n, "p50_ms")), cell(data.nums(m, side, n, "p99_ms")),
+                errors))
     w("")
+    if data.sides("hostile"):
+        w("**Under attack.** %s connections that never send a byte and %s slowloris "
+          "connections (one byte of an endless head per second), each reopened at once when "
+          "the server closes it; beside them a probe sends one `GET /` at a time on a fresh "
+          "connection and times the answer (goal: p99 under 50 ms).\n"
+          % (data.info.get("hostile_idle", "2000"), data.info.get("hostile_slow", "50")))
+        w("| server | probe p50 ms | probe p99 ms | probe max ms | answered | failed | "
+          "closed by the server |")
+        w("|---|---|---|---|---|---|---|")
+        for side in [x for x in SERVERS if x in data.sides("hostile")]:
+            def answered(metric):
+                return [v for v in data.nums("hostile", side, n, metric) if v >= 0]
+            w("| %s | %s | %s | %s | %d | %d | %d |" % (
+                SERVERS[side], cell(answered("probe_p50_ms")), cell(answered("probe_p99_ms")),
+                cell(answered("probe_max_ms")),
+                sum(data.nums("hostile", side, n, "probe_requests")),
+                sum(data.nums("hostile", side, n, "probe_failures")),
+                sum(data.nums("hostile", side, n, "closed_by_server"))))
+        w("")
+    if data.sides("wakeups"):
+        w("**Wake-ups while idle.** %s keep-alive connections that each made one request and "
+          "then sit idle, over %s s: the context switches (voluntary and involuntary, "
+          "`/proc/PID/status`) of the master and of the workers (goal: 0 for the master).\n"
+          % (data.info.get("wakeup_connections", "1000"), data.info.get("wakeup_s", "10")))
+        w("| server | master | worker, median | worker, most | connections still open |")
+        w("|---|---|---|---|---|")
+        for side in [x for x in SERVERS if x in data.sides("wakeups")]:
+            w("| %s | %s | %s | %s | %s |" % (
+                SERVERS[side], "/".join(data.raw("wakeups", side, n, "master")),
+                "/".join(data.raw("wakeups", side, n, "worker_median")),
+                "/".join(data.raw("wakeups", side, n, "worker_max")),
+                "/".join(data.raw("wakeups", side, n, "connections_kept"))))
+        w("")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ docs/benchmarks.md and the plots in docs/img/ (bench/report.py, which can also
 rewrite them from the TSV alone). Parts, in order: shutdown (with start-up,
 fail-fast and the static builds), syscalls (system calls and page faults per
 worker: counted, not timed), respawn, burst (K workers killed at once), idle
-(with memory), storm, compile, http.
+(with memory), storm, compile, serving.
 
 Every process it starts runs in its own process group, is SIGKILLed when this
 script dies (PR_SET_PDEATHSIG) and is reaped here: the script is a child
@@ -59,7 +59,7 @@ PACKAGES = {
     "/usr/bin/perf": "linux-perf",
 }
 
-PARTS = ("shutdown", "syscalls", "respawn", "burst", "idle", "storm", "compile", "http")
+PARTS = ("shutdown", "syscalls", "respawn", "burst", "idle", "storm", "compile", "serving")
 
 # How much each mode repeats. Shutdown: trials per side and size, after one
 # unreported warm-up trial (none at 1024, where a trial takes seconds).
@@ -67,11 +67,13 @@ MODES = {
     "quick": dict(sizes=(4, 64, 256), reps={4: 2, 64: 2, 256: 1}, warmup=0,
                   failfast_reps=2, respawn_reps=2, idle_s=10, storm_reps=1,
                   compile_reps=1, compile_warmup=0, http_s=2, http_reps=1,
+                  hostile_reps=1, hostile_s=5,
                   syscall_sizes=(64, 256), quiet_wait_ms=200,
                   burst_sizes=(64,), burst_reps={64: 2}),
     "full": dict(sizes=(4, 64, 256, 1024), reps={4: 15, 64: 15, 256: 6, 1024: 3}, warmup=1,
                  failfast_reps=10, respawn_reps=10, idle_s=10, storm_reps=3,
                  compile_reps=3, compile_warmup=1, http_s=5, http_reps=3,
+                 hostile_reps=2, hostile_s=15,
                  syscall_sizes=(64, 256, 1024), quiet_wait_ms=1000,
                  burst_sizes=(64, 1024), burst_reps={64: 10, 1024: 3}),
 }
@@ -82,6 +84,11 @@ MEMORY_WORKERS = 64
 STORM_SIGNALS = 100000
 STORM_WORKERS = 4
 HTTP_WORKERS = 4
+HTTP_CONNECTIONS = (16, 256, 1024)  # wrk's keep-alive connections
+HOSTILE_IDLE = 2000  # connections that never send a byte
+HOSTILE_SLOW = 50  # slowloris: one byte of an endless head a second
+WAKEUP_CONNECTIONS = 1000  # idle keep-alive connections during the wake-up window
+WAKEUP_S = 10
 WATCHDOG_MS = 2000  # ours with the watchdog: workers beat every second
 # Burst: K of N workers SIGKILLed at once, K = N/4 and K = N. supervise's
 # restart intensity (max_restarts, default 5 in restart_period 10 s) would
@@ -1085,38 +1092,122 @@ def part_compile(ctx):
 
 
 # ---------------------------------------------------------------------------
-# HTTP throughput, for context
+# Serving: the example servers against nginx (throughput, a hostile crowd,
+# wake-ups with idle keep-alive connections)
 # ---------------------------------------------------------------------------
 
-def part_http(ctx):
-    n = HTTP_WORKERS
-    for rep in range(1, ctx.mode["http_reps"] + 1):
-        for kind in ("daemon", "nginx"):
-            if kind == "daemon":
-                port = free_port()
-                cmd = [ctx.bin["daemon"], "--workers", str(n), "--listen", "127.0.0.1:%d" % port]
-            else:
-                _, _, cmd = ctx.sides.side("nginx", n)
-                cfg = cmd[-1]
-                port = int(re.search(r"listen 127.0.0.1:(\d+)", open(cfg).read()).group(1))
-            proc = start(cmd, os.path.join(ctx.tmp, kind + "-http.log"))
+NGINX_SERVING_CFG = """# Written by bench/run.py.
+daemon off;
+master_process on;
+worker_processes {workers};
+worker_rlimit_nofile 65536;
+pid {dir}/nginx.pid;
+error_log stderr notice;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+# The example servers' flags for a steady run, beyond --workers and --listen: keep-alive
+# connections may idle for longer than the wake-up window (the defaults are short on purpose).
+SERVER_FLAGS = {
+    "daemon": [],
+    "asio": [],
+    "libuv": [],
+}
+
+
+def serving_sides(ctx):
+    return ["daemon", "nginx"] + [k for k in ("asio", "libuv") if k in ctx.bin]
+
+
+def start_server(ctx, kind, n, tag):
+    """(process, port) of a server with n workers, once it accepts connections."""
+    port = free_port()
+    if kind == "nginx":
+        d = ctx.sides._dir("nginx-serving")
+        cfg = os.path.join(d, "nginx.conf")
+        with open(cfg, "w") as f:
+            f.write(NGINX_SERVING_CFG.format(workers=n, dir=d, port=port))
+        cmd = ["nginx", "-e", "stderr", "-p", d, "-c", cfg]
+    else:
+        cmd = [ctx.bin[kind], "--workers", str(n), "--listen", "127.0.0.1:%d" % port]
+        cmd += SERVER_FLAGS[kind]
+    proc = start(cmd, os.path.join(ctx.tmp, "%s-%s.log" % (kind, tag)))
+    try:
+        wait_tree(proc, n + 1, 30)
+        deadline = time.monotonic() + 30
+        while True:
             try:
-                wait_tree(proc, n + 1, 30)
-                res = subprocess.run(["wrk", "-t2", "-c16", "-d%ds" % ctx.mode["http_s"],
-                                      "http://127.0.0.1:%d/" % port],
-                                     capture_output=True, text=True,
-                                     timeout=ctx.mode["http_s"] + 30)
-                rps = re.search(r"Requests/sec:\s+([\d.]+)", res.stdout)
-                errors = re.search(r"Socket errors: (.*)", res.stdout)
-                non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", res.stdout)
-                ctx.add("http", kind, n, rep, "requests_per_s", float(rps.group(1)) if rps else -1)
-                ctx.add("http", kind, n, rep, "non_2xx", int(non2xx.group(1)) if non2xx else 0)
-                ctx.add("http", kind, n, rep, "socket_errors",
-                        errors.group(1).replace(" ", "") if errors else "none")
-            except RuntimeError as e:
-                ctx.notes.append(("http", n, "%s: %s" % (kind, e)))
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("%s does not accept on port %d" % (kind, port))
+                time.sleep(0.01)
+    except Exception:
+        stop(proc)
+        raise
+    return proc, port
+
+
+def part_serving(ctx):
+    import serving
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    n = HTTP_WORKERS
+    m = ctx.mode
+    for rep in range(1, m["http_reps"] + 1):
+        for connections in HTTP_CONNECTIONS:
+            for kind in serving_sides(ctx):
+                proc, port = start_server(ctx, kind, n, "wrk")
+                try:
+                    figures = serving.wrk(port, connections, m["http_s"])
+                    for metric, value in figures.items():
+                        ctx.add("serving-%d" % connections, kind, n, rep, metric, value)
+                finally:
+                    stop(proc)
+    # The hostile crowd, and a probe beside it that times one request at a time.
+    for rep in range(1, m["hostile_reps"] + 1):
+        for kind in serving_sides(ctx):
+            proc, port = start_server(ctx, kind, n, "hostile")
+            try:
+                with serving.HostileCrowd(port, HOSTILE_IDLE, HOSTILE_SLOW) as crowd:
+                    time.sleep(2)  # the crowd's connections are open and queued or accepted
+                    latencies, failures = serving.probe(port, m["hostile_s"])
+                ctx.add("hostile", kind, n, rep, "probe_p50_ms", serving.percentile(latencies, 50))
+                ctx.add("hostile", kind, n, rep, "probe_p99_ms", serving.percentile(latencies, 99))
+                ctx.add("hostile", kind, n, rep, "probe_max_ms", max(latencies or [-1.0]))
+                ctx.add("hostile", kind, n, rep, "probe_requests", len(latencies))
+                ctx.add("hostile", kind, n, rep, "probe_failures", failures)
+                ctx.add("hostile", kind, n, rep, "closed_by_server", crowd.closed_by_server)
             finally:
                 stop(proc)
+    # Wake-ups over a quiet window with idle keep-alive connections open.
+    for kind in serving_sides(ctx):
+        proc, port = start_server(ctx, kind, n, "wakeups")
+        sockets = []
+        try:
+            sockets = serving.idle_keepalive(port, WAKEUP_CONNECTIONS)
+            time.sleep(0.5)
+            counts = serving.wakeups(proc.pid, WAKEUP_S)
+            workers = sorted(v for pid, v in counts.items() if pid != proc.pid)
+            ctx.add("wakeups", kind, n, 1, "master", counts.get(proc.pid, -1))
+            ctx.add("wakeups", kind, n, 1, "worker_median", workers[len(workers) // 2]
+                    if workers else -1)
+            ctx.add("wakeups", kind, n, 1, "worker_max", workers[-1] if workers else -1)
+            ctx.add("wakeups", kind, n, 1, "connections_kept", serving.still_alive(sockets))
+        finally:
+            for s in sockets:
+                s.close()
+            stop(proc)
 
 
 # ---------------------------------------------------------------------------
