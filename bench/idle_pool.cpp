@@ -9,7 +9,7 @@
 //
 //   idle_pool --workers 14 --ready-fd 3 [--log | --log-fd FD]
 //             [--strategy shutdown_all|one_for_one] [--heartbeat-timeout MS]
-//             [--max-restarts N]
+//             [--max-restarts N] [--stop-exits]
 //
 // --strategy one_for_one (the respawn benchmark) restarts a worker that dies.
 // --max-restarts sets options::max_restarts (default here 5, the header's
@@ -21,6 +21,10 @@
 // the master. That is the "replacement ready" the driver times. The master
 // keeps the descriptor open for that reason; first-generation workers close
 // their copy.
+//
+// --stop-exits parks the workers with wake_on::stop_exits: a SIGTERM ends an
+// idle worker in the handler (the opt-in of docs/design.md, "Leaving at once
+// while parked"); without it they return through their code as by default.
 //
 // --heartbeat-timeout turns the watchdog on (the idle-cost benchmark): the
 // workers then wake by themselves to beat, and the master to check.
@@ -48,7 +52,7 @@ namespace {
     std::fprintf(stderr,
                  "idle_pool: %s\nusage: idle_pool --workers N [--ready-fd FD] [--log | --log-fd FD]"
                  "\n                 [--strategy shutdown_all|one_for_one] [--heartbeat-timeout MS]"
-                 "\n                 [--max-restarts N]\n",
+                 "\n                 [--max-restarts N] [--stop-exits]\n",
                  why);
     std::exit(2);
 }
@@ -71,17 +75,18 @@ void write_byte(int fd, char byte) {
 }
 
 template <class Strategy>
-int run(const supervise::options& opts, int ready_fd) {
+int run(const supervise::options& opts, int ready_fd, supervise::wake_on wake) {
     auto pool = supervise::make_pool<supervise::default_master_signals,
                                      supervise::default_worker_signals, Strategy>(
-        [ready_fd](supervise::worker_context& ctx) {
+        [ready_fd, wake](supervise::worker_context& ctx) {
             if (ready_fd >= 0) {
                 // A replacement says it runs; the first workers leave the
                 // readiness pipe to the master.
                 if (ctx.generation() > 0) write_byte(ready_fd, 'B');
                 ::close(ready_fd);
             }
-            while (ctx.wait_readable(-1) != supervise::wait_status::stop_requested) {
+            while (ctx.wait_readable(-1, std::chrono::milliseconds(-1), wake) !=
+                   supervise::wait_status::stop_requested) {
             }
         },
         opts);
@@ -100,6 +105,7 @@ int main(int argc, char** argv) {
     std::string strategy = "shutdown_all";
     int heartbeat_ms = 0;
     int max_restarts = 5;
+    supervise::wake_on wake = supervise::wake_on::any_stop;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--workers" && i + 1 < argc) {
@@ -114,6 +120,8 @@ int main(int argc, char** argv) {
             heartbeat_ms = parse_int(argv[++i], "--heartbeat-timeout");
         } else if (arg == "--max-restarts" && i + 1 < argc) {
             max_restarts = parse_int(argv[++i], "--max-restarts");
+        } else if (arg == "--stop-exits") {
+            wake = supervise::wake_on::stop_exits;
         } else if (arg == "--strategy" && i + 1 < argc) {
             strategy = argv[++i];
         } else {
@@ -139,8 +147,8 @@ int main(int argc, char** argv) {
     opts.max_restarts = max_restarts;
 
     try {
-        if (strategy == "one_for_one") return run<supervise::one_for_one>(opts, ready_fd);
-        return run<supervise::shutdown_all>(opts, ready_fd);
+        if (strategy == "one_for_one") return run<supervise::one_for_one>(opts, ready_fd, wake);
+        return run<supervise::shutdown_all>(opts, ready_fd, wake);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "idle_pool: %s\n", e.what());
         return 2;

@@ -19,6 +19,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 LABELS = {
     "ours": "supervise",
     "ours-static": "supervise, static",
+    "ours-lean": "supervise, stop_exits",
     "floor-static": "floor, static",
     "ours-watchdog": "supervise, watchdog on",
     "exec": "supervise-exec",
@@ -353,6 +354,21 @@ def shutdown_section(data, w, img, tmp):
     plot_vs_n(data, "shutdown", "tree_gone_ms", sides, os.path.join(img, "shutdown.png"),
               "SIGTERM to the master until the whole tree is reaped", "ms (log)", tmp)
     w("![shutdown time against workers](img/shutdown.png)\n")
+    if "ours-lean" in data.sides("shutdown"):
+        w("**The opt-in for idle workers.** The same pool with its workers parked in "
+          "`wait_readable(fd, timeout, wake_on::stop_exits)`: a SIGTERM that finds a worker "
+          "blocked there ends it in the signal handler with status 0, without returning to its "
+          "code (docs/design.md, \"Leaving at once while parked\"). Same trials as above.\n")
+        w("| workers | supervise | supervise, stop_exits | floor | supervise / floor | "
+          "stop_exits / floor |")
+        w("|---|---|---|---|---|---|")
+        for n in data.sizes("shutdown"):
+            ours, lean, floor = (data.nums("shutdown", s, n, "tree_gone_ms")
+                                 for s in ("ours", "ours-lean", "floor"))
+            w("| %d | %s | %s | %s | %s | %s |" % (n, cell(ours, " ms"), cell(lean, " ms"),
+                                                  cell(floor, " ms"), ratio(ours, floor),
+                                                  ratio(lean, floor)))
+        w("")
     orphans = sum(sum(data.nums("shutdown", s, n, "orphans")) for s in sides
                   for n in data.sizes("shutdown"))
     w("Orphans the driver had to reap after a master exited: %d. %s\n"

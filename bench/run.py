@@ -439,10 +439,12 @@ class Sides:
         """(procs, readiness and replacement options, command) for the driver,
         or for a steady run here (`command` and `procs` only)."""
         fifo = os.path.join(self.tmp, "ready-%d.fifo" % (self.count + 1))
-        if kind in ("ours", "ours-static"):
+        if kind in ("ours", "ours-static", "ours-lean"):
             program = self.bin["idle_pool_static" if kind == "ours-static" else "idle_pool"]
             cmd = [program, "--workers", str(n), "--ready-fd", "3",
                    "--strategy", "one_for_one" if respawn else "shutdown_all"]
+            if kind == "ours-lean":
+                cmd.append("--stop-exits")
             if watchdog:
                 cmd += ["--heartbeat-timeout", str(WATCHDOG_MS)]
             if max_restarts is not None:
@@ -497,6 +499,7 @@ class Sides:
 LABELS = {
     "ours": "supervise",
     "ours-static": "supervise, -static -Wl,-z,now",
+    "ours-lean": "supervise, parked with wake_on::stop_exits",
     "floor-static": "floor, -static -Wl,-z,now",
     "ours-watchdog": "supervise, watchdog on",
     "exec": "supervise-exec",
@@ -552,7 +555,7 @@ def part_shutdown(ctx):
     static = [kind for kind, program in STATIC_SIDES.items() if program in ctx.bin]
     for n in ctx.mode["sizes"]:
         sides = []
-        for kind in ("ours", "kamailio", "nginx", "floor") + tuple(static):
+        for kind in ("ours", "ours-lean", "kamailio", "nginx", "floor") + tuple(static):
             procs, opts, cmd = ctx.sides.side(kind, n)
             sides.append((kind, procs, strip_respawn(opts), cmd, None))
         reps = ctx.mode["reps"][n]

@@ -419,6 +419,13 @@ struct options {
 enum class wake_on {
     any_stop,   // any stop request (the usual wait for new work)
     fast_stop,  // only a fast one: for finishing the work in hand after a graceful stop
+    // As any_stop, and a fast stop (terminate) that arrives while the worker
+    // is blocked in this very wait ends the process in the signal handler,
+    // with _exit(0): no return to the worker's code, so no destructor runs and
+    // no stdio buffer is flushed. For a worker parked with nothing in hand
+    // and nothing to clean up; the master sees "exited with status 0", as
+    // after a normal return (docs/design.md, "Leaving at once while parked").
+    stop_exits,
 };
 
 enum class wait_status {
@@ -898,6 +905,9 @@ struct signal_state {
     // took the number next.
     std::atomic<int> writing{0};
     std::atomic<std::uint32_t> received[max_signal + 1]{};
+    // The signals that end this process in the handler: set by a worker
+    // only while it is blocked in wait_readable(..., wake_on::stop_exits).
+    std::atomic<std::uint64_t> exit_now{0};
 };
 
 // Constant-initialised (no guard variable, no constructor running at load
@@ -908,11 +918,32 @@ constinit
 #endif
     inline signal_state process_signals{};
 
+// _exit(0) without libc: the exit_group system call itself, for the handler.
+// A worker's first call of ::_exit would bind the symbol lazily (the dynamic
+// linker's lookup, several page faults in every worker); the bare system
+// call needs nothing, and a system call is as async-signal-safe as anything
+// can be. Elsewhere it is ::_exit, which signal-safety(7) lists.
+[[noreturn]] inline void exit_in_handler() noexcept {
+#if defined(__x86_64__)
+    __asm__ volatile("syscall" : : "a"(SYS_exit_group), "D"(0) : "rcx", "r11", "memory");
+#elif defined(__aarch64__)
+    register long number __asm__("x8") = SYS_exit_group;
+    register long status __asm__("x0") = 0;
+    __asm__ volatile("svc 0" : : "r"(number), "r"(status) : "memory");
+#endif
+    ::_exit(0);
+}
+
 // The one handler of every mapped signal: record, wake, nothing else.
 // Everything it calls is on the signal-safety(7) list;
 // tests/compile/handler_safety_test.sh disassembles it to prove that.
 inline void on_signal(int sig) noexcept {
     const int saved_errno = errno;
+    // Nothing of the worker's is in hand: leave as the kernel's default
+    // action would, but with status 0.
+    if ((process_signals.exit_now.load(std::memory_order_relaxed) & signal_bit(sig)) != 0) {
+        exit_in_handler();
+    }
     if (sig >= 1 && sig <= max_signal) {
         process_signals.received[sig].fetch_add(1, std::memory_order_relaxed);
         process_signals.pending.fetch_or(signal_bit(sig), std::memory_order_release);
@@ -3745,8 +3776,14 @@ inline wait_status worker_context::wait_readable(int fd, std::chrono::millisecon
     }
     const sigset_t wait_mask = detail::sigset_without(old_mask, plan_.handled);
     wait_status result = wait_status::timed_out;
+    // Set while the signals are blocked, and a stop that came before is
+    // seen by the loop's first look: only one that comes while the worker
+    // is blocked below takes the handler's exit. Cleared before returning.
+    // Never in no_fork mode (print_table_ set): the process is the master.
+    const bool exits = wake == wake_on::stop_exits && print_table_ == nullptr;
+    if (exits) detail::process_signals.exit_now.store(plan_.stop, std::memory_order_relaxed);
     for (;;) {
-        if (stop_requested() && (wake == wake_on::any_stop || fast_stop_)) {
+        if (stop_requested() && (wake != wake_on::fast_stop || fast_stop_)) {
             result = wait_status::stop_requested;
             break;
         }
@@ -3781,6 +3818,7 @@ inline wait_status worker_context::wait_readable(int fd, std::chrono::millisecon
             break;
         }
     }
+    if (exits) detail::process_signals.exit_now.store(0, std::memory_order_relaxed);
     calls_->thread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     return result;
 }

@@ -171,3 +171,137 @@ TEST_CASE("only one pool supervises at a time in a process") {
     CHECK(process.reports.occurrences("another pool is already running in this process") == 1);
     CHECK(reap_leftovers() == 0);
 }
+
+namespace {
+
+// Says "destroyed <index>" when the worker's code unwinds: proof that it
+// returned through its own code rather than leaving in the handler.
+struct says_when_destroyed {
+    int fd;
+    int index;
+    ~says_when_destroyed() { say(fd, "destroyed " + std::to_string(index)); }
+};
+
+// A master of two nginx-preset workers that park in wait_readable(-1) with
+// `wake`; before parking each does `before(ctx)`.
+template <class Before>
+auto parked_pool(supervise::wake_on wake, Before before, bool no_fork = false, int workers = 2) {
+    return [wake, before, no_fork, workers](int log_fd, int report_fd) {
+        auto opts = test_options(no_fork ? 1 : workers, log_fd);
+        opts.no_fork = no_fork;
+        auto pool = supervise::make_pool<supervise::nginx_master_signals,
+                                         supervise::nginx_worker_signals>(
+            [fd = report_fd, wake, before](supervise::worker_context& ctx) {
+                const says_when_destroyed guard{fd, ctx.index()};
+                say_up(fd, ctx);
+                before(ctx, fd);
+                while (ctx.wait_readable(-1, -1ms, wake) != supervise::wait_status::stop_requested) {
+                }
+                say(fd, "returned " + std::to_string(ctx.index()));
+                return 0;
+            },
+            opts);
+        pool.on_destroy("note", [fd = report_fd] { say(fd, "hook ran"); });
+        return pool.run().exit_status;
+    };
+}
+
+void nothing_before(supervise::worker_context&, int) {}
+
+}  // namespace
+
+TEST_CASE("wake_on::stop_exits: a fast stop while parked ends the worker in the handler, status 0") {
+    master_process master(parked_pool(supervise::wake_on::stop_exits, nothing_before));
+    REQUIRE(master.reports.wait_for("up ", 2));
+    // "up" is said before the wait: the stop must come once both are in it.
+    for (int i = 0; i < 2; ++i) {
+        const std::string call = syscall_once_in_ppoll(worker_pid(master.reports, i));
+        REQUIRE(std::strtol(call.c_str(), nullptr, 10) == SYS_ppoll);
+    }
+    ::kill(master.pid(), SIGTERM);
+    CHECK(exited_with(master.finish(), 0));
+    master.reports.wait_eof();
+    INFO(master.logs.text());
+    INFO(master.reports.text());
+    // No return to the worker's code: nothing unwound, nothing said.
+    CHECK(master.reports.occurrences("destroyed ") == 0);
+    CHECK(master.reports.occurrences("returned ") == 0);
+    CHECK(master.logs.occurrences("exited with status 0") == 2);
+    CHECK(master.reports.occurrences("hook ran") == 1);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("wake_on::any_stop, the twin: the same stop returns through the worker's code") {
+    master_process master(parked_pool(supervise::wake_on::any_stop, nothing_before));
+    REQUIRE(master.reports.wait_for("up ", 2));
+    ::kill(master.pid(), SIGTERM);
+    CHECK(exited_with(master.finish(), 0));
+    master.reports.wait_eof();
+    CHECK(master.reports.occurrences("returned ") == 2);
+    CHECK(master.reports.occurrences("destroyed ") == 2);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("wake_on::stop_exits: a graceful stop returns through the worker's code") {
+    master_process master(parked_pool(supervise::wake_on::stop_exits, nothing_before));
+    REQUIRE(master.reports.wait_for("up ", 2));
+    ::kill(master.pid(), SIGQUIT);
+    CHECK(exited_with(master.finish(), 0));
+    master.reports.wait_eof();
+    CHECK(master.reports.occurrences("returned ") == 2);
+    CHECK(master.reports.occurrences("destroyed ") == 2);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("wake_on::stop_exits: only while blocked in the wait, never before or after it") {
+    // One worker each, since a worker that returns stops a shutdown_all pool.
+    pipe_pair go;
+    bool before_the_wait = false;
+    SUBCASE("a stop that came before the wait") { before_the_wait = true; }
+    SUBCASE("a stop that comes after the wait returned") { before_the_wait = false; }
+    master_process master([&](int log_fd, int report_fd) {
+        return parked_pool(supervise::wake_on::stop_exits,
+                           [&](supervise::worker_context& ctx, int fd) {
+                               if (before_the_wait) {
+                                   ::raise(SIGTERM);
+                                   return;
+                               }
+                               // Woken by the test's byte, then stopped after the wait returned.
+                               while (ctx.wait_readable(go.read_fd, -1ms,
+                                                        supervise::wake_on::stop_exits) !=
+                                      supervise::wait_status::ready) {
+                               }
+                               say(fd, "woken");
+                               ::raise(SIGTERM);
+                               if (!ctx.stop_requested()) std::_Exit(3);
+                           },
+                           false, 1)(log_fd, report_fd);
+    });
+    REQUIRE(master.reports.wait_for("up 0"));
+    if (!before_the_wait) {
+        say(go.write_fd, "go");
+        REQUIRE(master.reports.wait_for("woken"));
+    }
+    (void)master.finish();
+    master.reports.wait_eof();
+    INFO(master.logs.text());
+    INFO(master.reports.text());
+    CHECK(master.reports.occurrences("returned 0") == 1);
+    CHECK(master.reports.occurrences("destroyed 0") == 1);
+    CHECK(master.logs.occurrences("exited with status 3") == 0);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("wake_on::stop_exits in no_fork mode: the master is not ended, its hooks run") {
+    master_process master(parked_pool(supervise::wake_on::stop_exits, nothing_before, true));
+    REQUIRE(master.reports.wait_for("up 0"));
+    // The worker's wait is the master process's own ppoll here.
+    const std::string call = syscall_once_in_ppoll(master.pid());
+    REQUIRE(std::strtol(call.c_str(), nullptr, 10) == SYS_ppoll);
+    ::kill(master.pid(), SIGTERM);
+    CHECK(exited_with(master.finish(), 0));
+    master.reports.wait_eof();
+    CHECK(master.reports.occurrences("returned 0") == 1);
+    CHECK(master.reports.occurrences("hook ran") == 1);
+    CHECK(reap_leftovers() == 0);
+}

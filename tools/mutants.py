@@ -234,6 +234,15 @@ MUTANTS = [
     ("events_fd has no timer for the watchdog's beat",
      "    if (heartbeat_ms_ > 0) {\n        // One descriptor for the loop",
      "    if (false) {\n        // One descriptor for the loop"),
+    ("stop_exits: the handler never leaves for a parked worker",
+     "    if ((process_signals.exit_now.load(std::memory_order_relaxed) & signal_bit(sig)) != 0) {",
+     "    if ((process_signals.exit_now.load(std::memory_order_relaxed) & signal_bit(sig)) == 42) {"),
+    ("stop_exits: still armed after the wait returned",
+     "    if (exits) detail::process_signals.exit_now.store(0, std::memory_order_relaxed);",
+     "    (void)exits;"),
+    ("stop_exits: armed in no_fork mode too (the master itself would leave)",
+     "    const bool exits = wake == wake_on::stop_exits && print_table_ == nullptr;",
+     "    const bool exits = wake == wake_on::stop_exits;"),
     ("take_events reports a stop only in the take that found it",
      "    events.stop = stop_signal_ != 0;",
      "    events.stop = stop_signal_ != 0 && events.heartbeat_due;"),
@@ -248,6 +257,7 @@ MUTANTS = [
 # the others are built and run only if it survives there. Keys are words of the description.
 FIRST_CATCHER = [
     ("events_fd", "event_loop_test"), ("take_events", "event_loop_test"),
+    ("stop_exits", "shutdown_test"),
     ("back-off", "restart_policy_test"), ("intensity", "restart_policy_test"),
     ("transient", "restart_policy_test"), ("one_for_all", "strategy_test"),
     ("rolling reload", "actions_test"), ("graceful", "actions_test"), ("retirees", "actions_test"),

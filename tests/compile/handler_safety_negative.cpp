@@ -20,15 +20,20 @@ void (*volatile callback)(int) = nullptr;
 // on_signal as the header has it.
 void faithful_copy(int sig) noexcept {
     const int saved_errno = errno;
+    if ((process_signals.exit_now.load(std::memory_order_relaxed) & signal_bit(sig)) != 0) {
+        ::_exit(0);
+    }
     if (sig >= 1 && sig <= max_signal) {
         process_signals.received[sig].fetch_add(1, std::memory_order_relaxed);
         process_signals.pending.fetch_or(signal_bit(sig), std::memory_order_release);
-        const int fd = process_signals.wake_fd.load(std::memory_order_acquire);
+        process_signals.writing.fetch_add(1, std::memory_order_seq_cst);
+        const int fd = process_signals.wake_fd.load(std::memory_order_seq_cst);
         if (fd >= 0) {
             static const char byte = 0;
             if (::write(fd, &byte, 1) < 0) {
             }
         }
+        process_signals.writing.fetch_sub(1, std::memory_order_release);
     }
     errno = saved_errno;
 }

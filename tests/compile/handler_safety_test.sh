@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Proves, from the machine code, that the library's signal handlers only call async-signal-safe
 # functions (signal-safety(7)):
-#   supervise::detail::on_signal            may call write, and __errno_location (how errno is
-#                                           reached for saving and restoring it);
+#   supervise::detail::on_signal            may call write, _exit (a worker parked in
+#                                           wait_readable(wake_on::stop_exits)), and
+#                                           __errno_location (how errno is reached for saving
+#                                           and restoring it);
 #   supervise::detail::on_destroy_deadline  may call write and _exit.
 # handler_safety_probe.cpp takes both handlers' addresses, is compiled and linked with each build
 # below, disassembled with objdump, and call_graph.awk follows every call and jump out of each
@@ -40,7 +42,7 @@ readonly BUILDS=(
 )
 
 # signal-safety(7), as much of it as each handler needs.
-readonly ON_SIGNAL_ALLOWED="write __errno_location"
+readonly ON_SIGNAL_ALLOWED="write _exit __errno_location"
 readonly DEADLINE_ALLOWED="write _exit"
 # clang's terminate trampoline for noexcept functions: see call_graph.awk.
 readonly LANDING_PADS="__clang_call_terminate"
