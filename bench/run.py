@@ -54,6 +54,7 @@ PACKAGES = {
     "/usr/bin/gnuplot": "gnuplot-nox",
     "/usr/bin/wrk": "wrk",
     "/usr/include/boost/asio/signal_set.hpp": "libboost-dev",
+    "/usr/include/uv.h": "libuv1-dev",
     "/usr/bin/clang++": "clang",
     "/usr/bin/strace": "strace",
     "/usr/bin/perf": "linux-perf",
@@ -319,7 +320,11 @@ def build(tmp):
         "driver": "bench/shutdown_bench.cpp",
         "supervise_exec": "examples/exec/supervise_exec.cpp",
         "daemon": "examples/daemon/daemon.cpp",
+        "asio": "examples/asio/asio_server.cpp",
+        "libuv": "examples/libuv/libuv_server.cpp",
     }
+    # Libraries a program links beyond libc (Boost.Asio is header-only).
+    link = {"asio": ["-pthread"], "libuv": ["-luv"]}
     # The physical limit, for reference: the same two sides linked statically
     # and with every symbol bound at start (no lazy binding to do after a fork).
     static = {"idle_pool_static": "bench/idle_pool.cpp",
@@ -350,7 +355,8 @@ def build(tmp):
         # of the log unless the build fails.
         jobs.append((name, subprocess.Popen(
             CXX + flags + ["-I", os.path.join(ROOT, "include"), "-I", ROOT,
-                           os.path.join(ROOT, src), "-o", binaries[name] + ".part"],
+                           os.path.join(ROOT, src), "-o", binaries[name] + ".part"] +
+            link.get(name, []),
             stderr=subprocess.PIPE if name in static else None)))
     for name, job in jobs:
         err = job.communicate(timeout=600)[1]
