@@ -53,7 +53,6 @@ std::string scratch_directory() {
     return tmp != nullptr ? tmp : "/tmp";
 }
 
-
 // What the test hands to supervise-exec besides its arguments.
 struct launch {
     // Words before supervise-exec's own path (unshare ...), or none.
@@ -207,11 +206,13 @@ TEST_CASE("--help prints every option on stdout and exits 0") {
     const std::optional<int> status = exec.finish();
     CHECK(exited_with(status, 0));
     CHECK(exec.out.text().rfind("Usage: supervise-exec [OPTIONS] -- COMMAND [ARGS...]", 0) == 0);
-    for (const char* word :
-         {"--workers", "--preset", "--strategy", "--shutdown-timeout", "--max-restarts",
-          "--restart-period", "--backoff-max", "--ready-fd", "--pid1", "--forward-signals",
-          "--user", "--help", "SUPERVISE_WORKER_INDEX", "one_for_one", "shutdown_all",
-          "Exit status", "128+N", "127", "NOTIFY_SOCKET"}) {
+    std::vector<std::string> words = {"--workers", "--preset", "--strategy", "--ready-fd"};
+    words.insert(words.end(), {"--shutdown-timeout", "--max-restarts", "--restart-period"});
+    words.insert(words.end(), {"--backoff-max", "--pid1", "--help", "--forward-signals"});
+    words.insert(words.end(), {"--user", "--allow-new-privileges"});
+    words.insert(words.end(), {"SUPERVISE_WORKER_INDEX", "one_for_one", "shutdown_all",
+                               "Exit status", "128+N", "127", "NOTIFY_SOCKET"});
+    for (const std::string& word : words) {
         CAPTURE(word);
         CHECK(exec.out.text().find(word) != std::string::npos);
     }
@@ -252,6 +253,8 @@ TEST_CASE("bad input: one line, exit status 2, and nothing started") {
         with_command({"--ready-fd", "1024"}),
         with_command({"--pid1=yes"}),
         with_command({"--forward-signals=1"}),
+        with_command({"--allow-new-privileges"}),
+        with_command({"--user", "nobody", "--allow-new-privileges=yes"}),
         with_command({"--help=please"}),
         with_command({"--user="}),
         with_command({"--user", "no-such-user-here"}),
@@ -292,6 +295,7 @@ TEST_CASE("bad input names the problem") {
         {{"--user", "no-such-user-here", "--", "true"}, "unknown user 'no-such-user-here'"},
         {{"--strategy", "shutdown_all", "--backoff-max", "1", "--", "true"},
          "--backoff-max applies to a restarting --strategy"},
+        {{"--allow-new-privileges", "--", "true"}, "--allow-new-privileges applies with --user"},
     };
     for (const auto& [args, message] : cases) {
         // CAPTURE keeps a reference in a lambda, and clang (before C++20)
@@ -1107,5 +1111,31 @@ TEST_CASE("--user nobody: copies run as nobody, and still die with supervise-exe
     // The copy was orphaned to this subreaper: it dies (SIGKILL from the
     // parent-death signal) without anyone else's help.
     CHECK(killed_by(wait_exit(up.pid), SIGKILL));
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("--user: copies cannot gain privileges through exec; --allow-new-privileges keeps that") {
+    REQUIRE(::geteuid() == 0);
+    REQUIRE_MESSAGE(!setgroups_denied(), "a user namespace that denies setgroups(2)");
+    for (const bool allow : {false, true}) {
+        CAPTURE(allow);
+        std::vector<std::string> args = {"--user", "nobody", "--max-restarts", "1000"};
+        if (allow) args.emplace_back("--allow-new-privileges");
+        // grep is the copy itself and reads its own status; it exits and is
+        // started again, which keeps the master up.
+        exec_process exec(
+            concat(args, {"--", "grep", "-E", "^(NoNewPrivs|CapBnd):", "/proc/self/status"}));
+        REQUIRE(exec.out.wait_for("NoNewPrivs:"));
+        const std::string bounding_set = status_field(exec.pid(), "CapBnd");
+        CHECK(exited_with(exec.terminate(), 0));
+        INFO("stdout:\n" << exec.out.text() << "stderr:\n" << exec.err.text());
+        const int copies = exec.out.occurrences("NoNewPrivs:");
+        REQUIRE(copies >= 1);
+        CHECK(exec.out.occurrences(allow ? "NoNewPrivs:\t0\n" : "NoNewPrivs:\t1\n") == copies);
+        const std::string expected_set = allow ? bounding_set : "0000000000000000";
+        CHECK(exec.out.occurrences("CapBnd:\t" + expected_set + "\n") == copies);
+        // The master keeps its own.
+        CHECK(bounding_set != "0000000000000000");
+    }
     CHECK(reap_leftovers() == 0);
 }

@@ -88,7 +88,12 @@ Options (also accepted as --option=value):
   --forward-signals      send HUP, QUIT, USR1, USR2 and WINCH on to every copy
                          unless the preset uses them itself (see below); on by
                          itself with --pid1 and when running as PID 1
-  --user NAME            copies run as this user (name or uid); needs root
+  --user NAME            copies run as this user (name or uid); needs root.
+                         Such copies cannot gain privileges back through exec:
+                         setuid and setgid programs and file capabilities give
+                         them nothing (no_new_privs, empty bounding set)
+  --allow-new-privileges with --user: copies keep that way, for commands that
+                         run setuid helpers (sudo, ping, ...)
   --help                 print this help and exit
 
 The default strategy is one_for_one, not the library's shutdown_all: a
@@ -153,6 +158,7 @@ struct config {
     int ready_fd = -1;
     bool pid1 = false;
     bool forward_signals = false;  // --forward-signals itself; see forwards_signals()
+    bool allow_new_privileges = false;
     bool help = false;
     std::vector<std::string> command;  // COMMAND [ARGS...]
 };
@@ -182,6 +188,9 @@ config parse_command_line(int argc, char** argv) {
         } else if (flag == "--forward-signals") {
             args.no_value();
             cfg.forward_signals = true;
+        } else if (flag == "--allow-new-privileges") {
+            args.no_value();
+            cfg.allow_new_privileges = true;
         } else if (flag == "--help") {
             args.no_value();
             cfg.help = true;
@@ -195,6 +204,11 @@ config parse_command_line(int argc, char** argv) {
         throw usage_error(
             "--backoff-max applies to a restarting --strategy (one_for_one, one_for_all or "
             "rest_for_one)");
+    }
+    if (cfg.allow_new_privileges && cfg.pool.user.empty()) {
+        throw usage_error(
+            "--allow-new-privileges applies with --user (copies that keep supervise-exec's user "
+            "drop no privileges)");
     }
     if (cfg.command.empty()) throw usage_error("no command given: expected -- COMMAND [ARGS...]");
     return cfg;
@@ -210,6 +224,7 @@ supervise::options pool_options(const config& cfg) {
     }
     opts.notify_fd = cfg.ready_fd;
     opts.subreaper = cfg.pid1;
+    opts.allow_new_privileges = cfg.allow_new_privileges;
     return opts;
 }
 

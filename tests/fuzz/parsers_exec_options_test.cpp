@@ -47,6 +47,7 @@ TEST_CASE("exec options: the command is everything after '--' or after the first
 
     CHECK(parse({"--help"}).help);
     CHECK(parse({"--forward-signals", "--", "true"}).forward_signals);
+    CHECK(parse({"--user", "nobody", "--allow-new-privileges", "--", "true"}).allow_new_privileges);
     CHECK_FALSE(parse({"--", "true"}).forward_signals);
 }
 
@@ -63,6 +64,8 @@ TEST_CASE("exec options: refusals") {
     CHECK(refusal({"--pid1=1", "--", "true"}).find("takes no value") != std::string::npos);
     CHECK(refusal({"--forward-signals=yes", "--", "true"}).find("takes no value") !=
           std::string::npos);
+    CHECK(refusal({"--allow-new-privileges", "--", "true"})
+              .find("--allow-new-privileges applies with --user") != std::string::npos);
     CHECK(refusal({"--listen", "x:1", "--", "true"}).find("unknown option") != std::string::npos);
     CHECK(refusal({"--workers", "1e3", "--", "true"}).find("is not a number") != std::string::npos);
 }
