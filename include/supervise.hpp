@@ -184,6 +184,13 @@ struct credentials {
     uid_t uid = 0;
     gid_t gid = 0;
     std::vector<gid_t> groups;
+    // The drop also gives up new privileges (options::allow_new_privileges):
+    // the bounding set emptied, no_new_privs set.
+    bool no_new_privileges = false;
+    // The kernel's highest capability (/proc/sys/kernel/cap_last_cap), read
+    // by the master; -1 where it could not: then up to the first the kernel
+    // refuses as unknown (EINVAL).
+    int last_capability = -1;
 };
 struct destroy_hook {
     std::string name;
@@ -403,6 +410,13 @@ struct options {
     // Empty: no change. `group` defaults to the user's primary group.
     std::string user;
     std::string group;
+    // A worker that drops to a user other than root also gives up every way
+    // back through exec(2), before its setuid: its capability bounding set is
+    // emptied (prctl PR_CAPBSET_DROP) and no_new_privs is set
+    // (PR_SET_NO_NEW_PRIVS), so neither a setuid or setgid program nor file
+    // capabilities give it or its children anything. true keeps both, for
+    // workers that run setuid helpers (sudo, ping, ...). Needs `user`.
+    bool allow_new_privileges = false;
 
     // Adopt orphaned grandchildren and reap them (prctl PR_SET_CHILD_SUBREAPER),
     // as a container's PID 1 must; on when the master is PID 1 anyway.
@@ -752,6 +766,15 @@ struct posix_system {
     }
     static int setgid(gid_t gid) noexcept { return ::setgid(gid); }
     static int setuid(uid_t uid) noexcept { return ::setuid(uid); }
+    // What a worker that drops privileges gives up besides root (prctl(2)):
+    // one capability of its bounding set, and, with no_new_privs, whatever
+    // an exec could grant (setuid and setgid bits, file capabilities).
+    static int drop_bounding_capability(int cap) noexcept {
+        return ::prctl(PR_CAPBSET_DROP, static_cast<unsigned long>(cap), 0UL, 0UL, 0UL);
+    }
+    static int set_no_new_privileges() noexcept {
+        return ::prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL);
+    }
     static int setitimer(int which, const struct itimerval* value, struct itimerval* old) noexcept {
         return ::setitimer(which, value, old);
     }
@@ -1523,6 +1546,11 @@ inline void check_options(const options& opts, int (*fcntl)(int, int, int)) {
             "no_fork runs the worker in the master itself: user, heartbeat_timeout, notify_fd "
             "and subreaper need forked workers");
     }
+    if (opts.allow_new_privileges && opts.user.empty()) {
+        fail(
+            "allow_new_privileges applies to workers that drop privileges: it needs user (without "
+            "it workers keep the master's privileges)");
+    }
     if (opts.no_fork && opts.workers != 1) {
         fail("no_fork runs exactly one worker inline (got workers = " +
              std::to_string(opts.workers) + ")");
@@ -1641,7 +1669,27 @@ inline credentials resolve_credentials(const options& opts) {
                                     "' needs a master running as root");
     }
     result.drop = me == 0;
+    result.no_new_privileges = result.drop && result.uid != 0 && !opts.allow_new_privileges;
     return result;
+}
+
+// The highest capability number the running kernel has ("40\n" in
+// /proc/sys/kernel/cap_last_cap), or -1 where that cannot be read.
+template <class System>
+int last_capability() noexcept {
+    const int fd = retry_on_eintr(
+        [] { return System::open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC); });
+    if (fd < 0) return -1;
+    char text[16] = {};
+    const ssize_t n = retry_on_eintr([&] { return System::read(fd, text, sizeof text - 1); });
+    System::close(fd);
+    int last = 0;
+    ssize_t digits = 0;
+    for (; digits < n && digits < 3 && text[digits] >= '0' && text[digits] <= '9'; ++digits) {
+        last = last * 10 + (text[digits] - '0');
+    }
+    // The bounding set is 64 bits wide.
+    return digits > 0 && last < 64 ? last : -1;
 }
 
 // Releases the process-wide guard however run() leaves.
@@ -2739,15 +2787,22 @@ struct worker_launch {
         }
     }
 
-    // Supplementary groups first (they need root), then the group, then the
-    // user; then prove root cannot come back.
+    // Supplementary groups first (they need root), then the group; then,
+    // still root (PR_CAPBSET_DROP needs CAP_SETPCAP), the bounding set and
+    // no_new_privs, so that no exec gives back what the worker gives up; then
+    // the user; then prove root cannot come back.
     void drop_privileges() const noexcept {
         if (!creds.drop) return;
         const char* failed = nullptr;
+        int capability = -1;
         if (System::setgroups(creds.groups.size(), creds.groups.data()) != 0) {
             failed = "setgroups";
         } else if (System::setgid(creds.gid) != 0) {
             failed = "setgid";
+        } else if (creds.no_new_privileges && !drop_bounding_set(capability)) {
+            failed = "prctl(PR_CAPBSET_DROP)";
+        } else if (creds.no_new_privileges && System::set_no_new_privileges() != 0) {
+            failed = "prctl(PR_SET_NO_NEW_PRIVS)";
         } else if (System::setuid(creds.uid) != 0) {
             failed = "setuid";
         } else if (creds.uid != 0 &&
@@ -2758,9 +2813,26 @@ struct worker_launch {
         const int err = errno;
         log.line_or_nothing([&] {
             return "worker " + std::to_string(index) + ": cannot drop privileges to '" + opts.user +
-                   "': " + failed + (err != 0 ? std::string(": ") + std::strerror(err) : "");
+                   "': " + failed +
+                   (capability >= 0 ? " of capability " + std::to_string(capability) : "") +
+                   (err != 0 ? std::string(": ") + std::strerror(err) : "");
         });
         fatal_exit();
+    }
+
+    // Empties the capability bounding set: 0..last_capability, or, where the
+    // master could not read that number, up to the first capability the
+    // kernel does not know. False, with the capability, if one fails.
+    bool drop_bounding_set(int& failed_at) const noexcept {
+        const bool known = creds.last_capability >= 0;
+        const int last = known ? creds.last_capability : 63;
+        for (int cap = 0; cap <= last; ++cap) {
+            if (System::drop_bounding_capability(cap) == 0) continue;
+            if (!known && cap > 0 && errno == EINVAL) return true;
+            failed_at = cap;
+            return false;
+        }
+        return true;
     }
 
     // A worker whose set-up failed (its signal dispositions, its mask, its
@@ -4048,6 +4120,9 @@ pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::pool(Worker worker
     : worker_(std::move(worker)), opts_(std::move(opts)) {
     detail::check_options(opts_, &System::fcntl);
     credentials_ = detail::resolve_credentials(opts_);
+    if (credentials_.no_new_privileges) {
+        credentials_.last_capability = detail::last_capability<System>();
+    }
     if (!std::is_same_v<Strategy, shutdown_all> && opts_.no_fork) {
         throw std::invalid_argument(
             "supervise: no_fork runs the worker in the master itself, which cannot restart it: "

@@ -53,7 +53,6 @@ std::string scratch_directory() {
     return tmp != nullptr ? tmp : "/tmp";
 }
 
-
 // What the test hands to supervise-exec besides its arguments.
 struct launch {
     // Words before supervise-exec's own path (unshare ...), or none.
@@ -207,10 +206,13 @@ TEST_CASE("--help prints every option on stdout and exits 0") {
     const std::optional<int> status = exec.finish();
     CHECK(exited_with(status, 0));
     CHECK(exec.out.text().rfind("Usage: supervise-exec [OPTIONS] -- COMMAND [ARGS...]", 0) == 0);
-    for (const char* word : {"--workers", "--preset", "--strategy", "--shutdown-timeout",
-                             "--max-restarts", "--restart-period", "--backoff-max", "--ready-fd",
-                             "--pid1", "--user", "--help", "SUPERVISE_WORKER_INDEX", "one_for_one",
-                             "shutdown_all", "Exit status", "128+N", "127", "NOTIFY_SOCKET"}) {
+    std::vector<std::string> words = {"--workers", "--preset", "--strategy", "--ready-fd"};
+    words.insert(words.end(), {"--shutdown-timeout", "--max-restarts", "--restart-period"});
+    words.insert(words.end(), {"--backoff-max", "--pid1", "--help", "--forward-signals"});
+    words.insert(words.end(), {"--user", "--allow-new-privileges"});
+    words.insert(words.end(), {"SUPERVISE_WORKER_INDEX", "one_for_one", "shutdown_all",
+                               "Exit status", "128+N", "127", "NOTIFY_SOCKET"});
+    for (const std::string& word : words) {
         CAPTURE(word);
         CHECK(exec.out.text().find(word) != std::string::npos);
     }
@@ -250,6 +252,9 @@ TEST_CASE("bad input: one line, exit status 2, and nothing started") {
         with_command({"--ready-fd", "2"}),
         with_command({"--ready-fd", "1024"}),
         with_command({"--pid1=yes"}),
+        with_command({"--forward-signals=1"}),
+        with_command({"--allow-new-privileges"}),
+        with_command({"--user", "nobody", "--allow-new-privileges=yes"}),
         with_command({"--help=please"}),
         with_command({"--user="}),
         with_command({"--user", "no-such-user-here"}),
@@ -290,6 +295,7 @@ TEST_CASE("bad input names the problem") {
         {{"--user", "no-such-user-here", "--", "true"}, "unknown user 'no-such-user-here'"},
         {{"--strategy", "shutdown_all", "--backoff-max", "1", "--", "true"},
          "--backoff-max applies to a restarting --strategy"},
+        {{"--allow-new-privileges", "--", "true"}, "--allow-new-privileges applies with --user"},
     };
     for (const auto& [args, message] : cases) {
         // CAPTURE keeps a reference in a lambda, and clang (before C++20)
@@ -344,23 +350,28 @@ TEST_CASE("a copy starts with default dispositions and an empty signal mask") {
                          ::sigprocmask(SIG_SETMASK, &blocked, nullptr);
                      }};
     for (const char* preset : {"seed", "nginx"}) {
-        CAPTURE(preset);
-        // grep is the copy itself (no shell between) and reads its own
-        // status; it exits and is started again, which keeps the master up.
-        exec_process exec({"--preset", preset, "--max-restarts", "1000", "--", "grep", "-E",
-                           "^Sig(Blk|Ign):", "/proc/self/status"},
-                          how);
-        REQUIRE(exec.out.wait_for("SigIgn:"));
-        // The twin: the master did receive that state (SIGXFSZ and SIGPROF
-        // are in no signal map, so the pool leaves them as they came).
-        CHECK(has_signal(status_field(exec.pid(), "SigIgn"), SIGXFSZ));
-        CHECK(has_signal(status_field(exec.pid(), "SigBlk"), SIGPROF));
-        CHECK(exited_with(exec.terminate(), 0));
-        INFO("stdout:\n" << exec.out.text() << "stderr:\n" << exec.err.text());
-        CHECK(exec.out.occurrences("SigBlk:\t0000000000000000\n") ==
-              exec.out.occurrences("SigBlk:"));
-        CHECK(exec.out.occurrences("SigIgn:\t0000000000000000\n") ==
-              exec.out.occurrences("SigIgn:"));
+        // With forwarding the worker maps differ: the forwarded signals have no row.
+        for (const bool forwarding : {false, true}) {
+            CAPTURE(preset);
+            CAPTURE(forwarding);
+            std::vector<std::string> args = {"--preset", preset, "--max-restarts", "1000"};
+            if (forwarding) args.emplace_back("--forward-signals");
+            // grep is the copy itself (no shell between) and reads its own
+            // status; it exits and is started again, which keeps the master up.
+            exec_process exec(
+                concat(args, {"--", "grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"}), how);
+            REQUIRE(exec.out.wait_for("SigIgn:"));
+            // The twin: the master did receive that state (SIGXFSZ and SIGPROF
+            // are in no signal map, so the pool leaves them as they came).
+            CHECK(has_signal(status_field(exec.pid(), "SigIgn"), SIGXFSZ));
+            CHECK(has_signal(status_field(exec.pid(), "SigBlk"), SIGPROF));
+            CHECK(exited_with(exec.terminate(), 0));
+            INFO("stdout:\n" << exec.out.text() << "stderr:\n" << exec.err.text());
+            CHECK(exec.out.occurrences("SigBlk:\t0000000000000000\n") ==
+                  exec.out.occurrences("SigBlk:"));
+            CHECK(exec.out.occurrences("SigIgn:\t0000000000000000\n") ==
+                  exec.out.occurrences("SigIgn:"));
+        }
     }
     CHECK(reap_leftovers() == 0);
 }
@@ -795,6 +806,280 @@ TEST_CASE("--pid1 without being PID 1: supervise-exec adopts orphans as a subrea
     }
 }
 
+// ---- signals passed on to the copies ----
+
+namespace {
+
+// The signals forwarding may pass on, and their names as the reports and the
+// statistics table write them.
+struct named {
+    int number;
+    const char* name;  // without SIG
+};
+constexpr named askable[] = {
+    {SIGHUP, "HUP"}, {SIGQUIT, "QUIT"}, {SIGUSR1, "USR1"}, {SIGUSR2, "USR2"}, {SIGWINCH, "WINCH"}};
+
+void write_line(const std::string& line) {
+    const std::string text = line + "\n";
+    if (::write(STDOUT_FILENO, text.data(), text.size()) < 0) {
+    }
+}
+
+// The command the forwarding tests run: this test binary itself, with
+// EXEC_TEST_COMMAND=report-signals in its environment (a shell's traps cannot
+// be relied on here: dash clears its note of a signal that arrives while
+// another trap runs). First it reports, as "start INDEX ignored: ... blocked:
+// ...", which of these signals (and SIGTERM) it found ignored or blocked when
+// it started; then it blocks them, says "up INDEX GENERATION PID", and takes
+// them one by one with sigwaitinfo(2), without a race: "got NAME INDEX from
+// SENDER" for each of `askable`, and "bye INDEX" and exit status 0 for SIGTERM.
+int report_signals() {
+    const char* index_text = std::getenv("SUPERVISE_WORKER_INDEX");
+    const char* generation_text = std::getenv("SUPERVISE_WORKER_GENERATION");
+    const std::string index = index_text != nullptr ? index_text : "?";
+    std::vector<named> watched(std::begin(askable), std::end(askable));
+    watched.push_back({SIGTERM, "TERM"});
+    sigset_t set;
+    sigemptyset(&set);
+    sigset_t started_with;
+    ::sigprocmask(SIG_SETMASK, nullptr, &started_with);
+    std::string ignored;
+    std::string blocked;
+    for (const named& s : watched) {
+        struct sigaction action {};
+        ::sigaction(s.number, nullptr, &action);
+        if (action.sa_handler == SIG_IGN) ignored += std::string(" ") + s.name;
+        if (sigismember(&started_with, s.number) == 1) blocked += std::string(" ") + s.name;
+        sigaddset(&set, s.number);
+    }
+    write_line("start " + index + " ignored:" + ignored + " blocked:" + blocked);
+    ::sigprocmask(SIG_BLOCK, &set, nullptr);
+    write_line("up " + index + " " + (generation_text != nullptr ? generation_text : "?") + " " +
+               std::to_string(::getpid()));
+    for (;;) {
+        siginfo_t info{};
+        const int sig = ::sigwaitinfo(&set, &info);
+        if (sig < 0) {
+            if (errno == EINTR) continue;
+            return 1;
+        }
+        if (sig == SIGTERM) {
+            write_line("bye " + index);
+            return 0;
+        }
+        for (const named& s : askable) {
+            if (s.number != sig) continue;
+            write_line("got " + std::string(s.name) + " " + index + " from " +
+                       std::to_string(info.si_pid));
+        }
+    }
+}
+
+// Before doctest's main: run as that command, this binary is not the test.
+[[maybe_unused]] const bool is_command = [] {
+    const char* role = std::getenv("EXEC_TEST_COMMAND");
+    if (role != nullptr && std::strcmp(role, "report-signals") == 0) ::_exit(report_signals());
+    return false;
+}();
+
+std::string this_binary() {
+    char path[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+    REQUIRE(n > 0);
+    return std::string(path, static_cast<std::size_t>(n));
+}
+
+// supervise-exec running copies of report_signals(), as `how` says, with the
+// signals it may forward handed down to it ignored, and some of them blocked:
+// the copies must not start so.
+launch reporting_signals(std::vector<std::string> prefix = {}) {
+    return {std::move(prefix), [] {
+                ::setenv("EXEC_TEST_COMMAND", "report-signals", 1);
+                for (const named& s : askable) std::signal(s.number, SIG_IGN);
+                sigset_t blocked;
+                sigemptyset(&blocked);
+                sigaddset(&blocked, SIGHUP);
+                sigaddset(&blocked, SIGUSR2);
+                ::sigprocmask(SIG_SETMASK, &blocked, nullptr);
+            }};
+}
+
+// "got NAME INDEX from " (the sender follows).
+std::string got(const named& s, int index) {
+    return "got " + std::string(s.name) + " " + std::to_string(index) + " from ";
+}
+
+int reports_of_signals(const reader& out) {
+    return static_cast<int>(out.lines_starting("got ").size());
+}
+
+// Waits for every copy's "up" line and checks its "start" line: it began with
+// none of the watched signals ignored or blocked.
+void wait_copies_up(exec_process& exec, int copies) {
+    exec.wait_started(copies);
+    for (int index = 0; index < copies; ++index) {
+        wait_up(exec, index, 0);
+        CHECK(exec.out.line_with("start " + std::to_string(index) + " ignored: blocked:\n"));
+    }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "forwarding: every copy gets HUP, QUIT, USR1, USR2 and WINCH from the master, with "
+    "--forward-signals, --pid1, and as PID 1") {
+    struct way {
+        const char* name;
+        std::vector<std::string> flags;
+        std::vector<std::string> prefix;  // unshare: PID 1 of a new PID namespace
+    };
+    const way ways[] = {
+        {"--forward-signals", {"--forward-signals"}, {}},
+        {"--pid1", {"--pid1"}, {}},
+        {"PID 1 without a flag", {}, {"unshare", "--pid", "--fork", "--mount-proc"}},
+    };
+    for (const way& w : ways) {
+        const std::string name = w.name;
+        CAPTURE(name);
+        exec_process exec(concat(concat({"--workers", "3"}, w.flags), {"--", this_binary()}),
+                          reporting_signals(w.prefix));
+        INFO("stdout:\n" << exec.out.text() << "stderr:\n" << exec.err.text());
+        wait_copies_up(exec, 3);
+        // Under unshare the signals go to supervise-exec inside the namespace,
+        // where it is pid 1.
+        pid_t master = exec.pid();
+        pid_t master_seen_inside = exec.pid();
+        if (!w.prefix.empty()) {
+            const std::vector<pid_t> inside = children_of(exec.pid());
+            REQUIRE(inside.size() == 1);
+            master = inside[0];
+            master_seen_inside = 1;
+        }
+        CHECK(exec.err.line_with(
+            "forwarding SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH to every copy"));
+        // One signal at a time, each until every copy reported it: standard
+        // signals sent together may merge.
+        for (const named& s : askable) {
+            CAPTURE(s.name);
+            REQUIRE(::kill(master, s.number) == 0);
+            for (int index = 0; index < 3; ++index) {
+                CAPTURE(index);
+                // From the master: the test signalled nobody else.
+                CHECK(exec.out.wait_for(got(s, index) + std::to_string(master_seen_inside) + "\n"));
+            }
+        }
+        REQUIRE(::kill(master, SIGTERM) == 0);
+        CHECK(exited_with(exec.finish(), 0));
+        for (int index = 0; index < 3; ++index) {
+            CAPTURE(index);
+            for (const named& s : askable) CHECK(exec.out.occurrences(got(s, index)) == 1);
+            CHECK(exec.out.occurrences("bye " + std::to_string(index) + "\n") == 1);
+            // None of them ended a copy: each ran once.
+            CHECK(count_up(exec.out, index) == 1);
+        }
+        CHECK(reports_of_signals(exec.out) == 3 * 5);
+        CHECK(reap_leftovers() == 0);
+    }
+}
+
+TEST_CASE("without forwarding the seed preset passes none of them on (the default)") {
+    exec_process exec({"--workers", "2", "--", this_binary()}, reporting_signals());
+    INFO("stdout:\n" << exec.out.text() << "stderr:\n" << exec.err.text());
+    wait_copies_up(exec, 2);
+    CHECK_FALSE(exec.err.line_with("forwarding"));
+    // HUP and USR2 are ignored, USR1 prints the statistics table; WINCH has no
+    // row, and supervise-exec got it ignored. The tables show that the master
+    // took each ignored signal (one may take two tables: when both are
+    // pending, the lower-numbered USR1 comes first).
+    exec.signal(SIGWINCH);
+    int tables = 0;
+    for (const auto& [sig, counted] : {std::pair<int, const char*>{SIGHUP, "SIGHUP 1"},
+                                       std::pair<int, const char*>{SIGUSR2, "SIGUSR2 1"}}) {
+        exec.signal(sig);
+        const std::string needle = counted;
+        CAPTURE(needle);
+        bool seen = false;
+        while (!seen && tables < 6) {
+            exec.signal(SIGUSR1);
+            ++tables;
+            REQUIRE(exec.err.wait_for("statistics: master pid", tables));
+            seen = exec.err.text().find(needle) != std::string::npos;
+        }
+        CHECK(seen);
+    }
+    // The copies take their signals in order: a SIGTERM after the master
+    // acted on those comes after anything it could have sent them for them.
+    CHECK(exited_with(exec.terminate(), 0));
+    CHECK(reports_of_signals(exec.out) == 0);
+    CHECK(exec.out.occurrences("bye ") == 2);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("without forwarding SIGQUIT ends supervise-exec by its default action (the default)") {
+    // No row under the seed preset: the disposition supervise-exec was started
+    // with, here the default. The copies die with it (parent-death signal).
+    exec_process exec({"--workers", "2", "--", this_binary()},
+                      {{}, [] { ::setenv("EXEC_TEST_COMMAND", "report-signals", 1); }});
+    INFO("stdout:\n" << exec.out.text() << "stderr:\n" << exec.err.text());
+    wait_copies_up(exec, 2);
+    exec.signal(SIGQUIT);
+    CHECK(killed_by(exec.finish(), SIGQUIT));
+    CHECK(reports_of_signals(exec.out) == 0);
+    CHECK(exec.out.occurrences("bye ") == 0);
+    // Orphans of this subreaper now, they die of the parent-death signal.
+    for (const up_line& up : up_lines(exec.out)) CHECK(killed_by(wait_exit(up.pid), SIGKILL));
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE(
+    "--preset nginx: USR1 reaches every copy; WINCH stops them (SIGQUIT) without forwarding, "
+    "reaches them with it") {
+    const named usr1{SIGUSR1, "USR1"};
+    const named winch{SIGWINCH, "WINCH"};
+    const named quit{SIGQUIT, "QUIT"};
+    for (const bool forwarding : {false, true}) {
+        CAPTURE(forwarding);
+        std::vector<std::string> args = {"--workers", "2", "--preset", "nginx"};
+        // The copies take SIGQUIT and stay: SIGTERM follows after this long.
+        args.insert(args.end(), {"--shutdown-timeout", "200"});
+        if (forwarding) args.emplace_back("--forward-signals");
+        exec_process exec(concat(args, {"--", this_binary()}), reporting_signals());
+        INFO("stdout:\n" << exec.out.text() << "stderr:\n" << exec.err.text());
+        wait_copies_up(exec, 2);
+        const bool announced =
+            exec.err.line_with("forwarding SIGUSR1, SIGWINCH to every copy").has_value();
+        CHECK(announced == forwarding);
+        const std::string from_master = std::to_string(exec.pid()) + "\n";
+        exec.signal(SIGUSR1);
+        for (int index = 0; index < 2; ++index) {
+            CHECK(exec.out.wait_for(got(usr1, index) + from_master));
+        }
+        exec.signal(SIGWINCH);
+        if (forwarding) {
+            for (int index = 0; index < 2; ++index) {
+                CHECK(exec.out.wait_for(got(winch, index) + from_master));
+            }
+        } else {
+            // nginx's WINCH: each copy gets the graceful stop signal, then
+            // SIGTERM, and supervise-exec stays.
+            for (int index = 0; index < 2; ++index) {
+                CHECK(exec.out.wait_for(got(quit, index) + from_master));
+                CHECK(exec.out.wait_for("bye " + std::to_string(index) + "\n"));
+            }
+            CHECK(exec.err.wait_for("SIGWINCH received; stopping every worker, the master stays"));
+        }
+        CHECK(exited_with(exec.terminate(), 0));
+        for (int index = 0; index < 2; ++index) {
+            CAPTURE(index);
+            CHECK(exec.out.occurrences(got(usr1, index)) == 1);
+            CHECK(exec.out.occurrences(got(winch, index)) == (forwarding ? 1 : 0));
+            CHECK(exec.out.occurrences(got(quit, index)) == (forwarding ? 0 : 1));
+            CHECK(exec.out.occurrences("bye " + std::to_string(index) + "\n") == 1);
+        }
+        CHECK(reap_leftovers() == 0);
+    }
+}
+
 // ---- privileges ----
 
 TEST_CASE("--user nobody: copies run as nobody, and still die with supervise-exec") {
@@ -826,5 +1111,31 @@ TEST_CASE("--user nobody: copies run as nobody, and still die with supervise-exe
     // The copy was orphaned to this subreaper: it dies (SIGKILL from the
     // parent-death signal) without anyone else's help.
     CHECK(killed_by(wait_exit(up.pid), SIGKILL));
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("--user: copies cannot gain privileges through exec; --allow-new-privileges keeps that") {
+    REQUIRE(::geteuid() == 0);
+    REQUIRE_MESSAGE(!setgroups_denied(), "a user namespace that denies setgroups(2)");
+    for (const bool allow : {false, true}) {
+        CAPTURE(allow);
+        std::vector<std::string> args = {"--user", "nobody", "--max-restarts", "1000"};
+        if (allow) args.emplace_back("--allow-new-privileges");
+        // grep is the copy itself and reads its own status; it exits and is
+        // started again, which keeps the master up.
+        exec_process exec(
+            concat(args, {"--", "grep", "-E", "^(NoNewPrivs|CapBnd):", "/proc/self/status"}));
+        REQUIRE(exec.out.wait_for("NoNewPrivs:"));
+        const std::string bounding_set = status_field(exec.pid(), "CapBnd");
+        CHECK(exited_with(exec.terminate(), 0));
+        INFO("stdout:\n" << exec.out.text() << "stderr:\n" << exec.err.text());
+        const int copies = exec.out.occurrences("NoNewPrivs:");
+        REQUIRE(copies >= 1);
+        CHECK(exec.out.occurrences(allow ? "NoNewPrivs:\t0\n" : "NoNewPrivs:\t1\n") == copies);
+        const std::string expected_set = allow ? bounding_set : "0000000000000000";
+        CHECK(exec.out.occurrences("CapBnd:\t" + expected_set + "\n") == copies);
+        // The master keeps its own.
+        CHECK(bounding_set != "0000000000000000");
+    }
     CHECK(reap_leftovers() == 0);
 }

@@ -50,13 +50,16 @@ enum call_id : int {
     c_socket,
     c_close_range,
     c_timerfd_create,
+    c_capbset_drop,
+    c_no_new_privs,
     c_count
 };
 
 const char* const call_names[c_count] = {
     "fork",  "kill",  "pidfd_send_signal", "pidfd_open", "waitpid", "sigaction",
     "pthread_sigmask", "ppoll", "sigtimedwait", "pipe2", "close", "read", "write",
-    "sendto", "dup2", "open", "mmap", "prctl(PR_SET_PDEATHSIG)", "prctl(PR_GET_CHILD_SUBREAPER)", "socket", "close_range", "timerfd_create"};
+    "sendto", "dup2", "open", "mmap", "prctl(PR_SET_PDEATHSIG)", "prctl(PR_GET_CHILD_SUBREAPER)", "socket", "close_range",
+    "timerfd_create", "prctl(PR_CAPBSET_DROP)", "prctl(PR_SET_NO_NEW_PRIVS)"};
 
 enum class where { anywhere, master, workers };
 
@@ -80,6 +83,10 @@ struct per_process {
     long last_key[c_count] = {};
     bool last_failed[c_count] = {};
     bool in_worker = false;
+    // setgroups and setgid succeed without doing anything: linux-sandbox's
+    // user namespace denies setgroups, and what a privilege drop does after
+    // them must be reachable there too.
+    bool pretend_group_changes = false;
 };
 per_process state;
 
@@ -139,6 +146,7 @@ struct faulty_system : supervise::posix_system {
             state = per_process{};
             std::copy(std::begin(inherited.rules), std::end(inherited.rules), state.rules);
             state.in_worker = true;
+            state.pretend_group_changes = inherited.pretend_group_changes;
         }
         return pid;
     }
@@ -231,6 +239,22 @@ struct faulty_system : supervise::posix_system {
     static int get_child_subreaper(int* on) noexcept {
         if (const int e = inject(c_get_subreaper)) return errno = e, -1;
         return base::get_child_subreaper(on);
+    }
+    static int setgroups(std::size_t count, const gid_t* groups) noexcept {
+        if (state.pretend_group_changes) return 0;
+        return base::setgroups(count, groups);
+    }
+    static int setgid(gid_t gid) noexcept {
+        if (state.pretend_group_changes) return 0;
+        return base::setgid(gid);
+    }
+    static int drop_bounding_capability(int cap) noexcept {
+        if (const int e = inject(c_capbset_drop, cap)) return errno = e, -1;
+        return base::drop_bounding_capability(cap);
+    }
+    static int set_no_new_privileges() noexcept {
+        if (const int e = inject(c_no_new_privs)) return errno = e, -1;
+        return base::set_no_new_privileges();
     }
 };
 
@@ -354,6 +378,7 @@ struct scenario {
     int subreaper_before = 0;  // the program's own setting
     int fatal_exit_code = 125;
     bool real_epipe_stats = false;  // stats on a pipe nobody reads
+    std::string user;               // options::user
     int crash_worker = -1;          // SIGKILL this worker once the pool is ready
     bool event_loop = false;        // the workers wait on ctx.events_fd() in poll(2)
     // Sets the rules, in the master, right before run().
@@ -399,6 +424,7 @@ result run_scenario(const scenario& s) {
         opts.notify_fd = s.notify_fd;
         opts.subreaper = s.subreaper;
         opts.fatal_exit_code = s.fatal_exit_code;
+        opts.user = s.user;
         if (s.heartbeats) opts.heartbeat_timeout = 5s;
         const int fd = report_fd;
         const int notify = s.notify_fd;
@@ -884,5 +910,46 @@ TEST_CASE("a worker whose set-up fails exits with the fatal status and the pool 
         CHECK(record(std::string(id == c_dup2 ? "EBADF" : "EINVAL") + " on " + call_names[id] +
                          " (worker)",
                      id) >= 1);
+    }
+}
+
+TEST_CASE(
+    "a worker that cannot give up new privileges (bounding set, no_new_privs) exits before its "
+    "code runs, and the pool stops") {
+    if (::geteuid() != 0) {
+        MESSAGE("a privilege drop needs a master running as root; skipped");
+        return;
+    }
+    struct fault {
+        call_id id;
+        int nth;  // which call of it fails
+        std::string logged;
+    };
+    const fault faults[] = {
+        {c_capbset_drop, 1, "prctl(PR_CAPBSET_DROP) of capability 0: Operation not permitted"},
+        {c_capbset_drop, 13, "prctl(PR_CAPBSET_DROP) of capability 12: Operation not permitted"},
+        {c_no_new_privs, 1, "prctl(PR_SET_NO_NEW_PRIVS): Operation not permitted"},
+    };
+    for (const fault& f : faults) {
+        CAPTURE(f.logged);
+        scenario s;
+        s.workers = 2;
+        s.user = "nobody";
+        s.arm = [&f] {
+            failing(f.id, EPERM, f.nth, f.nth, where::workers)();
+            state.pretend_group_changes = true;
+        };
+        const result r = run_scenario(s);
+        INFO(r.log);
+        CHECK_MESSAGE(exited_with(r.status, 1), describe_status(r.status));
+        CHECK(r.log.find("worker 0: cannot drop privileges to 'nobody': " + f.logged) !=
+              std::string::npos);
+        CHECK(r.log.find("exited with status 125") != std::string::npos);
+        // The worker's code never ran, as root or otherwise.
+        CHECK(r.workers.empty());
+        CHECK(r.report.find("hook ran\n") != std::string::npos);
+        CHECK(r.report.find("outcome 1 ") != std::string::npos);
+        check_clean(r);
+        CHECK(record(std::string("EPERM on ") + call_names[f.id] + " (worker)", f.id) >= 1);
     }
 }

@@ -1,5 +1,6 @@
 // Security: what a supervisor must never let out or let in. A worker holds
-// only the descriptors it should; a dropped privilege cannot come back; a
+// only the descriptors it should; a dropped privilege cannot come back, not
+// even through a setuid-root program the worker runs; a
 // process that merely shares the master's process group is never signalled,
 // however the pool stops; the program's signal state comes back after run()
 // on every path; the example daemon bounds what a client can make a worker do.
@@ -16,15 +17,22 @@
 #include <dirent.h>
 #include <doctest/doctest.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -237,6 +245,185 @@ TEST_CASE("privilege drop: uid, gid and every supplementary group change; no way
     }
     CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
+}
+
+// ---- no way back through exec ----
+
+namespace {
+
+// Why a setuid program in `dir` would not run with its owner's privileges for
+// nobody, or "" if it would: the file system must not be mounted nosuid, and
+// every directory on the way must let others search it.
+std::string unfit_for_setuid(const std::string& dir) {
+    struct statvfs fs {};
+    if (::statvfs(dir.c_str(), &fs) != 0) return std::string("statvfs: ") + std::strerror(errno);
+    if ((fs.f_flag & ST_NOSUID) != 0) return "mounted nosuid";
+    for (std::string path = dir;;) {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) != 0) return path + ": " + std::strerror(errno);
+        if ((st.st_mode & S_IXOTH) == 0) return path + " cannot be searched by others";
+        if (path == "/") return "";
+        const std::size_t slash = path.rfind('/');
+        path = slash == 0 ? "/" : path.substr(0, slash);
+    }
+}
+
+// A copy of `program` owned by root with the set-user-ID bit (mode 4755), in
+// a directory of its own under the first of $TEST_TMPDIR, /tmp and /var/tmp
+// that can hold one. With none, the test fails (it would pass without seeing
+// the difference it is about). File and directory go with the object.
+class setuid_root_copy {
+  public:
+    explicit setuid_root_copy(const std::string& program) {
+        std::vector<std::string> candidates;
+        if (const char* tmp = std::getenv("TEST_TMPDIR")) candidates.emplace_back(tmp);
+        candidates.emplace_back("/tmp");
+        candidates.emplace_back("/var/tmp");
+        std::string rejected;
+        for (const std::string& candidate : candidates) {
+            char resolved[PATH_MAX];
+            if (::realpath(candidate.c_str(), resolved) == nullptr) {
+                rejected += "\n  " + candidate + ": " + std::strerror(errno);
+                continue;
+            }
+            const std::string why = unfit_for_setuid(resolved);
+            if (!why.empty()) {
+                rejected += "\n  " + candidate + ": " + why;
+                continue;
+            }
+            std::string dir = std::string(resolved) + "/setuid-XXXXXX";
+            if (::mkdtemp(dir.data()) == nullptr) {
+                rejected += "\n  " + candidate + ": mkdtemp: " + std::strerror(errno);
+                continue;
+            }
+            removed_.dir = dir;
+            break;
+        }
+        if (removed_.dir.empty()) FAIL("no directory can hold a setuid program:" << rejected);
+        REQUIRE(::chmod(removed_.dir.c_str(), 0755) == 0);
+        removed_.file = removed_.dir + "/" + program.substr(program.rfind('/') + 1);
+        {
+            std::ifstream in(program, std::ios::binary);
+            std::ofstream out(removed_.file, std::ios::binary);
+            REQUIRE(in);
+            out << in.rdbuf();
+            REQUIRE(out.flush());
+        }
+        // chown(2) clears the set-user-ID bit: chmod comes after it.
+        REQUIRE(::chown(removed_.file.c_str(), 0, 0) == 0);
+        REQUIRE(::chmod(removed_.file.c_str(), 04755) == 0);
+        struct stat st {};
+        REQUIRE(::stat(removed_.file.c_str(), &st) == 0);
+        REQUIRE((st.st_mode & S_ISUID) != 0);
+        REQUIRE(st.st_uid == 0);
+    }
+
+    const std::string& path() const { return removed_.file; }
+
+  private:
+    // Built first, so that it goes even when the constructor fails half way.
+    struct removal {
+        std::string dir;
+        std::string file;
+        ~removal() {
+            if (!file.empty()) ::unlink(file.c_str());
+            if (!dir.empty()) ::rmdir(dir.c_str());
+        }
+    } removed_;
+};
+
+// Runs `path` with `args` (argv[0] first) and returns what it wrote on stdout,
+// without the trailing newline, or "exec failed".
+std::string output_of(const std::string& path, std::vector<std::string> args) {
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) return "pipe failed";
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(out[1], STDOUT_FILENO);
+        ::execv(path.c_str(), argv.data());
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string text;
+    char buf[256];
+    for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) != 0;) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(out[0]);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return "exec failed";
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    return text;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "privilege drop: a worker cannot regain root through a setuid-root program "
+    "(no_new_privs, empty bounding set); allow_new_privileges keeps that way") {
+    // CI runs this as root; skipping elsewhere would let a regression pass.
+    REQUIRE_MESSAGE(::geteuid() == 0, "the privilege drop needs a master running as root");
+    REQUIRE_MESSAGE(!setgroups_denied(), "a user namespace that denies setgroups(2)");
+    const struct passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    const std::string nobody_uid = std::to_string(nobody->pw_uid);
+    // id -u prints the effective user id: 0 when its set-user-ID bit works.
+    const char* id = ::access("/usr/bin/id", X_OK) == 0 ? "/usr/bin/id" : "/bin/id";
+    const setuid_root_copy helper(id);
+    const std::string test_bounding_set = status_line("CapBnd");
+    REQUIRE(test_bounding_set != "CapBnd:\t0000000000000000");
+
+    for (const bool allow : {false, true}) {
+        CAPTURE(allow);
+        master_process master([&](int log_fd, int report_fd) {
+            auto opts = test_options(1, log_fd);
+            opts.user = "nobody";
+            opts.allow_new_privileges = allow;
+            auto pool = supervise::make_pool(
+                [fd = report_fd, &helper](supervise::worker_context& ctx) {
+                    for (const char* field : {"NoNewPrivs", "CapBnd", "CapEff"}) {
+                        say(fd, status_line(field));
+                    }
+                    say(fd, "euid of the setuid-root program: " +
+                                output_of(helper.path(), {"id", "-u"}));
+                    while (ctx.sleep_for(-1ms)) {
+                    }
+                },
+                opts);
+            return pool.run().exit_status;
+        });
+        // The worker's last report: the lines before it are complete.
+        const std::string said = "euid of the setuid-root program: ";
+        const std::optional<std::string> line = master.reports.wait_for_line(said);
+        INFO(master.reports.text() << master.logs.text());
+        REQUIRE(line);
+        const std::string euid = line->substr(said.size());
+        if (!allow) {
+            CHECK(master.reports.line_with("NoNewPrivs:") == "NoNewPrivs:\t1");
+            CHECK(master.reports.line_with("CapBnd:") == "CapBnd:\t0000000000000000");
+            // The set-user-ID bit did nothing: the program ran as nobody.
+            CHECK(euid == nobody_uid);
+        } else {
+            // The twin: the same program, the same worker, and root came back.
+            CHECK(master.reports.line_with("NoNewPrivs:") == "NoNewPrivs:\t0");
+            CHECK(master.reports.line_with("CapBnd:") == test_bounding_set);
+            CHECK(euid == "0");
+        }
+        // Either way the worker itself holds nothing, and the master keeps
+        // its own bounding set and may still gain privileges.
+        CHECK(master.reports.line_with("CapEff:") == "CapEff:\t0000000000000000");
+        CHECK(status_field(master.pid(), "NoNewPrivs") == "0");
+        CHECK("CapBnd:\t" + status_field(master.pid(), "CapBnd") == test_bounding_set);
+        CHECK(exited_with(master.terminate(), 0));
+        CHECK(reap_leftovers() == 0);
+    }
 }
 
 // ---- the launcher's process group ----

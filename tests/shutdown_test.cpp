@@ -111,6 +111,9 @@ TEST_CASE("invalid options are refused before anything starts") {
          "subreaper need forked workers"},
         {"bad death signal", [](supervise::options& o) { o.parent_death_signal = 99; },
          "parent_death_signal must be 0 (off) or a signal number (got 99)"},
+        {"new privileges allowed to workers that drop none",
+         [](supervise::options& o) { o.allow_new_privileges = true; },
+         "allow_new_privileges applies to workers that drop privileges: it needs user"},
     };
     for (const bad_case& c : cases) {
         CAPTURE(c.what);

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Breaks supervise.hpp on purpose, one way at a time, and checks that the tests notice.
 
-Each mutant is a small textual change to a copy of the header that removes one promised
-behaviour. The test binaries are rebuilt against the copy (g++ directly, no Bazel: faster)
-and run with a time bound; a mutant that every test survives means a test is missing.
+Each mutant is a small textual change to a copy of the header (or of supervise-exec's source)
+that removes one promised behaviour. The test binaries, and supervise-exec for exec_test, are
+rebuilt against the copy (g++ directly, no Bazel: faster) and run with a time bound; a mutant
+that every test survives means a test is missing.
 Run from the repository root:  tools/mutants.py [--tests=NAME,...] [WORDS]   (needs g++ and
 doctest-dev; a few minutes per ten mutants on two cores). With WORDS, only the mutants whose
 description contains one of them run; with --tests, only those test binaries are built and run.
+  tools/mutants.py --tests=exec_test forward supervise-exec     # signals passed on to copies
+  tools/mutants.py --tests=security_test,fault_injection_test no_new_privs bounding
 """
 import os
 import pathlib
@@ -16,20 +19,27 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-HEADER = ROOT / "include" / "supervise.hpp"
+HEADER = "include/supervise.hpp"
+EXEC_SOURCE = "examples/exec/supervise_exec.cpp"
+# The files a mutant may change, relative to ROOT; each is copied into the work tree.
+MUTABLE = [HEADER, EXEC_SOURCE]
 TESTS = ["restart_policy_test", "seed_test", "signal_core_test", "shutdown_test", "strategy_test",
          "actions_test", "watchdog_test", "event_loop_test", "hygiene_test",
-         "fault_injection_test", "chaos_test", "security_test"]
+         "fault_injection_test", "chaos_test", "security_test", "exec_test"]
+# Tests that run a program of the project: the variable that names it to the test, and the
+# program's name and source. The program is built from the work tree with the tests.
+PROGRAMS = {"exec_test": ("SUPERVISE_EXEC", "supervise-exec", EXEC_SOURCE)}
 # Test cases chosen from a binary whose other cases need the example daemon (built by Bazel
 # only) or run for a minute: the ones that use the library directly and are quick.
 TEST_CASES = {
     "chaos_test": "subreaper mode*",
-    "security_test": "a worker holds only*,a process in the master*,dispositions and mask*",
+    "security_test": "a worker holds only*,a process in the master*,dispositions and mask*,"
+                     "privilege drop: a worker cannot regain root*",
 }
 ISOLATE = (["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
            if os.geteuid() == 0 and shutil.which("unshare") else [])
 
-# (what breaks, text to find, replacement)
+# (what breaks, text to find, replacement[, file]); the file is the header unless named.
 MUTANTS = [
     ("one flag for all signals (Kamailio's sig_flag)",
      "process_signals.pending.fetch_or(signal_bit(sig), std::memory_order_release);",
@@ -246,6 +256,27 @@ MUTANTS = [
     ("take_events reports a stop only in the take that found it",
      "    events.stop = stop_signal_ != 0;",
      "    events.stop = stop_signal_ != 0 && events.heartbeat_due;"),
+    # Forwarding (forward<SIG>, supervise-exec's tini duty) and what a dropped privilege gives up.
+    ("forward<SIG> sends nothing to the workers",
+     "                return table_.signal_serving(row.forwarded);",
+     "                return;"),
+    ("supervise-exec does not forward in the PID 1 role (--pid1, PID 1)",
+     "    return cfg.forward_signals || cfg.pid1 || ::getpid() == 1;",
+     "    return cfg.forward_signals;",
+     EXEC_SOURCE),
+    ("supervise-exec's copies start with the forwarded signals ignored (exec keeps SIG_IGN)",
+     "    reset_dispositions();\n",
+     "",
+     EXEC_SOURCE),
+    ("privileges dropped without no_new_privs (a setuid-root program gives root back)",
+     "        } else if (creds.no_new_privileges && System::set_no_new_privileges() != 0) {",
+     "        } else if (false) {"),
+    ("privileges dropped with the capability bounding set kept",
+     "        } else if (creds.no_new_privileges && !drop_bounding_set(capability)) {",
+     "        } else if (false) {"),
+    ("a failed no_new_privs is ignored (the worker runs, still root)",
+     "            failed = \"prctl(PR_SET_NO_NEW_PRIVS)\";",
+     "            (void)0;"),
 ]
 
 
@@ -258,6 +289,7 @@ MUTANTS = [
 FIRST_CATCHER = [
     ("events_fd", "event_loop_test"), ("take_events", "event_loop_test"),
     ("stop_exits", "shutdown_test"),
+    ("supervise-exec", "exec_test"), ("forward", "exec_test"),
     ("back-off", "restart_policy_test"), ("intensity", "restart_policy_test"),
     ("transient", "restart_policy_test"), ("one_for_all", "strategy_test"),
     ("rolling reload", "actions_test"), ("graceful", "actions_test"), ("retirees", "actions_test"),
@@ -284,7 +316,8 @@ def first_catcher(what):
     return []
 
 
-def build(include_dir, out_dir, only=None):
+def build(tree, out_dir, only=None):
+    """Builds the tests (and the programs they run) from the work tree `tree`."""
     objs = []
     main_obj = out_dir / "test_main.o"
     if not main_obj.exists():
@@ -294,10 +327,16 @@ def build(include_dir, out_dir, only=None):
     for name in (only if only is not None else tests_to_run()):
         exe = out_dir / name
         procs.append(subprocess.Popen(
-            ["g++", "-std=c++17", "-O1", "-I", str(include_dir), "-I", str(ROOT / "tests"),
+            ["g++", "-std=c++17", "-O1", "-I", str(tree / "include"), "-I", str(ROOT / "tests"),
              str(ROOT / "tests" / f"{name}.cpp"), str(main_obj), "-o", str(exe), "-pthread",
              "-Wl,--wrap=kill"],  # test_main.cpp's kill(-1)/kill(0) guard
             stderr=subprocess.PIPE))
+        if name in PROGRAMS:
+            _, program, source = PROGRAMS[name]
+            procs.append(subprocess.Popen(
+                ["g++", "-std=c++17", "-O1", "-I", str(tree / "include"), "-I", str(ROOT),
+                 str(tree / source), "-o", str(out_dir / program)],
+                stderr=subprocess.PIPE))
         objs.append(exe)
     for p in procs:
         _, err = p.communicate()
@@ -320,10 +359,18 @@ def run_all(exes):
             # The first failed check is enough to call a mutant caught. A PID namespace of its
             # own (root only) makes sure a hung run leaves no process behind when it is killed.
             cases = ([f"--test-case={TEST_CASES[exe.name]}"] if exe.name in TEST_CASES else [])
-            rc = subprocess.run(ISOLATE + [str(exe), "--abort-after=1"] + cases,
-                                stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, timeout=120,
-                                start_new_session=True).returncode
+            env = dict(os.environ)
+            if exe.name in PROGRAMS:
+                variable, program, _ = PROGRAMS[exe.name]
+                env[variable] = str(exe.parent / program)
+            # A directory of the run's own: in a PID namespace of its own the test's pid, which
+            # names its scratch files, is the same in every run.
+            with tempfile.TemporaryDirectory() as scratch:
+                env["TEST_TMPDIR"] = scratch
+                rc = subprocess.run(ISOLATE + [str(exe), "--abort-after=1"] + cases,
+                                    stdout=subprocess.DEVNULL, env=env,
+                                    stderr=subprocess.DEVNULL, timeout=120,
+                                    start_new_session=True).returncode
         except subprocess.TimeoutExpired:
             rc = "timeout"
         if rc != 0:
@@ -332,33 +379,41 @@ def run_all(exes):
 
 
 def main():
+    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        print(__doc__.strip())
+        print("\nmutants:\n" + "\n".join(f"  {m[0]}" for m in MUTANTS))
+        return 0
     sys.stdout.reconfigure(line_buffering=True)
-    text = HEADER.read_text()
+    texts = {path: (ROOT / path).read_text() for path in MUTABLE}
     survivors = 0
     chosen = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        inc = tmp / "include"
-        inc.mkdir()
-        (inc / "supervise.hpp").write_text(text)
-        baseline = run_all(build(inc, tmp))
+        tree = tmp / "tree"
+        for path, text in texts.items():
+            (tree / path).parent.mkdir(parents=True, exist_ok=True)
+            (tree / path).write_text(text)
+        baseline = run_all(build(tree, tmp))
         if baseline:
             print("baseline fails, fix that first:", ", ".join(baseline))
             return 1
         print("baseline: all tests pass")
         words = [w for w in sys.argv[1:] if not w.startswith("--tests=")]
         chosen = [m for m in MUTANTS if not words or any(w in m[0] for w in words)]
-        for what, old, new in chosen:
+        for what, old, new, *file in chosen:
+            path = file[0] if file else HEADER
+            text = texts[path]
             if text.count(old) != 1:
                 print(f"STALE   {what}: the text to mutate is not found exactly once")
                 survivors += 1
                 continue
-            (inc / "supervise.hpp").write_text(text.replace(old, new))
+            (tree / path).write_text(text.replace(old, new))
             first = first_catcher(what)
-            failed = run_all(build(inc, tmp, first)) if first else []
+            failed = run_all(build(tree, tmp, first)) if first else []
             if not failed:
                 rest = [t for t in tests_to_run() if t not in first]
-                failed = run_all(build(inc, tmp, rest))
+                failed = run_all(build(tree, tmp, rest))
+            (tree / path).write_text(text)
             if failed:
                 print(f"caught  {what}: {', '.join(failed)}")
             else:

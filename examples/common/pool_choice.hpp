@@ -219,33 +219,39 @@ struct pool_types {
     using pool = supervise::pool<Worker, MasterSignals, WorkerSignals, Strategy>;
 };
 
+// Calls visit(pool_types<...>{}) with the maps of `Maps` (a signal_maps) and
+// the strategy --strategy names, and returns what it returns.
+template <class Maps, class Visit>
+int dispatch_strategy(const pool_flags& flags, Visit&& visit) {
+    using master = typename Maps::master;
+    using worker = typename Maps::worker;
+    switch (flags.strategy) {
+        case strategy_kind::shutdown_all:
+            return visit(pool_types<master, worker, supervise::shutdown_all>{});
+        case strategy_kind::one_for_one:
+            return visit(pool_types<master, worker, supervise::one_for_one>{});
+        case strategy_kind::one_for_all:
+            return visit(pool_types<master, worker, supervise::one_for_all>{});
+        case strategy_kind::rest_for_one:
+            return visit(pool_types<master, worker, supervise::rest_for_one>{});
+    }
+    return 1;  // not reached: every strategy_kind is a case
+}
+
 // Calls visit(pool_types<...>{}) with the types --preset and --strategy name,
 // and returns what it returns. `visit` is a generic lambda, so each of the
 // 2 x 4 combinations is its own instantiation, picked here at run time.
 template <class Visit>
 int dispatch(const pool_flags& flags, Visit&& visit) {
-    const auto with_maps = [&](auto maps) {
-        using master = typename decltype(maps)::master;
-        using worker = typename decltype(maps)::worker;
-        switch (flags.strategy) {
-            case strategy_kind::shutdown_all:
-                return visit(pool_types<master, worker, supervise::shutdown_all>{});
-            case strategy_kind::one_for_one:
-                return visit(pool_types<master, worker, supervise::one_for_one>{});
-            case strategy_kind::one_for_all:
-                return visit(pool_types<master, worker, supervise::one_for_all>{});
-            case strategy_kind::rest_for_one:
-                return visit(pool_types<master, worker, supervise::rest_for_one>{});
-        }
-        return 1;  // not reached: every strategy_kind is a case
-    };
     switch (flags.preset) {
         case preset_kind::seed:
-            return with_maps(
-                signal_maps<supervise::default_master_signals, supervise::default_worker_signals>{});
+            return dispatch_strategy<
+                signal_maps<supervise::default_master_signals, supervise::default_worker_signals>>(
+                flags, visit);
         case preset_kind::nginx:
-            return with_maps(
-                signal_maps<supervise::nginx_master_signals, supervise::nginx_worker_signals>{});
+            return dispatch_strategy<
+                signal_maps<supervise::nginx_master_signals, supervise::nginx_worker_signals>>(
+                flags, visit);
     }
     return 1;  // not reached: every preset_kind is a case
 }

@@ -7,7 +7,9 @@
 // handed down and a freshly started program must not see (the pool's signal
 // dispositions and mask, the master's descriptors, the master's systemd
 // variables) and execs the command. Restarts, stops, readiness, statistics,
-// the privilege drop and the duties of PID 1 are the library's, unchanged.
+// the privilege drop and the duties of PID 1 are the library's, unchanged;
+// forwarding signals to the copies, as tini does for its child, is the
+// library's forward<SIG> action in maps of this program's own (below).
 //
 // Try it:
 //   bazel run //examples/exec:supervise-exec -- --workers 3 -- sh -c 'exec sleep 1000'
@@ -32,6 +34,7 @@
 #include <charconv>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +43,7 @@
 #include <string>
 #include <string_view>
 #include <supervise.hpp>
+#include <type_traits>
 #include <vector>
 
 #include "examples/common/pool_choice.hpp"
@@ -79,8 +83,17 @@ Options (also accepted as --option=value):
   --pid1                 adopt and reap orphaned descendants, as a container's
                          PID 1 must (on by itself when running as PID 1); on
                          exit, stop the ones still running (SIGTERM, SIGKILL
-                         after --shutdown-timeout) and reap them
-  --user NAME            copies run as this user (name or uid); needs root
+                         after --shutdown-timeout) and reap them; implies
+                         --forward-signals
+  --forward-signals      send HUP, QUIT, USR1, USR2 and WINCH on to every copy
+                         unless the preset uses them itself (see below); on by
+                         itself with --pid1 and when running as PID 1
+  --user NAME            copies run as this user (name or uid); needs root.
+                         Such copies cannot gain privileges back through exec:
+                         setuid and setgid programs and file capabilities give
+                         them nothing (no_new_privs, empty bounding set)
+  --allow-new-privileges with --user: copies keep that way, for commands that
+                         run setuid helpers (sudo, ping, ...)
   --help                 print this help and exit
 
 The default strategy is one_for_one, not the library's shutdown_all: a
@@ -96,14 +109,19 @@ failure. A copy that cannot be executed at run time exits 127; one that exits
 
 Signals with --preset seed: SIGTERM, SIGINT or SIGPIPE stop every copy
 (SIGTERM, then SIGKILL after --shutdown-timeout), SIGUSR1 prints a statistics
-table on stderr, SIGHUP and SIGUSR2 are ignored.
+table on stderr, SIGHUP and SIGUSR2 are ignored, SIGQUIT ends supervise-exec
+(its default action) and SIGWINCH does nothing. With forwarding, SIGHUP,
+SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH are sent on to every copy instead (no
+signal prints the statistics table then).
 With --preset nginx: SIGTERM or SIGINT stop every copy, SIGQUIT gracefully
 (each copy gets SIGQUIT, then SIGTERM after --shutdown-timeout), SIGHUP
 replaces the copies one at a time (the new one ready before the old one gets
 SIGQUIT), SIGUSR1 is sent on to every copy, SIGTTIN adds a copy and SIGTTOU
 removes one, SIGWINCH stops every copy while supervise-exec stays (SIGHUP
-brings them back), SIGUSR2 prints the statistics table. A command that does
-not handle SIGQUIT or SIGUSR1 dies of them.
+brings them back), SIGUSR2 prints the statistics table. With forwarding,
+SIGWINCH is sent on to every copy instead. A command that does not handle
+SIGQUIT or SIGUSR1 dies of them.
+A forwarded signal goes to each copy's own process, not to its children.
 
 Under systemd (NOTIFY_SOCKET set) supervise-exec itself sends READY=1 once
 every copy is ready, STOPPING=1, and WATCHDOG=1 when asked to; the copies do
@@ -139,6 +157,8 @@ struct config {
     std::optional<std::chrono::milliseconds> backoff_max;
     int ready_fd = -1;
     bool pid1 = false;
+    bool forward_signals = false;  // --forward-signals itself; see forwards_signals()
+    bool allow_new_privileges = false;
     bool help = false;
     std::vector<std::string> command;  // COMMAND [ARGS...]
 };
@@ -165,6 +185,12 @@ config parse_command_line(int argc, char** argv) {
         } else if (flag == "--pid1") {
             args.no_value();
             cfg.pid1 = true;
+        } else if (flag == "--forward-signals") {
+            args.no_value();
+            cfg.forward_signals = true;
+        } else if (flag == "--allow-new-privileges") {
+            args.no_value();
+            cfg.allow_new_privileges = true;
         } else if (flag == "--help") {
             args.no_value();
             cfg.help = true;
@@ -178,6 +204,11 @@ config parse_command_line(int argc, char** argv) {
         throw usage_error(
             "--backoff-max applies to a restarting --strategy (one_for_one, one_for_all or "
             "rest_for_one)");
+    }
+    if (cfg.allow_new_privileges && cfg.pool.user.empty()) {
+        throw usage_error(
+            "--allow-new-privileges applies with --user (copies that keep supervise-exec's user "
+            "drop no privileges)");
     }
     if (cfg.command.empty()) throw usage_error("no command given: expected -- COMMAND [ARGS...]");
     return cfg;
@@ -193,7 +224,141 @@ supervise::options pool_options(const config& cfg) {
     }
     opts.notify_fd = cfg.ready_fd;
     opts.subreaper = cfg.pid1;
+    opts.allow_new_privileges = cfg.allow_new_privileges;
     return opts;
+}
+
+// ============================================================================
+// Signals: the presets, and their forwarding twins
+// ============================================================================
+
+// Forwarding is tini's duty of passing signals on to the command: on with
+// --forward-signals, and in the PID 1 role (--pid1, or being PID 1), where
+// nothing else would pass them on. Off, the presets apply as they are.
+bool forwards_signals(const config& cfg) {
+    return cfg.forward_signals || cfg.pid1 || ::getpid() == 1;
+}
+
+// The forwarding twins of the presets. Each of the signals an operator or a
+// container runtime sends to ask something of a program (HUP, QUIT, USR1,
+// USR2, WINCH) that a preset does not give a meaning of its own goes, as it
+// came, to every copy: forward<SIG> sends it to each copy's process (not to
+// the copy's children). The other rows are the preset's. docs/supervise-exec.md
+// shows these maps, and tests/docs/signal_tables_test compares the two.
+namespace forwarding {
+
+using supervise::forward;
+using supervise::on;
+using supervise::signal_map;
+
+// The seed's stop signals stay; USR1 no longer prints the statistics table,
+// HUP and USR2 are no longer ignored, QUIT no longer ends supervise-exec by its
+// default action, and WINCH is caught.
+using seed_master = signal_map<on<SIGINT, supervise::terminate>,   //
+                               on<SIGPIPE, supervise::terminate>,  //
+                               on<SIGTERM, supervise::terminate>,  //
+                               on<SIGHUP, forward<SIGHUP>>,        //
+                               on<SIGQUIT, forward<SIGQUIT>>,      //
+                               on<SIGUSR1, forward<SIGUSR1>>,      //
+                               on<SIGUSR2, forward<SIGUSR2>>,      //
+                               on<SIGWINCH, forward<SIGWINCH>>>;
+
+// nginx's meanings stay (QUIT graceful stop, HUP rolling reload, USR1 already
+// forwarded, USR2 statistics) except WINCH's: nginx's "stop the workers, keep
+// the master" would end every copy with SIGQUIT whenever a terminal changes
+// size, which is what SIGWINCH means to every other program.
+using nginx_master = signal_map<on<SIGTERM, supervise::terminate>,      //
+                                on<SIGINT, supervise::terminate>,       //
+                                on<SIGQUIT, supervise::graceful_stop>,  //
+                                on<SIGHUP, supervise::rolling_reload>,  //
+                                on<SIGUSR1, forward<SIGUSR1>>,          //
+                                on<SIGTTIN, supervise::scale_up>,       //
+                                on<SIGTTOU, supervise::scale_down>,     //
+                                on<SIGWINCH, forward<SIGWINCH>>,        //
+                                on<SIGUSR2, supervise::print_stats>,    //
+                                on<SIGPIPE, supervise::ignore>>;
+
+// The copies' side, between fork and exec: the preset's worker map without
+// the forwarded signals. Left out of it, they keep their default action there
+// too, so a signal forwarded before COMMAND runs does what it would do to
+// COMMAND before it set up its own handling (HUP, QUIT, USR1 and USR2 end the
+// copy, WINCH is discarded), instead of being ignored or taken by the pool's
+// handler and lost.
+using seed_worker = signal_map<on<SIGINT, supervise::terminate>,   //
+                               on<SIGTERM, supervise::terminate>,  //
+                               on<SIGPIPE, supervise::ignore>>;
+using nginx_worker = signal_map<on<SIGTERM, supervise::terminate>,      //
+                                on<SIGINT, supervise::terminate>,       //
+                                on<SIGQUIT, supervise::graceful_stop>,  //
+                                on<SIGHUP, supervise::ignore>,          //
+                                on<SIGPIPE, supervise::ignore>>;
+
+// The signal a row forwards, or 0.
+template <class Action>
+struct forwarded : std::integral_constant<int, 0> {};
+template <int Signal>
+struct forwarded<forward<Signal>> : std::integral_constant<int, Signal> {};
+
+template <class Map>
+struct rows;
+template <class... Rows>
+struct rows<signal_map<Rows...>> {
+    // The signals the map forwards.
+    static constexpr std::uint64_t forwarded_mask =
+        ((forwarded<typename Rows::action>::value != 0 ? std::uint64_t{1} << (Rows::signal - 1)
+                                                       : 0) |
+         ... | 0);
+    // Every forward<SIG> row sends on the signal it is the row of.
+    static constexpr bool as_received =
+        ((forwarded<typename Rows::action>::value == 0 ||
+          forwarded<typename Rows::action>::value == Rows::signal) &&
+         ...);
+    // "SIGHUP, SIGQUIT, ..." of the forwarded signals, in the order of the rows.
+    static std::string forwarded_names() {
+        std::string names;
+        ((names += forwarded<typename Rows::action>::value == 0
+                       ? ""
+                       : (names.empty() ? "" : ", ") + supervise::signal_name(Rows::signal)),
+         ...);
+        return names;
+    }
+};
+
+template <class Master, class Worker>
+constexpr bool well_formed() {
+    return rows<Master>::as_received && (rows<Master>::forwarded_mask & Worker::mask) == 0;
+}
+static_assert(well_formed<seed_master, seed_worker>() && well_formed<nginx_master, nginx_worker>(),
+              "a forwarded signal is sent on as itself and has no row in the worker map");
+
+}  // namespace forwarding
+
+// Calls visit(pool_choice::pool_types<...>{}) with the maps of --preset (or
+// their forwarding twins) and the strategy of --strategy: one of 2 x 2 x 4
+// instantiations, picked at run time.
+template <class Visit>
+int dispatch(const config& cfg, Visit&& visit) {
+    if (!forwards_signals(cfg)) return pool_choice::dispatch(cfg.pool, visit);
+    switch (cfg.pool.preset) {
+        case pool_choice::preset_kind::seed:
+            return pool_choice::dispatch_strategy<
+                pool_choice::signal_maps<forwarding::seed_master, forwarding::seed_worker>>(
+                cfg.pool, visit);
+        case pool_choice::preset_kind::nginx:
+            return pool_choice::dispatch_strategy<
+                pool_choice::signal_maps<forwarding::nginx_master, forwarding::nginx_worker>>(
+                cfg.pool, visit);
+    }
+    return 1;  // not reached: every preset_kind is a case
+}
+
+// The master's line about forwarding, or "" without it.
+std::string forwarding_line(const config& cfg) {
+    if (!forwards_signals(cfg)) return "";
+    const std::string names = cfg.pool.preset == pool_choice::preset_kind::seed
+                                  ? forwarding::rows<forwarding::seed_master>::forwarded_names()
+                                  : forwarding::rows<forwarding::nginx_master>::forwarded_names();
+    return "forwarding " + names + " to every copy";
 }
 
 // ============================================================================
@@ -448,7 +613,7 @@ int exit_status(const supervise::outcome& result, const supervise::statistics& s
     return status;
 }
 
-// Runs the pool with the preset's maps and the strategy of `Types`.
+// Runs the pool with the maps and the strategy of `Types`.
 template <class Types>
 int run_with(const config& cfg, const command& cmd) {
     auto worker = [&cmd](supervise::worker_context& ctx) { return exec_command(cmd, ctx); };
@@ -459,6 +624,7 @@ int run_with(const config& cfg, const command& cmd) {
     } catch (const std::invalid_argument& e) {
         return usage_failure(e.what());
     }
+    if (const std::string line = forwarding_line(cfg); !line.empty()) log(line);
     try {
         const supervise::outcome result = pool->run();
         return exit_status(result, pool->snapshot());
@@ -486,7 +652,6 @@ int main(int argc, char** argv) {
     } catch (const usage_error& e) {
         return usage_failure(e.what());
     }
-    return pool_choice::dispatch(cfg.pool,
-                                 [&](auto types) { return run_with<decltype(types)>(cfg, cmd); });
+    return dispatch(cfg, [&](auto types) { return run_with<decltype(types)>(cfg, cmd); });
 }
 #endif  // SUPERVISE_EXAMPLE_NO_MAIN

@@ -1,12 +1,13 @@
-// The signal tables of docs/signals.md (seed preset, master and worker) and the nginx preset's
-// table of docs/strategies.md are compared, row for row, with the signal_map types they
-// document, so a preset and its page cannot drift apart. Rows are read from the types
+// The signal tables of docs/signals.md (seed preset, master and worker), the nginx preset's
+// table of docs/strategies.md and supervise-exec's two tables of docs/supervise-exec.md (each
+// preset's master map and its forwarding twin) are compared, row for row, with the signal_map
+// types they document, so a map and its page cannot drift apart. Rows are read from the types
 // themselves (no list of expected rows here), and the parser is strict: a table whose format
 // changed fails with the line it could not read rather than passing half-read.
 //
-// Usage: signal_tables_test [SIGNALS_MD STRATEGIES_MD]; without arguments the paths are
-// docs/signals.md and docs/strategies.md from the working directory (under Bazel, the runfiles
-// root of the workspace).
+// Usage: signal_tables_test [SIGNALS_MD STRATEGIES_MD SUPERVISE_EXEC_MD]; without arguments the
+// paths are docs/signals.md, docs/strategies.md and docs/supervise-exec.md from the working
+// directory (under Bazel, the runfiles root of the workspace).
 #include <signal.h>
 
 #include <cstdio>
@@ -20,6 +21,14 @@
 #include <vector>
 
 #include <supervise.hpp>
+
+// supervise-exec's maps live in its source: without its main(), and without the warnings for
+// the many functions of it this test does not call.
+#define SUPERVISE_EXAMPLE_NO_MAIN
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "examples/exec/supervise_exec.cpp"  // NOLINT(bugprone-suspicious-include): on purpose
+#pragma GCC diagnostic pop
 
 namespace {
 
@@ -406,21 +415,36 @@ std::optional<std::vector<std::string>> parse_action_cell(const page& p, std::si
     return actions;
 }
 
-void check_nginx_table(const page& p, const table& master, const table& worker) {
+// A table under `heading` whose first column is a signal cell and whose next columns are action
+// cells of the maps in `maps` (name, rows), in that order; any further column is free text,
+// which must not be empty.
+struct mapped_column {
+    const char* name;
+    const table* rows;
+};
+
+void check_side_by_side(const page& p, const std::string& heading, const std::string& header,
+                        const std::vector<mapped_column>& maps) {
+    std::string what;
+    for (const auto& m : maps) what += (what.empty() ? "" : " / ") + std::string(m.name);
     const auto rows = table_under(
-        p, "nginx_master_signals / nginx_worker_signals", "`### The nginx preset` (any level)",
-        [](const std::string& line) {
+        p, what.c_str(), "`" + heading + "` (any level)",
+        [&](const std::string& line) {
             const auto text = line.find_first_not_of('#');
             return text != 0 && text != line.npos && line[text] == ' ' &&
-                   line.substr(text + 1) == "The nginx preset";
+                   line.substr(text + 1) == heading;
         },
-        "| signal | master | worker |");
+        header);
     if (!rows) return;
 
-    table documented[2];
-    std::map<int, std::size_t> line_of[2];
+    const std::size_t sides = maps.size();
+    std::vector<table> documented(sides);
+    std::vector<std::map<int, std::size_t>> line_of(sides);
     std::map<int, std::size_t> row_of;  // each signal in one row only
     for (const auto& row : *rows) {
+        for (std::size_t column = 1 + sides; column < row.cells.size(); ++column) {
+            if (row.cells[column].empty()) fail(p, row.index, "a text cell is empty");
+        }
         const auto signals = parse_signal_cell(p, row.index, row.cells[0]);
         if (!signals) continue;
         bool repeated = false;
@@ -431,7 +455,7 @@ void check_nginx_table(const page& p, const table& master, const table& worker) 
             }
         }
         if (repeated) continue;
-        for (int side = 0; side < 2; ++side) {
+        for (std::size_t side = 0; side < sides; ++side) {
             const auto actions = parse_action_cell(p, row.index, row.cells[1 + side]);
             if (!actions) continue;
             if (actions->empty()) {
@@ -456,31 +480,49 @@ void check_nginx_table(const page& p, const table& master, const table& worker) 
     }
     // A "—" signal that the map has is caught here as "no row on the page".
     const auto table_line = rows->front().index - 2;
-    compare(p, "nginx_master_signals", documented[0], line_of[0], table_line, master);
-    compare(p, "nginx_worker_signals", documented[1], line_of[1], table_line, worker);
+    for (std::size_t side = 0; side < sides; ++side) {
+        compare(p, maps[side].name, documented[side], line_of[side], table_line, *maps[side].rows);
+    }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 1 && argc != 3) {
-        std::fprintf(stderr, "usage: %s [SIGNALS_MD STRATEGIES_MD]\n", argv[0]);
+    if (argc != 1 && argc != 4) {
+        std::fprintf(stderr, "usage: %s [SIGNALS_MD STRATEGIES_MD SUPERVISE_EXEC_MD]\n", argv[0]);
         return 2;
     }
-    const std::string signals_md = argc == 3 ? argv[1] : "docs/signals.md";
-    const std::string strategies_md = argc == 3 ? argv[2] : "docs/strategies.md";
+    const std::string signals_md = argc == 4 ? argv[1] : "docs/signals.md";
+    const std::string strategies_md = argc == 4 ? argv[2] : "docs/strategies.md";
+    const std::string exec_md = argc == 4 ? argv[3] : "docs/supervise-exec.md";
 
     // The alias names: they stay when the presets get other primary names.
     const auto seed_master = rows_of<supervise::default_master_signals>::get();
     const auto seed_worker = rows_of<supervise::default_worker_signals>::get();
     const auto nginx_master = rows_of<supervise::nginx_master_signals>::get();
     const auto nginx_worker = rows_of<supervise::nginx_worker_signals>::get();
+    const auto exec_seed = rows_of<forwarding::seed_master>::get();
+    const auto exec_nginx = rows_of<forwarding::nginx_master>::get();
 
     if (const auto p = read_page(signals_md)) {
         check_signals_table(*p, "Master", "default_master_signals", seed_master);
         check_signals_table(*p, "Worker", "default_worker_signals", seed_worker);
     }
-    if (const auto p = read_page(strategies_md)) check_nginx_table(*p, nginx_master, nginx_worker);
+    if (const auto p = read_page(strategies_md)) {
+        check_side_by_side(
+            *p, "The nginx preset", "| signal | master | worker |",
+            {{"nginx_master_signals", &nginx_master}, {"nginx_worker_signals", &nginx_worker}});
+    }
+    // supervise-exec's masters: the preset's own, and the forwarding twin.
+    if (const auto p = read_page(exec_md)) {
+        const std::string header = "| signal | default | forwarding | what happens |";
+        check_side_by_side(*p, "With `--preset seed`", header,
+                           {{"default_master_signals", &seed_master},
+                            {"supervise-exec's forwarding::seed_master", &exec_seed}});
+        check_side_by_side(*p, "With `--preset nginx`", header,
+                           {{"nginx_master_signals", &nginx_master},
+                            {"supervise-exec's forwarding::nginx_master", &exec_nginx}});
+    }
 
     if (failures != 0) {
         std::fprintf(stderr, "%d failure(s): the pages and the presets disagree\n", failures);
@@ -488,8 +530,10 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "PASS: %s: default_master_signals (%zu rows), default_worker_signals (%zu); %s: "
-        "nginx_master_signals (%zu), nginx_worker_signals (%zu)\n",
+        "nginx_master_signals (%zu), nginx_worker_signals (%zu); %s: the presets' masters and "
+        "supervise-exec's forwarding::seed_master (%zu), forwarding::nginx_master (%zu)\n",
         signals_md.c_str(), seed_master.size(), seed_worker.size(), strategies_md.c_str(),
-        nginx_master.size(), nginx_worker.size());
+        nginx_master.size(), nginx_worker.size(), exec_md.c_str(), exec_seed.size(),
+        exec_nginx.size());
     return 0;
 }

@@ -33,6 +33,9 @@ TEST_CASE("exec options: the command is everything after '--' or after the first
     const config b = parse({"--pid1", "sleep", "--help"});
     CHECK(b.pid1);
     CHECK_FALSE(b.help);  // "--help" belongs to sleep
+    // --pid1 implies forwarding when supervise-exec runs (forwards_signals), not here.
+    CHECK_FALSE(b.forward_signals);
+    CHECK(forwards_signals(b));
     CHECK(b.command == std::vector<std::string>{"sleep", "--help"});
 
     const config c = parse({"--", "--dash-command"});
@@ -43,6 +46,9 @@ TEST_CASE("exec options: the command is everything after '--' or after the first
     CHECK(d.backoff_max->count() == 0);
 
     CHECK(parse({"--help"}).help);
+    CHECK(parse({"--forward-signals", "--", "true"}).forward_signals);
+    CHECK(parse({"--user", "nobody", "--allow-new-privileges", "--", "true"}).allow_new_privileges);
+    CHECK_FALSE(parse({"--", "true"}).forward_signals);
 }
 
 TEST_CASE("exec options: refusals") {
@@ -56,6 +62,10 @@ TEST_CASE("exec options: refusals") {
     CHECK(refusal({"--strategy", "shutdown_all", "--backoff-max", "5", "--", "true"})
               .find("--backoff-max applies") != std::string::npos);
     CHECK(refusal({"--pid1=1", "--", "true"}).find("takes no value") != std::string::npos);
+    CHECK(refusal({"--forward-signals=yes", "--", "true"}).find("takes no value") !=
+          std::string::npos);
+    CHECK(refusal({"--allow-new-privileges", "--", "true"})
+              .find("--allow-new-privileges applies with --user") != std::string::npos);
     CHECK(refusal({"--listen", "x:1", "--", "true"}).find("unknown option") != std::string::npos);
     CHECK(refusal({"--workers", "1e3", "--", "true"}).find("is not a number") != std::string::npos);
 }
