@@ -2257,12 +2257,15 @@ class process_table {
     // fork() returned pid for the slot. What can throw (a user's System need
     // not be noexcept, an allocation can fail) comes before anything changes:
     // the process is in the table entirely or not at all.
-    void started(std::size_t index, pid_t pid, unique_fd<System> notify_read, std::int64_t now) {
-        unique_fd<System> pidfd(System::pidfd_open(pid));
+    // With defer_pidfd its pidfd is opened later, by watch_deferred().
+    void started(std::size_t index, pid_t pid, unique_fd<System> notify_read, std::int64_t now,
+                 bool defer_pidfd) {
+        unique_fd<System> pidfd(defer_pidfd ? -1 : System::pidfd_open(pid));
         serving_.emplace(pid, index);
         try {
             descriptors_.insert(pidfd.get());
             descriptors_.insert(notify_read.get());
+            if (defer_pidfd) deferred_.push_back(pid);
         } catch (...) {
             serving_.erase(pid);
             descriptors_.erase(pidfd.get());
@@ -2282,14 +2285,30 @@ class process_table {
         p.phase = stop_phase::running;
         p.next_step_ms = 0;
         p.awaiting_successor = false;
-        p.watched = false;
-        if (exits_ && p.pidfd) {
-            struct epoll_event ended {};
-            ended.events = EPOLLIN;
-            ended.data.u64 = static_cast<std::uint64_t>(pid);
-            p.watched = System::epoll_ctl(exits_.get(), EPOLL_CTL_ADD, p.pidfd.get(), &ended) == 0;
-        }
+        p.watched = watch(p);
         if (!p.watched) ++unwatched_;
+    }
+
+    // The first workers are forked before any of their pidfds is opened: a
+    // fork copies every descriptor of the master into the child, where its
+    // set-up closes them again, so a pidfd opened per fork made each fork
+    // O(N) in the kernel and a start of N workers O(N^2) (docs/benchmarks.md).
+    // A child that is not reaped keeps its pid, as a zombie too, so a pidfd
+    // opened now names the process forked then (pidfd_open(2)); until now such
+    // a worker was signalled by pid and found by the waitid look, as on a
+    // kernel without pidfds.
+    void watch_deferred() {
+        for (const pid_t pid : deferred_) {
+            worker_process<System>* p = find(pid);
+            if (p == nullptr || p->pidfd) continue;  // reaped meanwhile
+            unique_fd<System> pidfd(System::pidfd_open(pid));
+            if (!pidfd) continue;
+            descriptors_.insert(pidfd.get());
+            p->pidfd = std::move(pidfd);
+            p->watched = watch(*p);
+            if (p->watched) --unwatched_;
+        }
+        deferred_.clear();
     }
 
     // The slot's process becomes a retiree, which owns its descriptors from
@@ -2536,6 +2555,15 @@ class process_table {
         steps_.push_back(step{at, p.pid});
     }
     // The live process with this pid, serving or retired, or null.
+    // Its pidfd into the epoll set that names ended processes; false if it
+    // has none or the set refused it.
+    bool watch(const worker_process<System>& p) noexcept {
+        if (!exits_ || !p.pidfd) return false;
+        struct epoll_event ended {};
+        ended.events = EPOLLIN;
+        ended.data.u64 = static_cast<std::uint64_t>(p.pid);
+        return System::epoll_ctl(exits_.get(), EPOLL_CTL_ADD, p.pidfd.get(), &ended) == 0;
+    }
     worker_process<System>* find(pid_t pid) noexcept {
         const auto serving = serving_.find(pid);
         if (serving != serving_.end()) return &slots_[serving->second].process;
@@ -2622,6 +2650,7 @@ class process_table {
     descriptor_set descriptors_;  // the processes' pidfds and notify_fd pipes, exits_
     std::size_t live_ = 0;                            // processes not reaped yet
     std::size_t unwatched_ = 0;                       // ...of which not in exits_
+    std::vector<pid_t> deferred_;                     // forked without a pidfd (watch_deferred)
     mutable std::deque<step> steps_;                  // stop deadlines, earliest first
     bool ask_each_pid_ = false;
 };
@@ -2714,6 +2743,9 @@ struct worker_launch {
         (void)::getppid();
         if (::write(-1, nullptr, 0) < 0) {  // EBADF
         }
+        // close_range and the way out go through syscall(2): an empty range
+        // (first > last) is EINVAL and closes nothing.
+        (void)::syscall(SYS_close_range, 1U, 0U, 0U);
         errno = saved_errno;
     }
 
@@ -2873,8 +2905,9 @@ class spawner {
     explicit spawner(const context& c) noexcept : c_(c) {}
 
     // Starts the slot's worker: empty, or why it could not start ("cannot
-    // start worker 2: fork: Resource temporarily unavailable").
-    std::string spawn(std::size_t index) {
+    // start worker 2: fork: Resource temporarily unavailable"). defer_pidfd:
+    // process_table::watch_deferred.
+    std::string spawn(std::size_t index, bool defer_pidfd = false) {
         const int number = static_cast<int>(index);
         const std::int64_t now = monotonic_ms();
         c_.heartbeats.reset(number, now);
@@ -2925,7 +2958,7 @@ class spawner {
         // In the table first: from here on its destructor stops and reaps the
         // worker whatever throws (a user's System need not be noexcept).
         try {
-            c_.table.started(index, pid, std::move(notify_read), now);
+            c_.table.started(index, pid, std::move(notify_read), now, defer_pidfd);
         } catch (...) {
             System::kill(pid, SIGKILL);
             int status = 0;
@@ -3093,6 +3126,7 @@ class master {
     outcome run() {
         if (opts_.no_fork) return run_inline();
         start_workers();
+        table_.watch_deferred();
         // nginx's master cycle: wait for the next event, then each kind of
         // work in a fixed order.
         while (!(stopping_ && table_.all_reaped())) {
@@ -3150,12 +3184,12 @@ class master {
             // strategy restarts (start_due_restarts starts it then).
             const slot<System>& s = table_[index];
             if (s.process.pid > 0 || s.state != worker_state::idle || s.restart_pending) continue;
-            if (!spawn(index)) return;
+            if (!spawn(index, true)) return;
         }
     }
 
-    bool spawn(std::size_t index) {
-        const std::string failed = spawner_.spawn(index);
+    bool spawn(std::size_t index, bool defer_pidfd = false) {
+        const std::string failed = spawner_.spawn(index, defer_pidfd);
         if (failed.empty()) return true;
         // At start-up the pool never came up; later it is a failed worker.
         begin_stop(announced_ready_ ? stop_reason::worker_failed : stop_reason::startup_failed, 0,

@@ -324,22 +324,28 @@ struct throwing_setpgid : supervise::posix_system {
     }
 };
 
-// Throws from the master's pidfd_open of the second worker: the worker is
-// forked but not yet in the pool's table.
+// Throws from the master's fourth pidfd_open: the first three are those of
+// the three workers of the start (opened once all are forked), the fourth
+// that of a replacement, forked but not yet in the pool's table.
 struct throwing_pidfd_open : supervise::posix_system {
     static inline int calls = 0;
     static int pidfd_open(pid_t pid) {
-        if (++calls == 2) throw std::runtime_error("pidfd_open refused");
+        if (++calls == 4) throw std::runtime_error("pidfd_open refused");
         return supervise::posix_system::pidfd_open(pid);
     }
 };
 
-// A master whose System throws from run(): what it says about the children
-// it had, "threw <what>, no child" when none is left, not even a zombie.
+// A master of three one_for_one workers whose System throws from run(): what
+// it says about the children it had, "threw <what>, no child" when none is
+// left, not even a zombie. With `kill_one`, worker 0 is SIGKILLed once all
+// three are up, so that a replacement is forked.
 template <class System>
-std::string children_after_throw() {
+std::string children_after_throw(bool kill_one = false) {
     master_process master([](int log_fd, int report_fd) {
-        auto pool = make_test_pool<System>(report_fd, test_options(3, log_fd));
+        auto pool = supervise::make_pool<supervise::seed_master_signals,
+                                         supervise::seed_worker_signals, supervise::one_for_one,
+                                         System>(reporting_worker(report_fd),
+                                                 test_options(3, log_fd));
         try {
             pool.run();
             say(report_fd, "returned");
@@ -350,6 +356,10 @@ std::string children_after_throw() {
         }
         return 0;
     });
+    if (kill_one) {
+        REQUIRE(master.reports.wait_for("up ", 3));
+        REQUIRE(::kill(worker_pid(master.reports, 0), SIGKILL) == 0);
+    }
     const auto status = master.finish();
     master.reports.wait_eof();
     INFO(master.logs.text());
@@ -390,7 +400,7 @@ TEST_CASE("run() that throws after workers started leaves no worker behind, not 
     // After the second worker is in the table, and while it is being put there.
     CHECK(children_after_throw<throwing_setpgid>().find("threw setpgid refused, no child\n") !=
           std::string::npos);
-    CHECK(children_after_throw<throwing_pidfd_open>().find(
+    CHECK(children_after_throw<throwing_pidfd_open>(true).find(
               "threw pidfd_open refused, no child\n") != std::string::npos);
 }
 
