@@ -252,8 +252,57 @@ class connection {
         return receive_until_closed(fd_, timeout);
     }
 
+    // One answer on a keep-alive connection: the head, then Content-Length
+    // bytes of body. Empty if the server closed first or the timeout passed;
+    // bytes of the next answer stay buffered for the next call.
+    std::string receive_response(milliseconds timeout = patience) {
+        const std::int64_t deadline = now_ms() + timeout.count();
+        for (;;) {
+            const std::size_t end = buffered_.find("\r\n\r\n");
+            if (end != std::string::npos) {
+                const std::size_t field = buffered_.find("Content-Length: ");
+                if (field != std::string::npos && field < end) {
+                    const std::size_t size =
+                        end + 4 + std::strtoul(buffered_.c_str() + field + 16, nullptr, 10);
+                    if (buffered_.size() >= size) {
+                        std::string response = buffered_.substr(0, size);
+                        buffered_.erase(0, size);
+                        return response;
+                    }
+                }
+            }
+            struct pollfd p {};
+            p.fd = fd_;
+            p.events = POLLIN;
+            const int rc =
+                ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(0, deadline - now_ms())));
+            if (rc < 0 && errno == EINTR) continue;
+            if (rc <= 0) return {};
+            char buf[4096];
+            const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return {};
+            buffered_.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+
+    // True once the server closed its side (read returns 0) within `timeout`,
+    // reading past any answer still buffered.
+    bool closed_by_server(milliseconds timeout = patience) {
+        buffered_ += receive_until_closed(fd_, timeout);
+        struct pollfd p {};
+        p.fd = fd_;
+        p.events = POLLIN;
+        if (::poll(&p, 1, 0) != 1) return false;
+        char byte = 0;
+        return ::recv(fd_, &byte, 1, MSG_DONTWAIT) == 0;
+    }
+
+    int fd() const { return fd_; }
+
   private:
     int fd_ = -1;
+    std::string buffered_;
 };
 
 struct http_response {
@@ -282,8 +331,11 @@ inline http_response http_exchange(int port, std::string_view request) {
     return parse_response(c.receive_all());
 }
 
+// One request on a connection of its own, which the daemon closes after the
+// answer (Connection: close; keep-alive has tests of its own).
 inline http_response http_get(int port, const std::string& path) {
-    return http_exchange(port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    return http_exchange(
+        port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
 }
 
 // "worker <index> pid <pid><suffix>\n" from GET / (and GET /hang).
@@ -422,15 +474,15 @@ inline int open_sockets(pid_t pid) {
     return sockets;
 }
 
-// Waits, bounded, until one of `workers` holds a socket beside its listening
-// one: it has accepted a connection. Returns its pid, or 0. Nothing tells a
-// client that its connection was accepted, so this looks at /proc, a
+// Waits, bounded, until one of `workers` holds `connections` sockets beside
+// its listening one: it has accepted them. Returns its pid, or 0. Nothing
+// tells a client that its connection was accepted, so this looks at /proc, a
 // millisecond apart.
-inline pid_t wait_until_accepted(const std::vector<pid_t>& workers) {
+inline pid_t wait_until_accepted(const std::vector<pid_t>& workers, int connections = 1) {
     const std::int64_t deadline = now_ms() + patience.count();
     for (;;) {
         for (const pid_t pid : workers) {
-            if (open_sockets(pid) >= 2) return pid;
+            if (open_sockets(pid) >= 1 + connections) return pid;
         }
         if (now_ms() > deadline) return 0;
         ::poll(nullptr, 0, 1);
@@ -444,7 +496,8 @@ inline pid_t wait_until_accepted(const std::vector<pid_t>& workers) {
 inline std::string try_get(int port) {
     const int fd = connect_local(port);
     if (fd < 0) return std::string("fail connect: ") + std::strerror(errno);
-    const std::string_view request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    const std::string_view request =
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     const ssize_t sent = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
     const int send_error = errno;
     const std::string raw = sent > 0 ? receive_until_closed(fd, 5s) : "";

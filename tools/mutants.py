@@ -21,20 +21,27 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADER = "include/supervise.hpp"
 EXEC_SOURCE = "examples/exec/supervise_exec.cpp"
-# The files a mutant may change, relative to ROOT; each is copied into the work tree.
-MUTABLE = [HEADER, EXEC_SOURCE]
+DAEMON_SOURCE = "examples/daemon/daemon.cpp"
+DAEMON_LOOP = "examples/daemon/http_server.hpp"
+DAEMON_HTTP = "examples/daemon/http_request.hpp"
+# The files a mutant may change, relative to ROOT; each is copied into the work tree, which
+# comes first on the include path.
+MUTABLE = [HEADER, EXEC_SOURCE, DAEMON_SOURCE, DAEMON_LOOP, DAEMON_HTTP]
 TESTS = ["restart_policy_test", "seed_test", "signal_core_test", "shutdown_test", "strategy_test",
          "actions_test", "watchdog_test", "event_loop_test", "hygiene_test",
-         "fault_injection_test", "chaos_test", "security_test", "exec_test"]
-# Tests that run a program of the project: the variable that names it to the test, and the
-# program's name and source. The program is built from the work tree with the tests.
-PROGRAMS = {"exec_test": ("SUPERVISE_EXEC", "supervise-exec", EXEC_SOURCE)}
+         "fault_injection_test", "chaos_test", "security_test", "exec_test", "daemon_test"]
+# Tests that run programs of the project: the variable that names each to the test, and the
+# program's name and source. The programs are built from the work tree with the tests.
+EXEC_PROGRAM = ("SUPERVISE_EXEC", "supervise-exec", EXEC_SOURCE)
+DAEMON_PROGRAM = ("DAEMON_BINARY", "daemon", DAEMON_SOURCE)
+PROGRAMS = {"exec_test": [EXEC_PROGRAM], "daemon_test": [DAEMON_PROGRAM],
+            "security_test": [DAEMON_PROGRAM]}
 # Test cases chosen from a binary whose other cases need the example daemon (built by Bazel
 # only) or run for a minute: the ones that use the library directly and are quick.
 TEST_CASES = {
     "chaos_test": "subreaper mode*",
     "security_test": "a worker holds only*,a process in the master*,dispositions and mask*,"
-                     "privilege drop: a worker cannot regain root*",
+                     "privilege drop: a worker cannot regain root*,daemon: *",
 }
 ISOLATE = (["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
            if os.geteuid() == 0 and shutil.which("unshare") else [])
@@ -280,6 +287,34 @@ MUTANTS = [
     ("a failed no_new_privs is ignored (the worker runs, still root)",
      "            failed = \"prctl(PR_SET_NO_NEW_PRIVS)\";",
      "            (void)0;"),
+    # The example daemon's worker loop (examples/daemon/http_server.hpp).
+    ("the daemon's loop closes without the half-close and drain (a reset can destroy a 431)",
+     "            ::shutdown(c.fd, SHUT_WR);\n            enter(&c, phase::lingering);\n"
+     "            return set_interest(&c, EPOLLIN);",
+     "            return close(&c);", "examples/daemon/http_server.hpp"),
+    ("the daemon's loop waits for the blank line before refusing a bare LF",
+     "        if (i == 0 || received[i - 1] != '\\r') {",
+     "        if (false) {", "examples/daemon/http_request.hpp"),
+    ("the daemon's loop stops accepting at the limit instead of closing the idlest",
+     "        if (!oldest) return false;", "        if (oldest || !oldest) return false;",
+     "examples/daemon/http_server.hpp"),
+    ("the daemon's loop drops connections accepted but not read yet on a graceful stop",
+     "        while (connection* c = fifo(phase::keep_alive).front()) {",
+     "        while (connection* c = fifo(phase::first_byte).front()) close(c);\n"
+     "        while (connection* c = fifo(phase::keep_alive).front()) {",
+     "examples/daemon/http_server.hpp"),
+    ("the daemon's loop ignores the header timeout (the first-byte one covers it)",
+     "timeouts_ = {lim.first_byte_timeout, lim.header_timeout,",
+     "timeouts_ = {lim.first_byte_timeout, lim.first_byte_timeout,",
+     "examples/daemon/http_server.hpp"),
+    ("hostile: the daemon's loop reads on while a client does not take its answers",
+     "            return set_interest(&c, EPOLLOUT);",
+     "            return set_interest(&c, EPOLLIN | EPOLLOUT);",
+     "examples/daemon/http_server.hpp"),
+    ("the daemon's loop answers a keep-alive request and closes",
+     "        const bool close = draining_ || req.has_body || !req.keep_alive ||",
+     "        const bool close = true || req.has_body || !req.keep_alive ||",
+     "examples/daemon/http_server.hpp"),
 ]
 
 
@@ -290,6 +325,7 @@ MUTANTS = [
 # A mutant is caught as soon as one test fails, so the test most likely to catch it runs first;
 # the others are built and run only if it survives there. Keys are words of the description.
 FIRST_CATCHER = [
+    ("daemon's loop", "daemon_test"), ("hostile", "security_test"),
     ("events_fd", "event_loop_test"), ("take_events", "event_loop_test"),
     ("stop_exits", "shutdown_test"),
     ("supervise-exec", "exec_test"), ("forward", "exec_test"),
@@ -327,6 +363,7 @@ def build(tree, out_dir, only=None):
         subprocess.run(["g++", "-std=c++17", "-c", str(ROOT / "tests/test_main.cpp"), "-o",
                         str(main_obj)], check=True)
     procs = []
+    programs = set()
     for name in (only if only is not None else tests_to_run()):
         exe = out_dir / name
         procs.append(subprocess.Popen(
@@ -334,11 +371,13 @@ def build(tree, out_dir, only=None):
              str(ROOT / "tests" / f"{name}.cpp"), str(main_obj), "-o", str(exe), "-pthread",
              "-Wl,--wrap=kill"],  # test_main.cpp's kill(-1)/kill(0) guard
             stderr=subprocess.PIPE))
-        if name in PROGRAMS:
-            _, program, source = PROGRAMS[name]
+        for _, program, source in PROGRAMS.get(name, []):
+            if program in programs:
+                continue
+            programs.add(program)
             procs.append(subprocess.Popen(
-                ["g++", "-std=c++17", "-O1", "-I", str(tree / "include"), "-I", str(ROOT),
-                 str(tree / source), "-o", str(out_dir / program)],
+                ["g++", "-std=c++17", "-O1", "-I", str(tree / "include"), "-I", str(tree),
+                 "-I", str(ROOT), str(tree / source), "-o", str(out_dir / program)],
                 stderr=subprocess.PIPE))
         objs.append(exe)
     for p in procs:
@@ -363,8 +402,7 @@ def run_all(exes):
             # own (root only) makes sure a hung run leaves no process behind when it is killed.
             cases = ([f"--test-case={TEST_CASES[exe.name]}"] if exe.name in TEST_CASES else [])
             env = dict(os.environ)
-            if exe.name in PROGRAMS:
-                variable, program, _ = PROGRAMS[exe.name]
+            for variable, program, _ in PROGRAMS.get(exe.name, []):
                 env[variable] = str(exe.parent / program)
             # A directory of the run's own: in a PID namespace of its own the test's pid, which
             # names its scratch files, is the same in every run.

@@ -2,7 +2,8 @@
 //
 // The master binds one listening socket, then a supervise::pool forks N workers
 // that all accept on it; the kernel hands each connection to exactly one of
-// them. A worker answers one request per connection:
+// them. Each worker runs an epoll loop over many keep-alive connections
+// (examples/daemon/http_server.hpp) and answers:
 //
 //   GET /        200 "worker <index> pid <pid>"
 //   GET /crash   (--chaos only) the worker calls abort(); --strategy decides
@@ -20,13 +21,13 @@
 //   kill -HUP <master pid>    # new workers replace the old ones, one at a time
 //
 // The signals, the worker processes and the shutdown belong to the library;
-// this file only parses flags, opens the socket and speaks HTTP.
+// this file parses flags, opens the socket and starts the pool, and
+// http_server.hpp speaks HTTP.
 
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,7 +47,7 @@
 #include <system_error>
 
 #include "examples/common/pool_choice.hpp"
-#include "examples/daemon/http_request.hpp"
+#include "examples/daemon/http_server.hpp"
 
 namespace {
 
@@ -54,7 +55,8 @@ using namespace std::chrono_literals;
 
 constexpr const char usage[] = R"(Usage: daemon [OPTIONS]
 A pre-forked HTTP/1.1 server: a master process and N worker processes that share
-one listening socket. GET / answers with the index and pid of the worker.
+one listening socket, each serving many keep-alive connections. GET / answers
+with the index and pid of the worker.
 
 Options (also accepted as --option=value):
   --workers N            worker processes, 1 to 4096 (default 4)
@@ -62,6 +64,16 @@ Options (also accepted as --option=value):
                          IPv4 address, a host name such as localhost, or [IPv6];
                          PORT 0 picks a free port (the log says which)
   --shutdown-timeout MS  time workers get between SIGTERM and SIGKILL (default 5000)
+  --max-connections N    open connections per worker, 1 to 1000000 (default
+                         1024); at the limit the connection idle longest is
+                         closed for a new one
+  --first-byte-timeout MS  a new connection that sends nothing for MS gets 408
+                         and is closed; 1 to 3600000 (default 5000)
+  --header-timeout MS    a request head not complete MS after its first byte
+                         gets 408; 1 to 3600000 (default 10000)
+  --keepalive-timeout MS an idle keep-alive connection is closed after MS;
+                         0 to 3600000, 0 answers every request with
+                         Connection: close (default 5000)
   --preset seed|nginx    which signals do what (default seed; see below)
   --strategy NAME        what a worker's death does (default shutdown_all):
                            shutdown_all  stop the whole server, exit status 1
@@ -96,18 +108,7 @@ worker while the master stays (SIGHUP brings them back), SIGUSR2 prints the
 statistics table.
 )";
 
-// Time a client gets to send its request head, and the bound on sending the
-// reply: a client that connects and says nothing must not hold a worker.
-constexpr std::chrono::milliseconds request_timeout = 5s;
-
-// One write(2) per line: the master and every worker share stderr, and a line
-// written in pieces could be interleaved with another process's line.
-void log(const std::string& message) {
-    const std::string line = "daemon: " + message + "\n";
-    if (::write(STDERR_FILENO, line.data(), line.size()) < 0) {
-        // Nowhere left to report a failing stderr.
-    }
-}
+using http_server::log;
 
 // ============================================================================
 // Command line
@@ -124,8 +125,8 @@ struct config {
     int port = 8080;
     pool_choice::pool_flags pool;  // --workers, --preset, --strategy, --user, ...
     std::chrono::milliseconds heartbeat_timeout{0};
+    http_server::limits connections;  // --max-connections, the timeouts, --chaos
     bool no_fork = false;
-    bool chaos = false;
     bool help = false;
 };
 
@@ -166,9 +167,18 @@ config parse_command_line(int argc, char** argv) {
         } else if (flag == "--no-fork") {
             args.no_value();
             cfg.no_fork = true;
+        } else if (flag == "--max-connections") {
+            cfg.connections.max_connections =
+                static_cast<std::size_t>(pool_choice::parse_number(flag, args.value(), 1, 1000000));
+        } else if (flag == "--first-byte-timeout") {
+            cfg.connections.first_byte_timeout = pool_choice::parse_duration(flag, args.value(), 1);
+        } else if (flag == "--header-timeout") {
+            cfg.connections.header_timeout = pool_choice::parse_duration(flag, args.value(), 1);
+        } else if (flag == "--keepalive-timeout") {
+            cfg.connections.keepalive_timeout = pool_choice::parse_duration(flag, args.value(), 0);
         } else if (flag == "--chaos") {
             args.no_value();
-            cfg.chaos = true;
+            cfg.connections.chaos = true;
         } else if (flag == "--help") {
             args.no_value();
             cfg.help = true;
@@ -254,230 +264,24 @@ int open_listener(const config& cfg) {
     throw config_error("cannot listen on " + cfg.host + ":" + port + ": " + std::strerror(error));
 }
 
-// ============================================================================
-// HTTP: one request per connection
-// ============================================================================
-
-const char* reason_phrase(int status) {
-    switch (status) {
-        case 200:
-            return "OK";
-        case 400:
-            return "Bad Request";
-        case 404:
-            return "Not Found";
-        case 405:
-            return "Method Not Allowed";
-        case 408:
-            return "Request Timeout";
-        case 431:
-            return "Request Header Fields Too Large";
+// Every connection is a descriptor: a worker needs --max-connections of them
+// and a few of its own (stdio, the listener, its epoll set and the pool's
+// pipe). The soft limit is raised as far as that needs, as nginx does with
+// worker_rlimit_nofile; a hard limit too low for it is a bad command line, not
+// an accept(2) that fails later under load.
+void reserve_descriptors(std::size_t max_connections) {
+    constexpr rlim_t own = 64;
+    const rlim_t needed = static_cast<rlim_t>(max_connections) + own;
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= needed) return;
+    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < needed) {
+        throw config_error("--max-connections " + std::to_string(max_connections) + " needs " +
+                           std::to_string(needed) + " descriptors per worker, and RLIMIT_NOFILE " +
+                           "allows " + std::to_string(limit.rlim_max) +
+                           " (raise it: ulimit -n, or LimitNOFILE= in a systemd unit)");
     }
-    return "Internal Server Error";
-}
-
-// MSG_NOSIGNAL: a client that has gone away gives EPIPE here instead of
-// raising SIGPIPE. Forked workers ignore SIGPIPE, but with --no-fork the worker
-// runs in the master, whose signal map (the seed's) stops the server on it.
-void send_response(int fd, int status, const std::string& body, const char* extra_headers = "") {
-    const std::string response =
-        "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
-        "\r\n"
-        "Content-Type: text/plain\r\n"
-        "Content-Length: " +
-        std::to_string(body.size()) + "\r\n" + extra_headers + "Connection: close\r\n\r\n" + body;
-    const char* data = response.data();
-    std::size_t left = response.size();
-    while (left > 0) {
-        const ssize_t n = ::send(fd, data, left, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return;  // gone, or slower than SO_SNDTIMEO: drop the reply
-        data += n;
-        left -= static_cast<std::size_t>(n);
-    }
-}
-
-enum class head_status { complete, too_large, timed_out, closed, stop_requested };
-
-// "worker <index> pid <pid>": how the worker names itself in replies and logs.
-std::string worker_name(const supervise::worker_context& ctx) {
-    return "worker " + std::to_string(ctx.index()) + " pid " + std::to_string(::getpid());
-}
-
-// Signals the worker map hands to the worker code (--preset nginx: SIGUSR1,
-// nginx's "reopen the log files"). This server writes no log file of its own,
-// so reopening is one line on stderr.
-void take_delivered_signals(supervise::worker_context& ctx) {
-    if (ctx.take_signal(SIGUSR1)) log("worker " + std::to_string(ctx.index()) + " reopened logs");
-}
-
-// Waits until the client's socket is readable. A fast stop (SIGTERM) ends the
-// wait; a graceful one (--preset nginx: SIGQUIT, SIGHUP's rolling reload,
-// SIGTTOU, SIGWINCH) does not: the request this worker has accepted is answered
-// first, or it would be lost. wait_readable() returns at once once any stop is
-// requested, so after a graceful stop this waits with ppoll(2) itself: every
-// signal is blocked while the stop is looked at and unblocked only inside
-// ppoll, so a fast stop cannot slip in between the look and the wait. The
-// worker says once per request that it is finishing it (`finishing`).
-supervise::wait_status wait_for_client(supervise::worker_context& ctx, int fd,
-                                       std::chrono::milliseconds timeout, bool& finishing) {
-    const supervise::wait_status status = ctx.wait_readable(fd, timeout);
-    if (status != supervise::wait_status::stop_requested || !ctx.stop_is_graceful()) {
-        return status;
-    }
-    if (!finishing) log(worker_name(ctx) + ": stopping after the request in hand");
-    finishing = true;
-    sigset_t all;
-    sigset_t old;
-    sigfillset(&all);
-    ::pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = -1;
-    if (ctx.stop_is_graceful()) {
-        pollfd client{fd, POLLIN, 0};
-        const timespec limit{static_cast<time_t>(timeout / 1s),
-                             static_cast<long>((timeout % 1s) / 1ns)};
-        rc = ::ppoll(&client, 1, &limit, &old);
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    if (rc == 0) return supervise::wait_status::timed_out;
-    // A signal (rc < 0, EINTR) counts as ready: the caller's recv() finds
-    // nothing, and the next call sees whether the stop became a fast one.
-    return rc > 0 || ctx.stop_is_graceful() ? supervise::wait_status::ready
-                                            : supervise::wait_status::stop_requested;
-}
-
-// Reads until the blank line that ends the request head. Waiting goes through
-// wait_for_client, so a fast stop interrupts a slow client, and the whole head
-// must arrive within request_timeout.
-head_status read_request_head(supervise::worker_context& ctx, int fd, std::string& head) {
-    const auto deadline = std::chrono::steady_clock::now() + request_timeout;
-    bool finishing = false;
-    for (;;) {
-        if (const std::size_t end = http::head_end(head); end != std::string::npos) {
-            if (end > http::max_request_head) return head_status::too_large;
-            head.resize(end);  // a body or a pipelined request is not read
-            return head_status::complete;
-        }
-        if (head.size() >= http::max_request_head) return head_status::too_large;
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (left <= 0ms) return head_status::timed_out;
-        switch (wait_for_client(ctx, fd, left, finishing)) {
-            case supervise::wait_status::stop_requested:
-                return head_status::stop_requested;
-            case supervise::wait_status::timed_out:
-                return head_status::timed_out;
-            case supervise::wait_status::signalled:
-                take_delivered_signals(ctx);
-                continue;
-            case supervise::wait_status::ready:
-                break;
-        }
-        char buf[4096];
-        const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n == 0) return head_status::closed;
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
-            return head_status::closed;
-        }
-        head.append(buf, static_cast<std::size_t>(n));
-    }
-}
-
-// GET /hang with --chaos: simulates a worker stuck in a loop that also lost
-// its SIGTERM handler. Only the master's SIGKILL after --shutdown-timeout (or
-// PR_SET_PDEATHSIG, if the master dies) can end it, or the watchdog's SIGABRT:
-// pause() is no service point of the worker context, so no heartbeat is sent.
-[[noreturn]] void hang(supervise::worker_context& ctx, int fd) {
-    const std::string who = worker_name(ctx);
-    // SIGTERM is ignored before the reply is sent: a client that got the
-    // reply knows a SIGTERM can no longer stop this worker.
-    std::signal(SIGTERM, SIG_IGN);
-    log(who + ": GET /hang: ignoring SIGTERM and no longer serving");
-    send_response(fd, 200, who + " hanging\n");
-    ::close(fd);
-    for (;;) ::pause();
-}
-
-void serve_connection(supervise::worker_context& ctx, int fd, bool chaos) {
-    // The reply is sent with blocking send(); this bounds it for a client
-    // that stops reading.
-    const timeval send_limit{static_cast<time_t>(request_timeout / 1s), 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_limit, sizeof send_limit);
-
-    std::string head;
-    switch (read_request_head(ctx, fd, head)) {
-        case head_status::complete:
-            break;
-        case head_status::too_large:
-            return send_response(fd, 431, "request head too large\n");
-        case head_status::timed_out:
-            return send_response(fd, 408, "request timeout\n");
-        case head_status::closed:
-        case head_status::stop_requested:
-            return;
-    }
-
-    const http::parse_result parsed = http::parse_request(head);
-    switch (parsed.status) {
-        case http::parse_status::ok:
-            break;
-        case http::parse_status::bad_request_line:
-            return send_response(fd, 400, "malformed request line\n");
-        case http::parse_status::bad_header:
-            return send_response(fd, 400, "malformed header field\n");
-        case http::parse_status::too_many_headers:
-            return send_response(fd, 431, "too many header fields\n");
-    }
-    if (parsed.req.method != "GET") {
-        return send_response(fd, 405, "only GET is supported\n", "Allow: GET\r\n");
-    }
-
-    const std::string_view path = parsed.req.path;
-    if (path == "/") {
-        return send_response(fd, 200, worker_name(ctx) + "\n");
-    }
-    if (chaos && path == "/crash") {
-        log(worker_name(ctx) + ": GET /crash: calling abort()");
-        std::abort();  // the master sees SIGABRT; --strategy decides what follows
-    }
-    if (chaos && path == "/hang") hang(ctx, fd);
-    send_response(fd, 404, "not found\n");
-}
-
-// The worker: wait for a connection, take it, answer it, repeat until the
-// master asks to stop. A stop is looked at between connections only, so the
-// connection in hand is answered after a graceful stop (see wait_for_client).
-void serve(supervise::worker_context& ctx, int listen_fd, bool chaos) {
-    for (;;) {
-        const supervise::wait_status status = ctx.wait_readable(listen_fd);
-        if (status == supervise::wait_status::stop_requested) return;
-        if (status == supervise::wait_status::signalled) {
-            take_delivered_signals(ctx);
-            continue;
-        }
-        const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd >= 0) {
-            serve_connection(ctx, fd, chaos);
-            ::close(fd);
-            continue;
-        }
-        switch (errno) {
-            case EAGAIN:        // another worker took the connection
-            case EINTR:         // a signal: wait_readable looks at it
-            case ECONNABORTED:  // the client gave up while queued
-                break;
-            case EMFILE:   // out of descriptors or memory: back off rather than
-            case ENFILE:   // spin, since the connection stays queued and
-            case ENOBUFS:  // wait_readable returns at once
-            case ENOMEM:
-                log("accept: " + std::string(std::strerror(errno)));
-                ctx.sleep_for(100ms);
-                break;
-            default:  // a bug: the worker fails and the pool stops
-                throw std::system_error(errno, std::generic_category(), "accept");
-        }
-    }
+    limit.rlim_cur = needed;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
 }
 
 // Exit status 2 and one line on stderr, like other command-line tools.
@@ -507,8 +311,8 @@ int run_with(const config& cfg, int listen_fd) {
     // The worker is a lambda, so the pool's type is spelled through it. The
     // constructor checks the options (RLIMIT_NPROC, the user, ...) and starts
     // nothing.
-    auto worker = [listen_fd, chaos = cfg.chaos](supervise::worker_context& ctx) {
-        serve(ctx, listen_fd, chaos);
+    auto worker = [listen_fd, limits = cfg.connections](supervise::worker_context& ctx) {
+        http_server::serve(ctx, listen_fd, limits);
     };
     std::optional<typename Types::template pool<decltype(worker)>> pool;
     try {
@@ -517,7 +321,7 @@ int run_with(const config& cfg, int listen_fd) {
         return usage_failure(e.what());
     }
 
-    if (cfg.chaos) {
+    if (cfg.connections.chaos) {
         log("WARNING: --chaos is on: GET /crash aborts a worker and GET /hang wedges one. "
             "Never run this in production.");
     }
@@ -554,6 +358,7 @@ int main(int argc, char** argv) {
             std::fputs(usage, stdout);
             return 0;
         }
+        reserve_descriptors(cfg.connections.max_connections);
         // Bound before the pool exists, by the master (root with --user), so
         // the workers inherit it whatever user they run as.
         listen_fd = open_listener(cfg);

@@ -5,7 +5,8 @@
 // which tests/fuzz feeds with every input a fuzzer can think of and
 // tests/fuzz:parsers_test with the cases that matter (RFC 9112, sections 2-5).
 //
-// What it accepts is deliberately narrow: CRLF line ends only, a request line
+// What it accepts is deliberately narrow: CRLF line ends only (a bare LF or a
+// lone CR is refused as soon as it arrives, see scan_head), a request line
 // "METHOD SP /TARGET SP HTTP/1.x", then header fields "Name: value" with a
 // token for a name. Everything else is a 400, never a guess: a server that
 // reads a malformed head one way while a proxy in front reads it another is
@@ -32,6 +33,55 @@ inline std::size_t head_end(std::string_view received) noexcept {
     return blank == std::string_view::npos ? std::string_view::npos : blank + 4;
 }
 
+// Where a head being received stands (scan_head).
+enum class head_state {
+    incomplete,    // no blank line yet, nothing wrong so far
+    complete,      // `length` bytes, blank line included
+    bad_line_end,  // a LF without its CR, or a CR without its LF: 400 at once
+    too_large,     // no blank line within max_request_head: 431
+};
+
+struct head_scan {
+    head_state state = head_state::incomplete;
+    std::size_t length = 0;   // complete: the head's length
+    std::size_t scanned = 0;  // incomplete: pass it back on the next call
+};
+
+// Looks at a head as it arrives, each byte once: `received` is everything
+// received since the head began, `scanned` what the previous call returned
+// (0 the first time). The verdict is the same whatever pieces the head
+// arrived in (tests/fuzz checks this against head_end on whole inputs).
+inline head_scan scan_head(std::string_view received, std::size_t scanned) noexcept {
+    head_scan result;
+    // The byte before `scanned` is looked at again: a CR at the end of the
+    // last piece is judged by the byte that follows it.
+    for (std::size_t i = scanned > 0 ? scanned - 1 : 0; i < received.size(); ++i) {
+        if (i >= max_request_head) {
+            result.state = head_state::too_large;
+            return result;
+        }
+        const char c = received[i];
+        if (c == '\r' && i + 1 < received.size() && received[i + 1] != '\n') {
+            result.state = head_state::bad_line_end;
+            return result;
+        }
+        if (c != '\n') continue;
+        if (i == 0 || received[i - 1] != '\r') {
+            result.state = head_state::bad_line_end;
+            return result;
+        }
+        if (i >= 3 && received.substr(i - 3, 4) == "\r\n\r\n") {
+            result.state = head_state::complete;
+            result.length = i + 1;
+            return result;
+        }
+    }
+    // A full head's worth without its end: the client's reply can come now.
+    if (received.size() >= max_request_head) result.state = head_state::too_large;
+    result.scanned = received.size();
+    return result;
+}
+
 // A well-formed request head; the views point into the text that was parsed.
 struct request {
     std::string_view method;
@@ -39,6 +89,12 @@ struct request {
     std::string_view version;  // "HTTP/1." and one digit
     std::string_view path;     // target up to the first '?'
     std::size_t header_fields = 0;
+    // Content-Length other than 0, or any Transfer-Encoding: a body follows
+    // the head (the daemon reads none, so it closes after its answer).
+    bool has_body = false;
+    // HTTP/1.1 without "Connection: close", or HTTP/1.0 with
+    // "Connection: keep-alive" (RFC 9112, section 9.3).
+    bool keep_alive = false;
 };
 
 enum class parse_status {
@@ -129,6 +185,58 @@ inline bool is_header_field(std::string_view line) noexcept {
     return is_token(line.substr(0, colon)) && is_field_value(line.substr(colon + 1));
 }
 
+inline constexpr char lower(char c) noexcept {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+// ASCII case-insensitive: field names and the Connection options are.
+inline constexpr bool equal_nocase(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (lower(a[i]) != lower(b[i])) return false;
+    }
+    return true;
+}
+
+inline constexpr std::string_view trimmed(std::string_view text) noexcept {
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+    return text;
+}
+
+// Whether a comma-separated field value lists `option` ("close",
+// "keep-alive" in Connection).
+inline constexpr bool lists(std::string_view value, std::string_view option) noexcept {
+    while (!value.empty()) {
+        const std::size_t comma = value.find(',');
+        if (equal_nocase(trimmed(value.substr(0, comma)), option)) return true;
+        if (comma == std::string_view::npos) break;
+        value.remove_prefix(comma + 1);
+    }
+    return false;
+}
+
+// What the daemon needs from one well-formed field line: whether a body
+// follows, and what the client said about the connection.
+struct connection_fields {
+    bool close = false;
+    bool keep_alive = false;
+};
+
+inline void read_field(std::string_view line, request& req, connection_fields& conn) noexcept {
+    const std::size_t colon = line.find(':');
+    const std::string_view name = line.substr(0, colon);
+    const std::string_view value = trimmed(line.substr(colon + 1));
+    if (equal_nocase(name, "content-length")) {
+        if (value != "0") req.has_body = true;
+    } else if (equal_nocase(name, "transfer-encoding")) {
+        req.has_body = true;
+    } else if (equal_nocase(name, "connection")) {
+        conn.close = conn.close || lists(value, "close");
+        conn.keep_alive = conn.keep_alive || lists(value, "keep-alive");
+    }
+}
+
 }  // namespace detail
 
 // Parses a whole head as head_end() delimits it: `head` must end with the
@@ -140,6 +248,7 @@ inline parse_result parse_request(std::string_view head) noexcept {
     const std::string_view lines = head.substr(0, head.size() - 2);
     std::size_t begin = 0;
     bool first = true;
+    detail::connection_fields conn;
     while (begin < lines.size()) {
         std::size_t end = lines.find("\r\n", begin);
         if (end == std::string_view::npos) end = lines.size();  // not reached: lines ends in CRLF
@@ -165,7 +274,9 @@ inline parse_result parse_request(std::string_view head) noexcept {
             result.status = parse_status::too_many_headers;
             return result;
         }
+        detail::read_field(line, result.req, conn);
     }
+    result.req.keep_alive = !conn.close && (result.req.version != "HTTP/1.0" || conn.keep_alive);
     return result;
 }
 

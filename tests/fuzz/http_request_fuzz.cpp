@@ -2,6 +2,7 @@
 // bytes, as a client would send them. Beyond "no crash, no sanitizer report",
 // it checks what the daemon relies on when a head is accepted.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -52,9 +53,48 @@ void check(std::string_view received) {
     }
 }
 
+// The worker scans a head as it arrives (http::scan_head): its verdict must
+// not depend on the pieces the head came in, and must agree with head_end.
+void check_scan(std::string_view received) {
+    const http::head_scan whole = http::scan_head(received, 0);
+    for (const std::size_t piece :
+         {std::size_t{1}, std::size_t{2}, std::size_t{7}, std::size_t{500}}) {
+        http::head_scan scan;
+        std::size_t have = 0;
+        while (have < received.size()) {
+            have = std::min(received.size(), have + piece);
+            scan = http::scan_head(received.substr(0, have), scan.scanned);
+            if (scan.state != http::head_state::incomplete) break;
+        }
+        if (received.empty()) scan = http::scan_head(received, 0);
+        require(scan.state == whole.state && scan.length == whole.length,
+                "scan_head's verdict depends on the pieces");
+    }
+    switch (whole.state) {
+        case http::head_state::complete:
+            require(whole.length == http::head_end(received), "scan_head and head_end disagree");
+            require(whole.length <= http::max_request_head, "a head above the limit accepted");
+            break;
+        case http::head_state::incomplete:
+            require(http::head_end(received) == std::string_view::npos,
+                    "scan_head missed a blank line");
+            require(received.size() < http::max_request_head, "no verdict on a full head");
+            break;
+        case http::head_state::bad_line_end:
+            require(received.find('\n') != std::string_view::npos ||
+                        received.find('\r') != std::string_view::npos,
+                    "a bad line end without CR or LF");
+            break;
+        case http::head_state::too_large:
+            require(received.size() >= http::max_request_head, "too large below the limit");
+            break;
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     check(std::string_view(reinterpret_cast<const char*>(data), size));
+    check_scan(std::string_view(reinterpret_cast<const char*>(data), size));
     return 0;
 }

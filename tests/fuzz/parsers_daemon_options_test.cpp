@@ -31,9 +31,26 @@ TEST_CASE("daemon options: defaults, and every flag in both spellings") {
     CHECK(none.port == 8080);
     CHECK_FALSE(none.pool.workers);
 
-    const config cfg = parse({"--workers", "3", "--listen=[::1]:0", "--preset", "nginx",
-                              "--strategy=one_for_one", "--max-restarts", "0", "--restart-period=1",
-                              "--heartbeat-timeout", "3600000", "--shutdown-timeout=1", "--chaos"});
+    const config cfg = parse({"--workers",
+                              "3",
+                              "--listen=[::1]:0",
+                              "--preset",
+                              "nginx",
+                              "--strategy=one_for_one",
+                              "--max-restarts",
+                              "0",
+                              "--restart-period=1",
+                              "--heartbeat-timeout",
+                              "3600000",
+                              "--shutdown-timeout=1",
+                              "--chaos",
+                              "--max-connections",
+                              "7",
+                              "--first-byte-timeout=11",
+                              "--header-timeout",
+                              "12",
+                              "--keepalive-timeout",
+                              "0"});
     CHECK(*cfg.pool.workers == 3);
     CHECK(cfg.host == "::1");
     CHECK(cfg.port == 0);
@@ -43,7 +60,11 @@ TEST_CASE("daemon options: defaults, and every flag in both spellings") {
     CHECK(cfg.pool.restart_period->count() == 1);
     CHECK(cfg.heartbeat_timeout.count() == 3600000);
     CHECK(cfg.pool.shutdown_timeout.count() == 1);
-    CHECK(cfg.chaos);
+    CHECK(cfg.connections.chaos);
+    CHECK(cfg.connections.max_connections == 7);
+    CHECK(cfg.connections.first_byte_timeout.count() == 11);
+    CHECK(cfg.connections.header_timeout.count() == 12);
+    CHECK(cfg.connections.keepalive_timeout.count() == 0);
 
     const config local = parse({"--listen", "localhost:65535", "--no-fork"});
     CHECK(local.host == "localhost");
@@ -58,6 +79,10 @@ TEST_CASE("daemon options: numbers are whole decimal numbers within their range"
     CHECK(refusal({"--workers", "4x"}).find("is not a number") != std::string::npos);
     CHECK(refusal({"--workers", " 4"}).find("is not a number") != std::string::npos);
     CHECK(refusal({"--workers", "-1"}).find("between") != std::string::npos);
+    CHECK(refusal({"--max-connections", "0"}).find("between 1 and") != std::string::npos);
+    CHECK(refusal({"--first-byte-timeout", "0"}).find("between 1 and") != std::string::npos);
+    CHECK(refusal({"--header-timeout", "0"}).find("between 1 and") != std::string::npos);
+    CHECK(refusal({"--keepalive-timeout", "-1"}).find("between 0 and") != std::string::npos);
     CHECK(refusal({"--workers", ""}).find("is not a number") != std::string::npos);
     CHECK(refusal({"--workers"}).find("needs a value") != std::string::npos);
     CHECK(refusal({"--shutdown-timeout", "0"}).find("between 1") != std::string::npos);

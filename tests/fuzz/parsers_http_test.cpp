@@ -91,3 +91,72 @@ TEST_CASE("http: more than max_header_fields fields is a 431") {
     head += "X: y\r\n\r\n";
     CHECK(http::parse_request(head).status == http::parse_status::too_many_headers);
 }
+
+namespace {
+http::head_scan scan_in_pieces(std::string_view received, std::size_t piece) {
+    http::head_scan scan;
+    for (std::size_t have = 0; have < received.size();) {
+        have = std::min(received.size(), have + piece);
+        scan = http::scan_head(received.substr(0, have), scan.scanned);
+        if (scan.state != http::head_state::incomplete) break;
+    }
+    return scan;
+}
+}  // namespace
+
+TEST_CASE("http: scan_head finds the head as it arrives, in any pieces") {
+    const std::string_view two = "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
+    for (const std::size_t piece : {1, 2, 3, 4, 5, 64}) {
+        CAPTURE(piece);
+        const http::head_scan scan = scan_in_pieces(two, piece);
+        CHECK(scan.state == http::head_state::complete);
+        CHECK(scan.length == http::head_end(two));  // the first head only
+        CHECK(scan_in_pieces("GET / HTTP/1.1\r\nHost", piece).state ==
+              http::head_state::incomplete);
+    }
+    // A CR at the end of a piece is judged by the byte after it.
+    CHECK(http::scan_head("GET / HTTP/1.1\r", 0).state == http::head_state::incomplete);
+    const http::head_scan half = http::scan_head("GET / HTTP/1.1\r", 0);
+    CHECK(http::scan_head("GET / HTTP/1.1\rX", half.scanned).state ==
+          http::head_state::bad_line_end);
+}
+
+TEST_CASE("http: scan_head refuses a bare LF or a lone CR at once, not at the blank line") {
+    for (const std::string_view start : {"GET / HTTP/1.1\n", "\n", "GET / HTTP/1.1\r\nA: b\n",
+                                         "GET / HTTP/1.1\r\nA: b\rc", "GET / HTTP/1.1\r\r\n"}) {
+        CAPTURE(start);
+        CHECK(http::scan_head(start, 0).state == http::head_state::bad_line_end);
+        CHECK(scan_in_pieces(start, 1).state == http::head_state::bad_line_end);
+    }
+}
+
+TEST_CASE("http: scan_head gives up at max_request_head without a blank line") {
+    std::string head = "GET / HTTP/1.1\r\nX: ";
+    head += std::string(http::max_request_head - head.size() - 4, 'a');
+    CHECK(http::scan_head(head + "\r\n\r\n", 0).state == http::head_state::complete);
+    CHECK(http::scan_head(head + "aa", 0).state == http::head_state::incomplete);
+    CHECK(http::scan_head(head + "aaaa", 0).state == http::head_state::too_large);
+    CHECK(http::scan_head(head + "a\r\n\r\n", 0).state == http::head_state::too_large);
+    CHECK(scan_in_pieces(head + "aaaa", 3).state == http::head_state::too_large);
+}
+
+TEST_CASE("http: keep-alive and bodies, from the version and the fields (RFC 9112 9.3, 6.3)") {
+    const auto req = [](std::string_view head) {
+        const http::parse_result parsed = http::parse_request(head);
+        REQUIRE(parsed.status == http::parse_status::ok);
+        return parsed.req;
+    };
+    CHECK(req("GET / HTTP/1.1\r\n\r\n").keep_alive);
+    CHECK_FALSE(req("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
+    CHECK_FALSE(req("GET / HTTP/1.1\r\nconnection:  Upgrade, CLOSE \r\n\r\n").keep_alive);
+    CHECK(req("GET / HTTP/1.1\r\nConnection: closed\r\n\r\n").keep_alive);
+    CHECK_FALSE(req("GET / HTTP/1.0\r\n\r\n").keep_alive);
+    CHECK(req("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+    CHECK_FALSE(req("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n").keep_alive);
+
+    CHECK_FALSE(req("GET / HTTP/1.1\r\n\r\n").has_body);
+    CHECK_FALSE(req("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").has_body);
+    CHECK(req("GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").has_body);
+    CHECK(req("GET / HTTP/1.1\r\ncontent-length: 00\r\n\r\n").has_body);
+    CHECK(req("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").has_body);
+}
