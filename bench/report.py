@@ -867,7 +867,7 @@ def serving_section(data, w):
     n = data.sizes(measurements[0])[0]
     w("## 9. Serving: the example servers against nginx\n")
     w("Each server with %d workers on 127.0.0.1, on the same two CPUs as its clients: "
-      "`examples/daemon` (today one connection at a time per worker), the Boost.Asio and libuv examples where built, "
+      "`examples/daemon` (an epoll loop per worker, `--keepalive-timeout 60000`), the Boost.Asio and libuv examples where built, "
       "and Debian's nginx with `return 200` and its default keep-alive. `wrk -t2 --latency` with "
       "keep-alive connections; the ratio is the server's requests/s over nginx's in the same "
       "run (goal: at least 0.8x, and a p99 no worse).\n" % n)

@@ -1131,11 +1131,12 @@ http {{
 """
 
 # The example servers' flags for a steady run, beyond --workers and --listen: keep-alive
-# connections may idle for longer than the wake-up window (the defaults are short on purpose).
+# connections may idle for longer than the wake-up window (the defaults are short on purpose),
+# as long as nginx's (keepalive_timeout 75 s) do, so the wake-ups compare like with like.
 SERVER_FLAGS = {
-    "daemon": [],
-    "asio": [],
-    "libuv": [],
+    "daemon": ["--keepalive-timeout", "60000"],
+    "asio": ["--idle-timeout", "60000"],
+    "libuv": ["--idle-timeout", "60000"],
 }
 
 
