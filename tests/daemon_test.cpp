@@ -389,6 +389,10 @@ TEST_CASE("a bad command line exits 2 with one message, before anything starts")
         with_local({"--heartbeat-timeout", "-1"}),
         with_local({"--heartbeat-timeout", "3600001"}),
         with_local({"--heartbeat-timeout", "1s"}),
+        with_local({"--max-connections", "0"}),
+        with_local({"--first-byte-timeout", "0"}),
+        with_local({"--header-timeout", "3600001"}),
+        with_local({"--keepalive-timeout", "-1"}),
         with_local({"--user"}),
         with_local({"--user="}),
         with_local({"--user", "no-such-user-here"}),
@@ -438,6 +442,7 @@ TEST_CASE("--help prints the usage on stdout and exits 0") {
     for (const char* flag :
          {"--workers", "--listen", "--shutdown-timeout", "--preset", "--strategy", "--max-restarts",
           "--restart-period", "--heartbeat-timeout", "--user", "--no-fork", "--chaos", "--help",
+          "--max-connections", "--first-byte-timeout", "--header-timeout", "--keepalive-timeout",
           "SIGTTIN", "4 times --workers"}) {
         CAPTURE(flag);
         CHECK(daemon.out.text().find(flag) != std::string::npos);
