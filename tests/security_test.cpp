@@ -865,9 +865,20 @@ TEST_CASE(
         const int fd = crowd.back()->fd();
         REQUIRE(::fcntl(fd, F_SETFL, O_NONBLOCK) == 0);
         // 18 MB, as far as the worker takes it: a worker that stops reading
-        // a client that does not read fills the socket buffers and no more.
-        for (int i = 0; i < 1000; ++i) {
-            if (::send(fd, flood.data(), flood.size(), MSG_NOSIGNAL) < 0) break;
+        // a client that does not read fills the socket buffers and no more,
+        // after which nothing moves for 200 ms.
+        const std::size_t total = flood.size() * 1000;
+        for (std::size_t sent = 0; sent < total;) {
+            const std::size_t at = sent % flood.size();
+            const ssize_t n = ::send(fd, flood.data() + at, flood.size() - at, MSG_NOSIGNAL);
+            if (n > 0) {
+                sent += static_cast<std::size_t>(n);
+                continue;
+            }
+            struct pollfd room {};
+            room.fd = fd;
+            room.events = POLLOUT;
+            if (errno != EAGAIN || ::poll(&room, 1, 200) != 1) break;
         }
         probe(port, "a flood that is never read");
         const long after = resident_kib();
