@@ -290,6 +290,28 @@ TEST_CASE("an address in use: a clear error, and nothing left open or behind") {
     ::close(taken);
 }
 
+TEST_CASE("a unix socket file replaced since it was bound is not the pool's to remove") {
+    scratch dir;
+    const std::string path = dir.file("replaced.sock");
+    int replacement = -1;
+    {
+        supervise::options opts;
+        opts.workers = 1;
+        opts.log_fd = -1;
+        opts.listeners = {spec("local", "unix:" + path)};
+        supervise::pool pool([](supervise::worker_context&) {}, opts);
+        // Another program removed it and bound its own socket there.
+        REQUIRE(::unlink(path.c_str()) == 0);
+        replacement = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un un{};
+        un.sun_family = AF_UNIX;
+        std::memcpy(un.sun_path, path.data(), path.size());
+        REQUIRE(::bind(replacement, reinterpret_cast<sockaddr*>(&un), sizeof un) == 0);
+    }
+    CHECK(exists(path));
+    ::close(replacement);
+}
+
 TEST_CASE("bad listener specs are refused before any socket exists") {
     const int open_before = count_open_fds();
     const std::string long_path = "/tmp/" + std::string(103, 'x');  // 108 bytes
