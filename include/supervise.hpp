@@ -814,8 +814,7 @@ struct posix_system {
         return ::bind(fd, address, size);
     }
     static int listen(int fd, int backlog) noexcept { return ::listen(fd, backlog); }
-    static int setsockopt(int fd, int level, int name, const void* value,
-                          socklen_t size) noexcept {
+    static int setsockopt(int fd, int level, int name, const void* value, socklen_t size) noexcept {
         return ::setsockopt(fd, level, name, value, size);
     }
     static int getsockopt(int fd, int level, int name, void* value, socklen_t* size) noexcept {
@@ -2032,8 +2031,8 @@ inline std::string parse_listen_address(std::string_view text, socket_address& t
     if (host == "*") {
         in.sin_addr.s_addr = htonl(INADDR_ANY);
     } else if (::inet_pton(AF_INET, std::string(host).c_str(), &in.sin_addr) != 1) {
-        return "'" + std::string(host) + "' is not an IPv4 address (IPv6 goes in brackets: " +
-               "[::1]:PORT)";
+        return "'" + std::string(host) +
+               "' is not an IPv4 address (IPv6 goes in brackets: [::1]:PORT)";
     }
     to.family = AF_INET;
     to.size = sizeof in;
@@ -2081,9 +2080,9 @@ inline int find_listener(const std::vector<listening_socket>* sockets, std::stri
             if (s.name == name) return s.fd;
         }
     }
-    throw std::out_of_range("supervise: no listener named '" + std::string(name) +
-                            "' (listeners: " +
-                            (sockets != nullptr ? listener_names(*sockets) : "none") + ")");
+    throw std::out_of_range(
+        "supervise: no listener named '" + std::string(name) +
+        "' (listeners: " + (sockets != nullptr ? listener_names(*sockets) : "none") + ")");
 }
 
 inline int find_listener(const std::vector<listening_socket>* sockets, std::size_t index) {
@@ -2098,7 +2097,8 @@ inline int find_listener(const std::vector<listening_socket>* sockets, std::size
 // control characters, no ':', at most 255 characters.
 inline bool valid_listener_name(std::string_view name) noexcept {
     if (name.empty() || name.size() > 255) return false;
-    return std::all_of(name.begin(), name.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != ':'; });
+    return std::all_of(name.begin(), name.end(),
+                       [](char c) { return c >= 0x20 && c < 0x7f && c != ':'; });
 }
 
 // Every spec checked and its address parsed, before any socket exists.
@@ -2107,10 +2107,9 @@ inline std::vector<socket_address> parse_listener_specs(const std::vector<listen
     for (std::size_t i = 0; i < specs.size(); ++i) {
         const listener_spec& spec = specs[i];
         const auto fail = [&](const std::string& why) {
-            throw std::invalid_argument("supervise: listener " +
-                                        (spec.name.empty() ? std::to_string(i)
-                                                           : "'" + spec.name + "'") +
-                                        ": " + why);
+            throw std::invalid_argument(
+                "supervise: listener " +
+                (spec.name.empty() ? std::to_string(i) : "'" + spec.name + "'") + ": " + why);
         };
         if (!valid_listener_name(spec.name)) {
             fail("the name must be 1 to 255 printable ASCII characters without ':' (got '" +
@@ -2127,8 +2126,8 @@ inline std::vector<socket_address> parse_listener_specs(const std::vector<listen
         if (spec.ipv6_only && addresses[i].family != AF_INET6) {
             fail("ipv6_only applies to an [IPV6]:PORT address (got '" + spec.address + "')");
         }
-        if (spec.unix_mode != -1 && (addresses[i].path.empty() || spec.unix_mode < 0 ||
-                                     spec.unix_mode > 07777)) {
+        if (spec.unix_mode != -1 &&
+            (addresses[i].path.empty() || spec.unix_mode < 0 || spec.unix_mode > 07777)) {
             fail("unix_mode is -1 or a file mode 0..07777, for a unix:/path address (got " +
                  std::to_string(spec.unix_mode) + " for '" + spec.address + "')");
         }
@@ -2221,9 +2220,9 @@ class listener_set {
     }
 
     [[noreturn]] static void fail_call(const listener_spec& spec, const char* call) {
-        throw std::system_error(errno, std::generic_category(),
-                                "supervise: listener '" + spec.name + "' (" + spec.address +
-                                    "): " + call);
+        throw std::system_error(
+            errno, std::generic_category(),
+            "supervise: listener '" + spec.name + "' (" + spec.address + "): " + call);
     }
 
     // One socket per spec, in order: socket, options, bind, mode, listen.
@@ -2247,8 +2246,8 @@ class listener_set {
             }
             const int v6_only = spec.ipv6_only ? 1 : 0;
             if (address.family == AF_INET6 &&
-                System::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6_only,
-                                   sizeof v6_only) != 0) {
+                System::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6_only, sizeof v6_only) !=
+                    0) {
                 fail_call(spec, "setsockopt(IPV6_V6ONLY)");
             }
             if (System::bind(fd.get(), reinterpret_cast<const struct sockaddr*>(&address.storage),
@@ -2302,8 +2301,8 @@ class listener_set {
         if (!systemd_notifier::parse_decimal(pid_text, pid) ||
             pid != static_cast<std::uint64_t>(self)) {
             log("socket activation: LISTEN_PID=" + std::string(pid_text ? pid_text : "(unset)") +
-                " is not this process (pid " + std::to_string(self) + "): LISTEN_FDS=" +
-                std::string(count_text ? count_text : "(unset)") + " ignored");
+                " is not this process (pid " + std::to_string(self) +
+                "): LISTEN_FDS=" + std::string(count_text ? count_text : "(unset)") + " ignored");
             return true;
         }
         std::uint64_t count = 0;
@@ -2327,8 +2326,8 @@ class listener_set {
             }
             if (names.size() != count) {
                 fail("LISTEN_FDNAMES='" + std::string(all) + "' names " +
-                     std::to_string(names.size()) + " descriptors, LISTEN_FDS=" +
-                     std::to_string(count));
+                     std::to_string(names.size()) +
+                     " descriptors, LISTEN_FDS=" + std::to_string(count));
             }
         } else {
             names.assign(count, "unknown");  // what sd_listen_fds_with_names(3) says
@@ -2336,9 +2335,8 @@ class listener_set {
         std::vector<listening_socket> found;
         for (std::size_t i = 0; i < count; ++i) {
             const int fd = 3 + static_cast<int>(i);
-            const std::string which =
-                "fd " + std::to_string(fd) + " ('" + names[i] + "', of LISTEN_FDS=" +
-                std::to_string(count) + ")";
+            const std::string which = "fd " + std::to_string(fd) + " ('" + names[i] +
+                                      "', of LISTEN_FDS=" + std::to_string(count) + ")";
             struct ::stat info {};
             if (System::fstat(fd, &info) != 0) {
                 fail(which + " is not open: " + std::strerror(errno));
@@ -2386,9 +2384,9 @@ class listener_set {
             const int flags = System::fcntl(s.fd, F_GETFL, 0);
             if (System::fcntl(s.fd, F_SETFD, FD_CLOEXEC) != 0 || flags < 0 ||
                 System::fcntl(s.fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-                throw std::system_error(errno, std::generic_category(),
-                                        "supervise: socket activation: fcntl of fd " +
-                                            std::to_string(s.fd));
+                throw std::system_error(
+                    errno, std::generic_category(),
+                    "supervise: socket activation: fcntl of fd " + std::to_string(s.fd));
             }
         }
         std::string taken;
@@ -3511,8 +3509,8 @@ class spawner {
             c_.plan.master_mask | signal_bit(SIGCHLD),
             c_.signals,
             c_.table,
-            c_.table.master_descriptors({c_.signals.wake_read(), c_.signals.wake_write(),
-                                         c_.records_read, c_.systemd_fd}),
+            c_.table.master_descriptors(
+                {c_.signals.wake_read(), c_.signals.wake_write(), c_.records_read, c_.systemd_fd}),
             c_.records_read,
             c_.systemd_fd,
             c_.records_write,
@@ -4257,12 +4255,12 @@ class master {
         call_ready_hook();
         if (stopping_) return finish();
 
-        worker_context context = context_factory::make(context_init{
-            0, 0, master_pid_, opts_.stats_fd, plan_.inline_worker,
-            [](void* self) { static_cast<master*>(self)->print_statistics(); }, this,
-            // Inline there is no master to report to, and nobody to watch it.
-            -1, nullptr, 0, &worker_calls_of<System>(), s.started_ms, signals_.wake_read(),
-            signals_.wake_write(), &listeners_.sockets()});
+        worker_context context = context_factory::make(
+            context_init{0, 0, master_pid_, opts_.stats_fd, plan_.inline_worker,
+                         [](void* self) { static_cast<master*>(self)->print_statistics(); }, this,
+                         // Inline there is no master to report to, and nobody to watch it.
+                         -1, nullptr, 0, &worker_calls_of<System>(), s.started_ms,
+                         signals_.wake_read(), signals_.wake_write(), &listeners_.sockets()});
         // The worker runs with the mapped signals unblocked so they interrupt
         // its blocking calls; its context blocks them again around each check.
         const sigset_t run_mask = signals_.wait_mask();

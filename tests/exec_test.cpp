@@ -1201,13 +1201,14 @@ answer parse_answer(const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("--listen: every copy gets the sockets at 3, 4 with LISTEN_FDS, its own LISTEN_PID, "
-          "LISTEN_FDNAMES") {
+TEST_CASE(
+    "--listen: every copy gets the sockets at 3, 4 with LISTEN_FDS, its own LISTEN_PID, "
+    "LISTEN_FDNAMES") {
     const std::string path = "/tmp/supervise-exec-" + std::to_string(::getpid()) + ".sock";
     ::unlink(path.c_str());
     exec_process exec(
-        {"--workers", "2", "--listen", "web=127.0.0.1:0", "--listen=local=unix:" + path, "--",
-         "sh", "-c",
+        {"--workers", "2", "--listen", "web=127.0.0.1:0", "--listen=local=unix:" + path, "--", "sh",
+         "-c",
          "echo \"env $SUPERVISE_WORKER_INDEX $$ $LISTEN_PID $LISTEN_FDS $LISTEN_FDNAMES "
          "$(readlink /proc/$$/fd/3) $(readlink /proc/$$/fd/4)\"; exec sleep 1000"});
     exec.wait_started(2);
@@ -1235,8 +1236,8 @@ TEST_CASE("--listen: every copy gets the sockets at 3, 4 with LISTEN_FDS, its ow
 }
 
 TEST_CASE("--listen: copies serve clients through the socket, in blocking mode") {
-    exec_process exec(concat({"--workers", "2", "--listen", "web=127.0.0.1:0", "--"},
-                             answering_command()));
+    exec_process exec(
+        concat({"--workers", "2", "--listen", "web=127.0.0.1:0", "--"}, answering_command()));
     exec.wait_started(2);
     const std::string web = logged_address(exec, "web");
     std::set<long> pids;
@@ -1280,8 +1281,9 @@ TEST_CASE("--listen on an address in use: exit status 1 with the reason, nothing
 // The real launcher: Debian's systemd-socket-activate binds the socket,
 // waits for the first client, then execs supervise-exec with LISTEN_FDS=1,
 // LISTEN_PID (its own pid, which exec keeps) and LISTEN_FDNAMES.
-TEST_CASE("systemd-socket-activate starts supervise-exec: clients are served through the "
-          "inherited socket") {
+TEST_CASE(
+    "systemd-socket-activate starts supervise-exec: clients are served through the "
+    "inherited socket") {
     REQUIRE_MESSAGE(::access("/usr/bin/systemd-socket-activate", X_OK) == 0,
                     "needs Debian's systemd package (tools/bazel installs it)");
     const std::string path = "/tmp/supervise-activate-" + std::to_string(::getpid()) + ".sock";
@@ -1294,8 +1296,8 @@ TEST_CASE("systemd-socket-activate starts supervise-exec: clients are served thr
     // connection waits in the socket's queue for a copy to accept it.
     const std::string first = ask("unix:" + path);
     INFO("stderr:\n" << exec.err.text());
-    CHECK(exec.err.wait_for("socket activation: 1 listeners from systemd: web (fd 3, unix:" +
-                            path + ")"));
+    CHECK(exec.err.wait_for("socket activation: 1 listeners from systemd: web (fd 3, unix:" + path +
+                            ")"));
     std::vector<std::string> answers = {first};
     for (int i = 0; i < 3; ++i) answers.push_back(ask("unix:" + path));
     for (const std::string& text : answers) {

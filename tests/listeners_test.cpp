@@ -8,8 +8,8 @@
 //
 // Everything that changes the environment or descriptors 3.. runs in a child
 // process (harness::master_process), never in the test binary itself.
-#include <doctest/doctest.h>
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -242,8 +242,8 @@ TEST_CASE("the unix socket and its file outlive every worker and every destroy h
                                std::to_string(::fcntl(pool.listener("local"), F_GETFD) != -1));
         });
         const int status = pool.run().exit_status;
-        say(report_fd, "after run: fd " +
-                           std::to_string(::fcntl(pool.listener("local"), F_GETFD) != -1));
+        say(report_fd,
+            "after run: fd " + std::to_string(::fcntl(pool.listener("local"), F_GETFD) != -1));
         return status;
     });
     REQUIRE(master.reports.wait_for("up ", 2));
@@ -270,8 +270,8 @@ TEST_CASE("an address in use: a clear error, and nothing left open or behind") {
     std::error_code code;
     const std::string error =
         construction_error({spec("first", "unix:" + path), spec("second", address)}, &code);
-    CHECK(error == "supervise: listener 'second' (" + address + "): bind: " +
-                       std::strerror(EADDRINUSE));
+    CHECK(error ==
+          "supervise: listener 'second' (" + address + "): bind: " + std::strerror(EADDRINUSE));
     CHECK(code == std::errc::address_in_use);
     CHECK(count_open_fds() == open_before);
     CHECK_FALSE(exists(path));  // the first listener's file went with it
@@ -376,9 +376,8 @@ TEST_CASE("bad listener specs are refused before any socket exists") {
     const std::string longest = "/tmp/" + std::string(102, 'y');
     CHECK(construction_error({spec("long", "unix:" + longest)}) == "accepted");
     CHECK_FALSE(exists(longest));
-    CHECK(construction_error(
-              {spec("abstract", "unix:@supervise-test-" + std::to_string(::getpid()))}) ==
-          "accepted");
+    CHECK(construction_error({spec(
+              "abstract", "unix:@supervise-test-" + std::to_string(::getpid()))}) == "accepted");
     CHECK(count_open_fds() == open_before);
 }
 
@@ -478,7 +477,8 @@ TEST_CASE("socket activation: systemd's sockets are taken, checked, and hidden f
         "worker up, LISTEN_FDS=(unset) LISTEN_PID=(unset) LISTEN_FDNAMES=(unset)"));
     CHECK(ask(reported_address(master.reports, "web")) == "served web 0\n");
     CHECK(ask(reported_address(master.reports, "admin")) == "served admin 1\n");
-    CHECK(master.logs.wait_for("socket activation: 2 listeners from systemd: web (fd 3, 127.0.0.1:"));
+    CHECK(
+        master.logs.wait_for("socket activation: 2 listeners from systemd: web (fd 3, 127.0.0.1:"));
     const auto status = master.terminate();
     CHECK_MESSAGE(exited_with(status, 0), describe_status(status) << "\n" << master.logs.text());
     CHECK(reap_leftovers() == 0);
@@ -532,10 +532,10 @@ TEST_CASE("socket activation: LISTEN_FDS for another pid is ignored with a log l
 // with the three variables (LISTEN_PID this child's), and the variables and
 // fd 3 after it.
 template <class Make>
-std::string activation_error(Make make_sockets, const std::string& fds, const char* names,
-                             const std::vector<supervise::listener_spec>& specs = {},
-                             supervise::socket_activation_mode mode =
-                                 supervise::socket_activation_mode::automatic) {
+std::string activation_error(
+    Make make_sockets, const std::string& fds, const char* names,
+    const std::vector<supervise::listener_spec>& specs = {},
+    supervise::socket_activation_mode mode = supervise::socket_activation_mode::automatic) {
     master_process master([&](int log_fd, int report_fd) {
         hand_over(make_sockets(), log_fd, report_fd);
         ::setenv("LISTEN_FDS", fds.c_str(), 1);
@@ -579,14 +579,15 @@ TEST_CASE("socket activation: a socket that is not listening, or not a stream, i
                            "web") ==
           "supervise: socket activation: fd 3 ('web', of LISTEN_FDS=1) is not listening (no "
           "listen(2) on it)\nvariables kept, fd 3 open\n");
-    CHECK(activation_error(
-              [] { return std::vector<int>{listening_tcp_socket(false, SOCK_DGRAM)}; }, "1",
-              "web") ==
+    CHECK(activation_error([] { return std::vector<int>{listening_tcp_socket(false, SOCK_DGRAM)}; },
+                           "1", "web") ==
           "supervise: socket activation: fd 3 ('web', of LISTEN_FDS=1) is not a stream socket "
           "(SO_TYPE 2)\nvariables kept, fd 3 open\n");
     // The second of two is the bad one: the first is not changed either.
     CHECK(activation_error(
-              [] { return std::vector<int>{listening_tcp_socket(), listening_tcp_socket(false)}; },
+              [] {
+                  return std::vector<int>{listening_tcp_socket(), listening_tcp_socket(false)};
+              },
               "2", "a:b") ==
           "supervise: socket activation: fd 4 ('b', of LISTEN_FDS=2) is not listening (no "
           "listen(2) on it)\nvariables kept, fd 3 open\n");
@@ -606,8 +607,8 @@ TEST_CASE("socket activation: a name that systemd did not pass, or names that do
           "variables kept, fd 3 open\n");
     // A descriptor LISTEN_FDS counts that is not there.
     CHECK(activation_error([] { return std::vector<int>{listening_tcp_socket()}; }, "2", "a:b")
-              .rfind("supervise: socket activation: fd 4 ('b', of LISTEN_FDS=2) is not open: ", 0) ==
-          0);
+              .rfind("supervise: socket activation: fd 4 ('b', of LISTEN_FDS=2) is not open: ",
+                     0) == 0);
 }
 
 TEST_CASE("socket activation off: the variables and descriptors are left to the program") {
@@ -648,8 +649,7 @@ struct failing_listeners : supervise::posix_system {
     static int socket(int domain, int type, int protocol) noexcept {
         return injected::fails(call::socket) ? -1 : base::socket(domain, type, protocol);
     }
-    static int setsockopt(int fd, int level, int name, const void* value,
-                          socklen_t size) noexcept {
+    static int setsockopt(int fd, int level, int name, const void* value, socklen_t size) noexcept {
         return injected::fails(call::setsockopt) ? -1
                                                  : base::setsockopt(fd, level, name, value, size);
     }
@@ -673,9 +673,8 @@ TEST_CASE("injected failures of socket, setsockopt, bind, chmod, listen and gets
     scratch dir;
     const std::string path = dir.file("fault.sock");
     const int open_before = count_open_fds();
-    std::vector<supervise::listener_spec> specs = {spec("local", "unix:" + path),
-                                                   spec("web", "127.0.0.1:0"),
-                                                   spec("six", "[::1]:0")};
+    std::vector<supervise::listener_spec> specs = {
+        spec("local", "unix:" + path), spec("web", "127.0.0.1:0"), spec("six", "[::1]:0")};
     specs[0].unix_mode = 0660;
     struct fault {
         call which;
@@ -685,7 +684,8 @@ TEST_CASE("injected failures of socket, setsockopt, bind, chmod, listen and gets
     };
     const std::vector<fault> faults = {
         {call::socket, 2, EMFILE, "listener 'web' (127.0.0.1:0): socket"},
-        {call::setsockopt, 1, ENOPROTOOPT, "listener 'web' (127.0.0.1:0): setsockopt(SO_REUSEADDR)"},
+        {call::setsockopt, 1, ENOPROTOOPT,
+         "listener 'web' (127.0.0.1:0): setsockopt(SO_REUSEADDR)"},
         {call::setsockopt, 2, ENOPROTOOPT, "listener 'six' ([::1]:0): setsockopt(SO_REUSEADDR)"},
         {call::setsockopt, 3, ENOPROTOOPT, "listener 'six' ([::1]:0): setsockopt(IPV6_V6ONLY)"},
         {call::bind, 1, EACCES, "listener 'local' (unix:" + path + "): bind"},

@@ -456,10 +456,13 @@ std::string resolve(const std::string& name) {
 // and unset them, after this copy of the environment was made): each copy
 // gets its own (listener_environment).
 std::vector<std::string> command_environment() {
-    constexpr std::string_view removed[] = {"NOTIFY_SOCKET",  "WATCHDOG_USEC",
-                                            "WATCHDOG_PID",   "SUPERVISE_WORKER_INDEX",
+    constexpr std::string_view removed[] = {"NOTIFY_SOCKET",
+                                            "WATCHDOG_USEC",
+                                            "WATCHDOG_PID",
+                                            "SUPERVISE_WORKER_INDEX",
                                             "SUPERVISE_WORKER_GENERATION",
-                                            "LISTEN_FDS",     "LISTEN_PID",
+                                            "LISTEN_FDS",
+                                            "LISTEN_PID",
                                             "LISTEN_FDNAMES"};
     std::vector<std::string> environment;
     for (char** entry = environ; *entry != nullptr; ++entry) {
@@ -629,8 +632,8 @@ int exec_command(const command& cmd, supervise::worker_context& ctx) {
     argv.push_back(nullptr);
 
     if (!place_listeners(ctx.listeners())) {
-        log("worker " + std::to_string(ctx.index()) + ": cannot place the listeners at 3..: " +
-            std::strerror(errno));
+        log("worker " + std::to_string(ctx.index()) +
+            ": cannot place the listeners at 3..: " + std::strerror(errno));
         return 127;
     }
     close_descriptors(3 + static_cast<int>(ctx.listeners().size()), cmd.ready_fd);
