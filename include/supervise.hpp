@@ -92,8 +92,10 @@
 #define SUPERVISE_CONFIG_DEFAULT_PARENT_DEATH_SIGNAL SIGKILL
 #endif
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -104,6 +106,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
@@ -201,6 +204,8 @@ struct context_init;
 struct context_factory;
 template <class System>
 class master;
+template <class System>
+class listener_set;
 }  // namespace detail
 
 // ---- Actions: what a signal does. Used as the second argument of on<>. ----
@@ -354,6 +359,65 @@ enum class restart_type {
     temporary,  // none
 };
 
+// ---- Listeners: listening sockets the pool owns (docs/listeners.md). ----
+
+// One listening socket for the master to bind before anything starts
+// (options::listeners). Bound by the pool's constructor, so a bad address or
+// one in use is an exception with nothing started and nothing left open; the
+// workers inherit it across fork and find it by name or index through their
+// worker_context.
+struct listener_spec {
+    // How workers ask for it, and its name in LISTEN_FDNAMES: 1 to 255
+    // printable ASCII characters, no ':' (the separator of LISTEN_FDNAMES),
+    // unique in the pool.
+    std::string name;
+    // "HOST:PORT" (an IPv4 address, or * for every one), "[IPV6]:PORT"
+    // ([::] for every one), "unix:/path" (a file, removed when the pool
+    // goes) or "unix:@name" (Linux's abstract namespace, no file). PORT 0
+    // lets the kernel choose; listening_socket::address says which it chose.
+    std::string address;
+    // listen(2)'s backlog (the kernel caps it at net.core.somaxconn).
+    int backlog = SOMAXCONN;
+    // SO_REUSEADDR, TCP only: a restarted program can bind its port while
+    // connections of the one before are still in TIME_WAIT.
+    bool reuse_addr = true;
+    // IPV6_V6ONLY, [IPV6]:PORT only. Set either way, so [::]:PORT is
+    // dual-stack (false) or IPv6 only (true) whatever net.ipv6.bindv6only
+    // says.
+    bool ipv6_only = false;
+    // unix:/path only: the socket file's mode (e.g. 0660), applied before
+    // listen(2), so no client connects while the umask's mode is in force.
+    // -1 leaves the mode the umask gives.
+    int unix_mode = -1;
+};
+
+// Whether the pool takes the listening sockets systemd hands over
+// (sd_listen_fds(3): LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES).
+enum class socket_activation_mode {
+    // Taken when LISTEN_PID is this process, as every socket-activated
+    // program does; ignored with a log line when it names another process.
+    // Either way the three variables are unset, so no child sees them.
+    automatic,
+    // The variables and descriptors are left as they are, for the program.
+    off,
+};
+
+// A listening socket the pool holds: one of options::listeners bound by the
+// constructor, or one systemd handed over. Non-blocking (every worker waits
+// on the same socket, and one that lost the race for a connection must not
+// block in accept(2)) and close-on-exec. Open until the pool is destroyed:
+// after run() returned, so after every worker exited and every destroy hook
+// ran.
+struct listening_socket {
+    std::string name;
+    int fd = -1;
+    // Where it listens, read back from the socket (getsockname(2)):
+    // "127.0.0.1:8080", "[::1]:8080", "unix:/run/app.sock", "unix:@app".
+    std::string address;
+    // Handed over by systemd rather than bound here.
+    bool inherited = false;
+};
+
 // ---- Options: the run-time knobs, checked before anything starts. ----
 
 struct options {
@@ -425,6 +489,13 @@ struct options {
     // Bounds for scale_up / scale_down (min_workers <= workers <= max_workers).
     int min_workers = 1;
     int max_workers = SUPERVISE_CONFIG_MAX_WORKERS;
+
+    // Listening sockets the constructor binds, in this order (the workers'
+    // listener(index)). Under socket activation the sockets are systemd's
+    // instead, and each name here must be among them (docs/listeners.md).
+    std::vector<listener_spec> listeners;
+    // Whether systemd's sockets are taken (LISTEN_PID this process) or not.
+    socket_activation_mode socket_activation = socket_activation_mode::automatic;
 };
 
 // ---- What a worker sees. ----
@@ -539,6 +610,17 @@ class worker_context {
     // Non-blocking: empties events_fd() and says what was pending.
     worker_events take_events() noexcept;
 
+    // The pool's listening sockets (options::listeners, or systemd's), in
+    // their order; open in every worker, non-blocking.
+    const std::vector<listening_socket>& listeners() const noexcept;
+    // The descriptor of the listener named `name`, or at `index`. An unknown
+    // one throws std::out_of_range naming those there are: a name that does
+    // not match is a configuration error, and -1 handed on to accept(2)
+    // would fail far from its cause (a worker that lets it escape exits 1,
+    // the message logged).
+    int listener(std::string_view name) const;
+    int listener(std::size_t index) const;
+
   private:
     friend struct detail::context_factory;
     explicit worker_context(const detail::context_init& init) noexcept;
@@ -572,6 +654,8 @@ class worker_context {
     int events_timer_ = -1;
     int inline_wake_read_ = -1;
     int inline_wake_write_ = -1;
+    // The pool's, in the master's memory (a worker's copy after fork).
+    const std::vector<listening_socket>* listeners_ = nullptr;
 };
 
 // ---- What run() reports. ----
@@ -724,6 +808,25 @@ struct posix_system {
                           socklen_t to_size) noexcept {
         return ::sendto(fd, data, size, MSG_NOSIGNAL, to, to_size);
     }
+    // Listeners (options::listeners): bound, checked and, for a unix socket
+    // the pool created, removed by the master, never by a worker.
+    static int bind(int fd, const struct sockaddr* address, socklen_t size) noexcept {
+        return ::bind(fd, address, size);
+    }
+    static int listen(int fd, int backlog) noexcept { return ::listen(fd, backlog); }
+    static int setsockopt(int fd, int level, int name, const void* value, socklen_t size) noexcept {
+        return ::setsockopt(fd, level, name, value, size);
+    }
+    static int getsockopt(int fd, int level, int name, void* value, socklen_t* size) noexcept {
+        return ::getsockopt(fd, level, name, value, size);
+    }
+    static int getsockname(int fd, struct sockaddr* address, socklen_t* size) noexcept {
+        return ::getsockname(fd, address, size);
+    }
+    static int fstat(int fd, struct ::stat* info) noexcept { return ::fstat(fd, info); }
+    static int stat(const char* path, struct ::stat* info) noexcept { return ::stat(path, info); }
+    static int chmod(const char* path, mode_t mode) noexcept { return ::chmod(path, mode); }
+    static int unlink(const char* path) noexcept { return ::unlink(path); }
     // pidfds (Linux 5.3+) name a process, not a number: a signal through one
     // can never reach a process that reused the pid. -1 where unsupported.
     static int pidfd_open(pid_t pid) noexcept {
@@ -816,8 +919,10 @@ class pool {
                   "supervise: the worker must be callable as worker(worker_context&)");
 
   public:
-    // Checks the options (std::invalid_argument with the reason); starts
-    // nothing.
+    // Checks the options (std::invalid_argument with the reason) and opens
+    // the listeners: binds options::listeners, or takes systemd's sockets
+    // (std::invalid_argument, std::system_error or std::runtime_error, with
+    // nothing left open: docs/listeners.md). Starts no process.
     explicit pool(Worker worker, options opts = {});
 
     // Registers a destroy hook (the seed's module destroy functions). Hooks
@@ -845,10 +950,19 @@ class pool {
 
     const options& settings() const noexcept { return opts_; }
 
+    // The listening sockets, as the workers see them (worker_context's
+    // members of the same names), for the program that embeds the pool.
+    // They stay open until the pool is destroyed.
+    const std::vector<listening_socket>& listeners() const noexcept;
+    int listener(std::string_view name) const;
+    int listener(std::size_t index) const;
+
   private:
     Worker worker_;
     options opts_;
     detail::credentials credentials_;
+    // Open from the constructor until the pool goes, across run()s.
+    detail::listener_set<System> listeners_;
     std::vector<detail::destroy_hook> hooks_;
     std::function<void()> ready_hook_;
     const detail::master<System>* running_ = nullptr;
@@ -885,6 +999,7 @@ pool<Worker, MasterSignals, WorkerSignals, Strategy, System> make_pool(Worker wo
 //   small helpers                      time, text, EINTR, the worker's seam
 //   descriptors                        unique_fd, one owner per descriptor
 //   options, credentials, systemd      checked before anything starts
+//   listeners                          bound or taken from systemd by the pool's constructor
 //   the master's parts                 signal_scope, subreaper_scope,
 //                                      heartbeat_table, restart_policy,
 //                                      process_table, worker_launch, cleanup
@@ -1452,6 +1567,7 @@ struct context_init {
     std::int64_t started_ms;           // the master's clock when it started the worker
     int inline_wake_read = -1;         // no_fork: the master's self-pipe, for events_fd()
     int inline_wake_write = -1;
+    const std::vector<listening_socket>* listeners = nullptr;  // the pool's
 };
 struct context_factory {
     static worker_context make(const context_init& init) noexcept { return worker_context(init); }
@@ -1827,6 +1943,466 @@ class logger {
   private:
     int fd_;
     std::string name_;
+};
+
+// ---- listeners ----
+// options::listeners bound, or systemd's sockets taken over, by the pool's
+// constructor: everything that can be wrong is found before anything is
+// changed, and a failure part-way closes what was opened (docs/listeners.md).
+
+// A listener_spec's address, ready for bind(2).
+struct socket_address {
+    struct sockaddr_storage storage {};
+    socklen_t size = 0;
+    int family = AF_UNSPEC;
+    std::string path;  // unix:/path: the file bind(2) creates; empty otherwise
+};
+
+// PORT of "HOST:PORT": decimal digits only, 0..65535 (no sign, no space).
+inline bool parse_port(std::string_view text, std::uint16_t& port) noexcept {
+    if (text.empty() || text.size() > 5) return false;
+    unsigned value = 0;
+    for (const char c : text) {
+        if (c < '0' || c > '9') return false;
+        value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (value > 65535) return false;
+    port = static_cast<std::uint16_t>(value);
+    return true;
+}
+
+// "HOST:PORT", "[IPV6]:PORT", "unix:/path" or "unix:@name" into `to`; empty,
+// or why not. Numeric addresses only: a host name would need the resolver,
+// which can block on the network in a constructor that promises to start
+// nothing.
+inline std::string parse_listen_address(std::string_view text, socket_address& to) {
+    to = socket_address{};
+    constexpr std::string_view unix_prefix = "unix:";
+    if (text.substr(0, unix_prefix.size()) == unix_prefix) {
+        const std::string_view path = text.substr(unix_prefix.size());
+        struct sockaddr_un un {};
+        un.sun_family = AF_UNIX;
+        if (path.size() < 2 || (path[0] != '/' && path[0] != '@') ||
+            path.find('\0') != std::string_view::npos) {
+            return "a unix socket address is unix:/absolute/path or unix:@abstract-name";
+        }
+        // A path needs its terminating NUL inside sun_path; an abstract name
+        // starts with the NUL that stands for '@'.
+        const std::size_t room = sizeof un.sun_path - (path[0] == '/' ? 1 : 0);
+        if (path.size() > room) {
+            return "the socket's path is " + std::to_string(path.size()) +
+                   " bytes, longer than the " + std::to_string(room) +
+                   " a unix socket address holds";
+        }
+        std::memcpy(un.sun_path, path.data(), path.size());
+        if (path[0] == '@') {
+            un.sun_path[0] = '\0';
+            to.size = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size());
+        } else {
+            to.path = std::string(path);
+            to.size = static_cast<socklen_t>(sizeof un);
+        }
+        to.family = AF_UNIX;
+        std::memcpy(&to.storage, &un, sizeof un);
+        return "";
+    }
+    const std::size_t colon = text.rfind(':');
+    std::uint16_t port = 0;
+    if (colon == std::string_view::npos || !parse_port(text.substr(colon + 1), port)) {
+        return "expected HOST:PORT, [IPV6]:PORT, unix:/path or unix:@name, with PORT 0..65535";
+    }
+    const std::string_view host = text.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        const std::string literal(host.substr(1, host.size() - 2));
+        struct sockaddr_in6 in6 {};
+        in6.sin6_family = AF_INET6;
+        in6.sin6_port = htons(port);
+        if (::inet_pton(AF_INET6, literal.c_str(), &in6.sin6_addr) != 1) {
+            return "'" + literal + "' is not an IPv6 address";
+        }
+        to.family = AF_INET6;
+        to.size = sizeof in6;
+        std::memcpy(&to.storage, &in6, sizeof in6);
+        return "";
+    }
+    struct sockaddr_in in {};
+    in.sin_family = AF_INET;
+    in.sin_port = htons(port);
+    if (host == "*") {
+        in.sin_addr.s_addr = htonl(INADDR_ANY);
+    } else if (::inet_pton(AF_INET, std::string(host).c_str(), &in.sin_addr) != 1) {
+        return "'" + std::string(host) +
+               "' is not an IPv4 address (IPv6 goes in brackets: [::1]:PORT)";
+    }
+    to.family = AF_INET;
+    to.size = sizeof in;
+    std::memcpy(&to.storage, &in, sizeof in);
+    return "";
+}
+
+// An address as listening_socket::address spells it.
+inline std::string describe_address(const struct sockaddr_storage& address, socklen_t size) {
+    char text[INET6_ADDRSTRLEN] = {};
+    if (address.ss_family == AF_INET) {
+        struct sockaddr_in in {};
+        std::memcpy(&in, &address, sizeof in);
+        ::inet_ntop(AF_INET, &in.sin_addr, text, sizeof text);
+        return std::string(text) + ":" + std::to_string(ntohs(in.sin_port));
+    }
+    if (address.ss_family == AF_INET6) {
+        struct sockaddr_in6 in6 {};
+        std::memcpy(&in6, &address, sizeof in6);
+        ::inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof text);
+        return "[" + std::string(text) + "]:" + std::to_string(ntohs(in6.sin6_port));
+    }
+    if (address.ss_family == AF_UNIX) {
+        struct sockaddr_un un {};
+        std::memcpy(&un, &address, sizeof un);
+        const auto offset = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path));
+        if (size <= offset) return "unix:";  // unnamed
+        const auto length = static_cast<std::size_t>(size - offset);
+        if (un.sun_path[0] == '\0') return "unix:@" + std::string(un.sun_path + 1, length - 1);
+        return "unix:" + std::string(un.sun_path, ::strnlen(un.sun_path, length));
+    }
+    return "address family " + std::to_string(address.ss_family);
+}
+
+// The listeners' names, for messages: "web, admin" or "none".
+inline std::string listener_names(const std::vector<listening_socket>& sockets) {
+    std::string names;
+    for (const listening_socket& s : sockets) names += (names.empty() ? "" : ", ") + s.name;
+    return names.empty() ? "none" : names;
+}
+
+inline int find_listener(const std::vector<listening_socket>* sockets, std::string_view name) {
+    if (sockets != nullptr) {
+        for (const listening_socket& s : *sockets) {
+            if (s.name == name) return s.fd;
+        }
+    }
+    throw std::out_of_range(
+        "supervise: no listener named '" + std::string(name) +
+        "' (listeners: " + (sockets != nullptr ? listener_names(*sockets) : "none") + ")");
+}
+
+inline int find_listener(const std::vector<listening_socket>* sockets, std::size_t index) {
+    if (sockets == nullptr || index >= sockets->size()) {
+        throw std::out_of_range("supervise: no listener " + std::to_string(index) + " (there are " +
+                                std::to_string(sockets != nullptr ? sockets->size() : 0) + ")");
+    }
+    return (*sockets)[index].fd;
+}
+
+// LISTEN_FDNAMES' rule for a name (systemd's fdname_is_valid): ASCII without
+// control characters, no ':', at most 255 characters.
+inline bool valid_listener_name(std::string_view name) noexcept {
+    if (name.empty() || name.size() > 255) return false;
+    return std::all_of(name.begin(), name.end(),
+                       [](char c) { return c >= 0x20 && c < 0x7f && c != ':'; });
+}
+
+// Every spec checked and its address parsed, before any socket exists.
+inline std::vector<socket_address> parse_listener_specs(const std::vector<listener_spec>& specs) {
+    std::vector<socket_address> addresses(specs.size());
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        const listener_spec& spec = specs[i];
+        const auto fail = [&](const std::string& why) {
+            throw std::invalid_argument(
+                "supervise: listener " +
+                (spec.name.empty() ? std::to_string(i) : "'" + spec.name + "'") + ": " + why);
+        };
+        if (!valid_listener_name(spec.name)) {
+            fail("the name must be 1 to 255 printable ASCII characters without ':' (got '" +
+                 spec.name + "')");
+        }
+        for (std::size_t j = 0; j < i; ++j) {
+            if (specs[j].name == spec.name) fail("the name is used twice");
+        }
+        const std::string why = parse_listen_address(spec.address, addresses[i]);
+        if (!why.empty()) fail("cannot use address '" + spec.address + "': " + why);
+        if (spec.backlog < 1) {
+            fail("backlog must be 1 or more (got " + std::to_string(spec.backlog) + ")");
+        }
+        if (spec.ipv6_only && addresses[i].family != AF_INET6) {
+            fail("ipv6_only applies to an [IPV6]:PORT address (got '" + spec.address + "')");
+        }
+        if (spec.unix_mode != -1 &&
+            (addresses[i].path.empty() || spec.unix_mode < 0 || spec.unix_mode > 07777)) {
+            fail("unix_mode is -1 or a file mode 0..07777, for a unix:/path address (got " +
+                 std::to_string(spec.unix_mode) + " for '" + spec.address + "')");
+        }
+    }
+    return addresses;
+}
+
+// The listening sockets of one pool, from its constructor until it goes.
+// Move-only: one owner closes them. Only the process that bound a unix
+// socket's file removes it, and only while the file is still the socket it
+// bound (a forked child that runs destructors, or a file replaced since,
+// is left alone).
+template <class System>
+class listener_set {
+  public:
+    listener_set() noexcept = default;
+    listener_set(listener_set&& other) noexcept { take(other); }
+    listener_set& operator=(listener_set&& other) noexcept {
+        if (this != &other) {
+            close_all();
+            take(other);
+        }
+        return *this;
+    }
+    listener_set(const listener_set&) = delete;
+    listener_set& operator=(const listener_set&) = delete;
+    ~listener_set() { close_all(); }
+
+    // systemd's sockets when LISTEN_PID is this process (and opts allow),
+    // else opts.listeners bound in order. Throws with nothing left open and
+    // the environment as it was.
+    void open(const options& opts, const logger<System>& log) {
+        const std::vector<socket_address> addresses = parse_listener_specs(opts.listeners);
+        owner_ = ::getpid();
+        bool forget_variables = false;
+        if (opts.socket_activation == socket_activation_mode::automatic) {
+            forget_variables = take_inherited(opts.listeners, log);
+        }
+        if (sockets_.empty() && !opts.listeners.empty()) {
+            try {
+                bind_all(opts.listeners, addresses);
+            } catch (...) {
+                close_all();
+                throw;
+            }
+        }
+        // sd_listen_fds(3)'s unset_environment: the workers, and whatever
+        // they start, must not take LISTEN_FDS for theirs.
+        if (forget_variables) {
+            ::unsetenv("LISTEN_FDS");
+            ::unsetenv("LISTEN_PID");
+            ::unsetenv("LISTEN_FDNAMES");
+        }
+    }
+
+    const std::vector<listening_socket>& sockets() const noexcept { return sockets_; }
+
+    // Each unix socket file this process bound is removed first, so no
+    // client finds a file nobody listens on; then every socket is closed.
+    void close_all() noexcept {
+        if (::getpid() == owner_) {
+            for (const created_file& file : files_) {
+                struct ::stat now {};
+                if (System::stat(file.path.c_str(), &now) == 0 && S_ISSOCK(now.st_mode) &&
+                    now.st_dev == file.device && now.st_ino == file.inode) {
+                    System::unlink(file.path.c_str());
+                }
+            }
+        }
+        files_.clear();
+        for (const listening_socket& s : sockets_) {
+            if (s.fd >= 0) System::close(s.fd);
+        }
+        sockets_.clear();
+    }
+
+  private:
+    struct created_file {
+        std::string path;
+        dev_t device;
+        ino_t inode;
+    };
+
+    void take(listener_set& other) noexcept {
+        sockets_ = std::move(other.sockets_);
+        files_ = std::move(other.files_);
+        owner_ = other.owner_;
+        other.sockets_.clear();
+        other.files_.clear();
+    }
+
+    [[noreturn]] static void fail_call(const listener_spec& spec, const char* call) {
+        throw std::system_error(
+            errno, std::generic_category(),
+            "supervise: listener '" + spec.name + "' (" + spec.address + "): " + call);
+    }
+
+    // One socket per spec, in order: socket, options, bind, mode, listen.
+    // A failure throws; open() then closes what is already bound.
+    void bind_all(const std::vector<listener_spec>& specs,
+                  const std::vector<socket_address>& addresses) {
+        // Reserved first: once a file exists it is recorded without an
+        // allocation that could fail and leave it behind.
+        sockets_.reserve(specs.size());
+        files_.reserve(specs.size());
+        for (std::size_t i = 0; i < specs.size(); ++i) {
+            const listener_spec& spec = specs[i];
+            const socket_address& address = addresses[i];
+            unique_fd<System> fd(
+                System::socket(address.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+            if (!fd) fail_call(spec, "socket");
+            const int on = 1;
+            if (address.family != AF_UNIX && spec.reuse_addr &&
+                System::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) {
+                fail_call(spec, "setsockopt(SO_REUSEADDR)");
+            }
+            const int v6_only = spec.ipv6_only ? 1 : 0;
+            if (address.family == AF_INET6 &&
+                System::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6_only, sizeof v6_only) !=
+                    0) {
+                fail_call(spec, "setsockopt(IPV6_V6ONLY)");
+            }
+            if (System::bind(fd.get(), reinterpret_cast<const struct sockaddr*>(&address.storage),
+                             address.size) != 0) {
+                fail_call(spec, "bind");
+            }
+            if (!address.path.empty()) {
+                struct ::stat info {};
+                if (System::stat(address.path.c_str(), &info) != 0) {
+                    const int err = errno;
+                    System::unlink(address.path.c_str());  // bound a moment ago: ours
+                    errno = err;
+                    fail_call(spec, "stat");
+                }
+                files_.push_back(created_file{address.path, info.st_dev, info.st_ino});
+                // Before listen(2): until then a connect(2) is refused, so no
+                // client gets in under the umask's mode.
+                if (spec.unix_mode >= 0 &&
+                    System::chmod(address.path.c_str(), static_cast<mode_t>(spec.unix_mode)) != 0) {
+                    fail_call(spec, "chmod");
+                }
+            }
+            if (System::listen(fd.get(), spec.backlog) != 0) fail_call(spec, "listen");
+            struct sockaddr_storage bound {};
+            socklen_t bound_size = sizeof bound;
+            if (System::getsockname(fd.get(), reinterpret_cast<struct sockaddr*>(&bound),
+                                    &bound_size) != 0) {
+                fail_call(spec, "getsockname");
+            }
+            listening_socket made;
+            made.name = spec.name;
+            made.address = describe_address(bound, bound_size);
+            made.fd = fd.get();
+            sockets_.push_back(std::move(made));  // reserved: cannot throw
+            fd.release();
+        }
+    }
+
+    // sd_listen_fds(3), checked: true if the three variables are to be
+    // unset (they were for this process, or for another one and ignored).
+    bool take_inherited(const std::vector<listener_spec>& specs, const logger<System>& log) {
+        const char* const count_text = std::getenv("LISTEN_FDS");
+        const char* const pid_text = std::getenv("LISTEN_PID");
+        const char* const names_text = std::getenv("LISTEN_FDNAMES");
+        if (count_text == nullptr && pid_text == nullptr) return names_text != nullptr;
+        const auto fail = [](const std::string& why) {
+            throw std::runtime_error("supervise: socket activation: " + why);
+        };
+        std::uint64_t pid = 0;
+        const pid_t self = ::getpid();
+        if (!systemd_notifier::parse_decimal(pid_text, pid) ||
+            pid != static_cast<std::uint64_t>(self)) {
+            log("socket activation: LISTEN_PID=" + std::string(pid_text ? pid_text : "(unset)") +
+                " is not this process (pid " + std::to_string(self) +
+                "): LISTEN_FDS=" + std::string(count_text ? count_text : "(unset)") + " ignored");
+            return true;
+        }
+        std::uint64_t count = 0;
+        // The descriptors are 3..3+count-1; a count past what a process can
+        // hold is not systemd's.
+        if (count_text != nullptr &&
+            (!systemd_notifier::parse_decimal(count_text, count) || count > 65536)) {
+            fail("LISTEN_FDS=" + std::string(count_text) + " is not a number of descriptors");
+        }
+        // None handed over (sd_listen_fds(3) returns 0): the configured
+        // listeners are bound as without systemd.
+        if (count == 0) return true;
+        std::vector<std::string> names;
+        if (names_text != nullptr) {
+            const std::string_view all = names_text;
+            for (std::size_t begin = 0;;) {
+                const std::size_t end = std::min(all.find(':', begin), all.size());
+                names.emplace_back(all.substr(begin, end - begin));
+                if (end == all.size()) break;
+                begin = end + 1;
+            }
+            if (names.size() != count) {
+                fail("LISTEN_FDNAMES='" + std::string(all) + "' names " +
+                     std::to_string(names.size()) +
+                     " descriptors, LISTEN_FDS=" + std::to_string(count));
+            }
+        } else {
+            names.assign(count, "unknown");  // what sd_listen_fds_with_names(3) says
+        }
+        std::vector<listening_socket> found;
+        for (std::size_t i = 0; i < count; ++i) {
+            const int fd = 3 + static_cast<int>(i);
+            const std::string which = "fd " + std::to_string(fd) + " ('" + names[i] +
+                                      "', of LISTEN_FDS=" + std::to_string(count) + ")";
+            struct ::stat info {};
+            if (System::fstat(fd, &info) != 0) {
+                fail(which + " is not open: " + std::strerror(errno));
+            }
+            if (!S_ISSOCK(info.st_mode)) fail(which + " is not a socket");
+            int type = 0;
+            int accepting = 0;
+            socklen_t size = sizeof type;
+            if (System::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0) {
+                fail(which + ": getsockopt(SO_TYPE): " + std::strerror(errno));
+            }
+            if (type != SOCK_STREAM) {
+                fail(which + " is not a stream socket (SO_TYPE " + std::to_string(type) + ")");
+            }
+            size = sizeof accepting;
+            if (System::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &size) != 0) {
+                fail(which + ": getsockopt(SO_ACCEPTCONN): " + std::strerror(errno));
+            }
+            if (accepting == 0) fail(which + " is not listening (no listen(2) on it)");
+            struct sockaddr_storage bound {};
+            socklen_t bound_size = sizeof bound;
+            if (System::getsockname(fd, reinterpret_cast<struct sockaddr*>(&bound), &bound_size) !=
+                0) {
+                fail(which + ": getsockname: " + std::strerror(errno));
+            }
+            listening_socket s;
+            s.name = names[i];
+            s.fd = fd;
+            s.address = describe_address(bound, bound_size);
+            s.inherited = true;
+            found.push_back(std::move(s));
+        }
+        for (const listener_spec& spec : specs) {
+            if (std::none_of(found.begin(), found.end(),
+                             [&](const listening_socket& s) { return s.name == spec.name; })) {
+                fail("no socket named '" + spec.name + "' among those systemd passed (" +
+                     listener_names(found) +
+                     "); the names come from FileDescriptorName= of the socket unit");
+            }
+        }
+        // Every check passed: only now is anything changed. Close-on-exec so
+        // a program a worker starts does not hold the socket; non-blocking
+        // as the pool's own (see listening_socket).
+        for (const listening_socket& s : found) {
+            const int flags = System::fcntl(s.fd, F_GETFL, 0);
+            if (System::fcntl(s.fd, F_SETFD, FD_CLOEXEC) != 0 || flags < 0 ||
+                System::fcntl(s.fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+                throw std::system_error(
+                    errno, std::generic_category(),
+                    "supervise: socket activation: fcntl of fd " + std::to_string(s.fd));
+            }
+        }
+        std::string taken;
+        for (const listening_socket& s : found) {
+            taken += (taken.empty() ? "" : ", ") + s.name + " (fd " + std::to_string(s.fd) + ", " +
+                     s.address + ")";
+        }
+        log("socket activation: " + std::to_string(found.size()) + " listeners from systemd" +
+            (taken.empty() ? "" : ": " + taken));
+        sockets_ = std::move(found);
+        return true;
+    }
+
+    std::vector<listening_socket> sockets_;
+    std::vector<created_file> files_;  // unix socket files bound here
+    pid_t owner_ = 0;                  // the process that opened them
 };
 
 // ---- the master's parts ----
@@ -2682,6 +3258,7 @@ struct worker_launch {
     std::atomic<std::int64_t>* beat;
     worker_entry worker;
     std::int64_t started_ms;  // the master's clock at fork
+    const std::vector<listening_socket>* listeners;
 
     [[noreturn]] void run() noexcept {
         System::setpgid(0, pgid);
@@ -2718,7 +3295,7 @@ struct worker_launch {
         worker_context context = context_factory::make(context_init{
             index, generation, master_pid, opts.stats_fd, plan, nullptr, nullptr, records_write,
             beat, static_cast<std::int64_t>(opts.heartbeat_timeout.count()),
-            &worker_calls_of<System>(), started_ms, -1, -1});
+            &worker_calls_of<System>(), started_ms, -1, -1, listeners});
         const worker_result result = run_worker_code(worker, context, index);
         if (!result.failure.empty()) log.line_or_nothing([&] { return result.failure; });
         std::fflush(nullptr);
@@ -2901,6 +3478,7 @@ class spawner {
         process_table<System>& table;
         worker_entry worker;
         pid_t master_pid;
+        const std::vector<listening_socket>* listeners;
     };
     explicit spawner(const context& c) noexcept : c_(c) {}
 
@@ -2931,8 +3509,8 @@ class spawner {
             c_.plan.master_mask | signal_bit(SIGCHLD),
             c_.signals,
             c_.table,
-            c_.table.master_descriptors({c_.signals.wake_read(), c_.signals.wake_write(),
-                                         c_.records_read, c_.systemd_fd}),
+            c_.table.master_descriptors(
+                {c_.signals.wake_read(), c_.signals.wake_write(), c_.records_read, c_.systemd_fd}),
             c_.records_read,
             c_.systemd_fd,
             c_.records_write,
@@ -2943,7 +3521,8 @@ class spawner {
             notify_write.get(),
             c_.heartbeats.of(number),
             c_.worker,
-            now};
+            now,
+            c_.listeners};
         const pid_t pid = System::fork();
         if (pid == 0) {
             if (notify_read) System::close(notify_read.get());
@@ -3099,12 +3678,13 @@ class master {
   public:
     master(const options& opts, const pool_plan& plan, const credentials& creds,
            worker_entry worker, const std::vector<destroy_hook>& hooks,
-           const std::function<void()>& ready_hook)
+           const std::function<void()>& ready_hook, listener_set<System>& listeners)
         : opts_(opts),
           plan_(plan),
           worker_(worker),
           hooks_(hooks),
           ready_hook_(ready_hook),
+          listeners_(listeners),
           log_(opts),
           master_pid_(::getpid()),
           started_ms_(monotonic_ms()),
@@ -3117,7 +3697,8 @@ class master {
           heartbeats_(opts.heartbeat_timeout.count() > 0 && !opts.no_fork, opts.max_workers),
           table_(opts, log_, plan.graceful_signal),
           spawner_({opts, creds, log_, plan, signals_, records_.read.get(), records_.write.get(),
-                    systemd_.fd(), heartbeats_, table_, worker, master_pid_}),
+                    systemd_.fd(), heartbeats_, table_, worker, master_pid_,
+                    &listeners_.sockets()}),
           restarts_(opts),
           next_keepalive_ms_(started_ms_ + systemd_.watchdog_ms()) {}
     master(const master&) = delete;
@@ -3674,12 +4255,12 @@ class master {
         call_ready_hook();
         if (stopping_) return finish();
 
-        worker_context context = context_factory::make(context_init{
-            0, 0, master_pid_, opts_.stats_fd, plan_.inline_worker,
-            [](void* self) { static_cast<master*>(self)->print_statistics(); }, this,
-            // Inline there is no master to report to, and nobody to watch it.
-            -1, nullptr, 0, &worker_calls_of<System>(), s.started_ms, signals_.wake_read(),
-            signals_.wake_write()});
+        worker_context context = context_factory::make(
+            context_init{0, 0, master_pid_, opts_.stats_fd, plan_.inline_worker,
+                         [](void* self) { static_cast<master*>(self)->print_statistics(); }, this,
+                         // Inline there is no master to report to, and nobody to watch it.
+                         -1, nullptr, 0, &worker_calls_of<System>(), s.started_ms,
+                         signals_.wake_read(), signals_.wake_write(), &listeners_.sockets()});
         // The worker runs with the mapped signals unblocked so they interrupt
         // its blocking calls; its context blocks them again around each check.
         const sigset_t run_mask = signals_.wait_mask();
@@ -3730,6 +4311,9 @@ class master {
     worker_entry worker_;
     const std::vector<destroy_hook>& hooks_;
     const std::function<void()>& ready_hook_;
+    // The pool's, open from its constructor until it goes: the workers
+    // inherit them, and they outlive every worker and hook of this run.
+    listener_set<System>& listeners_;
     logger<System> log_;
     pid_t master_pid_;
     std::int64_t started_ms_;
@@ -3810,7 +4394,21 @@ inline worker_context::worker_context(const detail::context_init& init) noexcept
       owner_(init.owner),
       calls_(init.calls),
       inline_wake_read_(init.inline_wake_read),
-      inline_wake_write_(init.inline_wake_write) {}
+      inline_wake_write_(init.inline_wake_write),
+      listeners_(init.listeners) {}
+
+inline const std::vector<listening_socket>& worker_context::listeners() const noexcept {
+    static const std::vector<listening_socket> none;
+    return listeners_ != nullptr ? *listeners_ : none;
+}
+
+inline int worker_context::listener(std::string_view name) const {
+    return detail::find_listener(listeners_, name);
+}
+
+inline int worker_context::listener(std::size_t index) const {
+    return detail::find_listener(listeners_, index);
+}
 
 inline void worker_context::heartbeat() noexcept {
     if (beat_ != nullptr) beat_->store(detail::monotonic_ms(), std::memory_order_relaxed);
@@ -4163,6 +4761,26 @@ pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::pool(Worker worker
             "use the shutdown_all strategy");
     }
     last_run_.signals_by_number.assign(detail::max_signal + 1, 0);
+    // Last: every other option is known good before a socket exists.
+    listeners_.open(opts_, detail::logger<System>(opts_));
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+const std::vector<listening_socket>&
+pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::listeners() const noexcept {
+    return listeners_.sockets();
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+int pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::listener(
+    std::string_view name) const {
+    return detail::find_listener(&listeners_.sockets(), name);
+}
+
+template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
+int pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::listener(
+    std::size_t index) const {
+    return detail::find_listener(&listeners_.sockets(), index);
 }
 
 template <class Worker, class MasterSignals, class WorkerSignals, class Strategy, class System>
@@ -4183,7 +4801,7 @@ outcome pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::run() {
         detail::plan_of<MasterSignals, WorkerSignals, Strategy>();
     detail::master<System> master(opts_, plan, credentials_,
                                   detail::worker_entry{&worker_, &detail::call_worker<Worker>},
-                                  hooks_, ready_hook_);
+                                  hooks_, ready_hook_, listeners_);
     struct forget_master {
         const detail::master<System>*& running;
         ~forget_master() { running = nullptr; }

@@ -209,7 +209,8 @@ TEST_CASE("--help prints every option on stdout and exits 0") {
     std::vector<std::string> words = {"--workers", "--preset", "--strategy", "--ready-fd"};
     words.insert(words.end(), {"--shutdown-timeout", "--max-restarts", "--restart-period"});
     words.insert(words.end(), {"--backoff-max", "--pid1", "--help", "--forward-signals"});
-    words.insert(words.end(), {"--user", "--allow-new-privileges"});
+    words.insert(words.end(), {"--user", "--allow-new-privileges", "--listen", "LISTEN_FDS",
+                               "LISTEN_PID", "LISTEN_FDNAMES"});
     words.insert(words.end(), {"SUPERVISE_WORKER_INDEX", "one_for_one", "shutdown_all",
                                "Exit status", "128+N", "127", "NOTIFY_SOCKET"});
     for (const std::string& word : words) {
@@ -258,6 +259,15 @@ TEST_CASE("bad input: one line, exit status 2, and nothing started") {
         with_command({"--help=please"}),
         with_command({"--user="}),
         with_command({"--user", "no-such-user-here"}),
+        // Listeners that cannot be: no NAME=, a name or an address the
+        // library refuses, the ready descriptor where a listener goes.
+        with_command({"--listen", "web"}),
+        with_command({"--listen=127.0.0.1:0"}),
+        with_command({"--listen", "=127.0.0.1:0"}),
+        with_command({"--listen", "web=localhost:80"}),
+        with_command({"--listen", "a:b=127.0.0.1:0"}),
+        with_command({"--listen", "web=127.0.0.1:0", "--listen", "web=127.0.0.1:0"}),
+        with_command({"--listen", "web=127.0.0.1:0", "--ready-fd", "3"}),
         // Commands that cannot be executed.
         {"--", "no-such-command-here"},
         {"no-such-command-here", "--workers", "2"},
@@ -296,6 +306,12 @@ TEST_CASE("bad input names the problem") {
         {{"--strategy", "shutdown_all", "--backoff-max", "1", "--", "true"},
          "--backoff-max applies to a restarting --strategy"},
         {{"--allow-new-privileges", "--", "true"}, "--allow-new-privileges applies with --user"},
+        {{"--listen", "web", "--", "true"}, "--listen takes NAME=ADDRESS (got 'web')"},
+        {{"--listen", "web=localhost:80", "--", "true"},
+         "supervise: listener 'web': cannot use address 'localhost:80': 'localhost' is not an "
+         "IPv4 address"},
+        {{"--listen", "a=127.0.0.1:0", "--listen", "b=[::1]:0", "--ready-fd", "4", "--", "true"},
+         "--ready-fd 4 is where a copy gets listener 1 (the 2 listeners take descriptors 3 to 4)"},
     };
     for (const auto& [args, message] : cases) {
         // CAPTURE keeps a reference in a lambda, and clang (before C++20)
@@ -1137,5 +1153,167 @@ TEST_CASE("--user: copies cannot gain privileges through exec; --allow-new-privi
         // The master keeps its own.
         CHECK(bounding_set != "0000000000000000");
     }
+    CHECK(reap_leftovers() == 0);
+}
+
+// ---- listeners: --listen, and what systemd gave supervise-exec ----
+
+namespace {
+
+// A copy that serves every connection on fd 3 with one line about itself:
+// "answer PID LISTEN_PID LISTEN_FDS LISTEN_FDNAMES nonblock 0|1 index N".
+std::vector<std::string> answering_command() {
+    return {"python3", "-c",
+            "import fcntl, os, socket\n"
+            "s = socket.socket(fileno=3)\n"
+            "while True:\n"
+            "    c, _ = s.accept()\n"
+            "    e = os.environ\n"
+            "    c.sendall(('answer %d %s %s %s nonblock %d index %s\\n' % (os.getpid(),\n"
+            "        e.get('LISTEN_PID'), e.get('LISTEN_FDS'), e.get('LISTEN_FDNAMES'),\n"
+            "        (fcntl.fcntl(3, fcntl.F_GETFL) & os.O_NONBLOCK) != 0,\n"
+            "        e.get('SUPERVISE_WORKER_INDEX'))).encode())\n"
+            "    c.close()\n"};
+}
+
+// The address supervise-exec logged for listener `name` ("listener web on
+// 127.0.0.1:41234: descriptor 3 of every copy").
+std::string logged_address(exec_process& exec, const std::string& name) {
+    const auto line = exec.err.wait_for_line("listener " + name + " on ");
+    REQUIRE_MESSAGE(line, "no listener line for " << name << "; stderr:\n" << exec.err.text());
+    const std::size_t from = line->find(" on ") + 4;
+    return line->substr(from, line->find(": descriptor") - from);
+}
+
+// The answer's words after "answer".
+struct answer {
+    long pid = 0;
+    std::string listen_pid, listen_fds, names;
+    int nonblock = -1;
+};
+answer parse_answer(const std::string& text) {
+    answer a;
+    std::istringstream words(text);
+    std::string word, nonblock;
+    words >> word >> a.pid >> a.listen_pid >> a.listen_fds >> a.names >> nonblock >> a.nonblock;
+    return a;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "--listen: every copy gets the sockets at 3, 4 with LISTEN_FDS, its own LISTEN_PID, "
+    "LISTEN_FDNAMES") {
+    const std::string path = "/tmp/supervise-exec-" + std::to_string(::getpid()) + ".sock";
+    ::unlink(path.c_str());
+    exec_process exec(
+        {"--workers", "2", "--listen", "web=127.0.0.1:0", "--listen=local=unix:" + path, "--", "sh",
+         "-c",
+         "echo \"env $SUPERVISE_WORKER_INDEX $$ $LISTEN_PID $LISTEN_FDS $LISTEN_FDNAMES "
+         "$(readlink /proc/$$/fd/3) $(readlink /proc/$$/fd/4)\"; exec sleep 1000"});
+    exec.wait_started(2);
+    REQUIRE(exec.out.wait_for("env ", 2));
+    const std::string web = logged_address(exec, "web");
+    CHECK(web.rfind("127.0.0.1:", 0) == 0);
+    CHECK(logged_address(exec, "local") == "unix:" + path);
+    for (const std::string& line : exec.out.lines_starting("env ")) {
+        CAPTURE(line);
+        std::istringstream words(line);
+        std::string word, index, pid, listen_pid, fds, names, fd3, fd4;
+        words >> word >> index >> pid >> listen_pid >> fds >> names >> fd3 >> fd4;
+        CHECK(listen_pid == pid);  // the copy's own, set after the fork
+        CHECK(fds == "2");
+        CHECK(names == "web:local");
+        CHECK(fd3.rfind("socket:", 0) == 0);
+        CHECK(fd4.rfind("socket:", 0) == 0);
+        CHECK(fd3 != fd4);
+    }
+    CHECK(exited_with(exec.terminate(), 0));
+    // The socket file went with supervise-exec.
+    struct stat info {};
+    CHECK(::lstat(path.c_str(), &info) != 0);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("--listen: copies serve clients through the socket, in blocking mode") {
+    exec_process exec(
+        concat({"--workers", "2", "--listen", "web=127.0.0.1:0", "--"}, answering_command()));
+    exec.wait_started(2);
+    const std::string web = logged_address(exec, "web");
+    std::set<long> pids;
+    for (int i = 0; i < 4; ++i) {
+        const std::string text = ask(web);
+        CAPTURE(text);
+        const answer a = parse_answer(text);
+        CHECK(std::to_string(a.pid) == a.listen_pid);
+        CHECK(a.listen_fds == "1");
+        CHECK(a.names == "web");
+        CHECK(a.nonblock == 0);
+        pids.insert(a.pid);
+    }
+    CHECK(!pids.empty());
+    CHECK(exited_with(exec.terminate(), 0));
+    INFO("stderr:\n" << exec.err.text());
+    CHECK(exec.err.text().find("restarting") == std::string::npos);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("--listen on an address in use: exit status 1 with the reason, nothing started") {
+    const int taken = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(taken >= 0);
+    sockaddr_in in{};
+    in.sin_family = AF_INET;
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(taken, reinterpret_cast<sockaddr*>(&in), sizeof in) == 0);
+    REQUIRE(::listen(taken, 1) == 0);
+    socklen_t size = sizeof in;
+    REQUIRE(::getsockname(taken, reinterpret_cast<sockaddr*>(&in), &size) == 0);
+    const std::string address = "127.0.0.1:" + std::to_string(ntohs(in.sin_port));
+    exec_process exec({"--listen", "web=" + address, "--", "sh", "-c", "echo started"});
+    CHECK(exited_with(exec.finish(), 1));
+    CHECK(exec.err.text().find("supervise: listener 'web' (" + address +
+                               "): bind: Address already in use") != std::string::npos);
+    CHECK(exec.out.text().empty());
+    CHECK(no_child_left());
+    ::close(taken);
+}
+
+// The real launcher: Debian's systemd-socket-activate binds the socket,
+// waits for the first client, then execs supervise-exec with LISTEN_FDS=1,
+// LISTEN_PID (its own pid, which exec keeps) and LISTEN_FDNAMES.
+TEST_CASE(
+    "systemd-socket-activate starts supervise-exec: clients are served through the "
+    "inherited socket") {
+    REQUIRE_MESSAGE(::access("/usr/bin/systemd-socket-activate", X_OK) == 0,
+                    "needs Debian's systemd package (tools/bazel installs it)");
+    const std::string path = "/tmp/supervise-activate-" + std::to_string(::getpid()) + ".sock";
+    ::unlink(path.c_str());
+    launch how;
+    how.prefix = {"/usr/bin/systemd-socket-activate", "--listen=" + path, "--fdname=web"};
+    exec_process exec(concat({"--workers", "2", "--"}, answering_command()), how);
+    REQUIRE_MESSAGE(exec.err.wait_for("Listening on " + path), exec.err.text());
+    // The first client makes the launcher start supervise-exec; its
+    // connection waits in the socket's queue for a copy to accept it.
+    const std::string first = ask("unix:" + path);
+    INFO("stderr:\n" << exec.err.text());
+    CHECK(exec.err.wait_for("socket activation: 1 listeners from systemd: web (fd 3, unix:" + path +
+                            ")"));
+    std::vector<std::string> answers = {first};
+    for (int i = 0; i < 3; ++i) answers.push_back(ask("unix:" + path));
+    for (const std::string& text : answers) {
+        CAPTURE(text);
+        const answer a = parse_answer(text);
+        CHECK(a.pid > 0);
+        CHECK(a.pid != exec.pid());  // a copy, not supervise-exec
+        CHECK(std::to_string(a.pid) == a.listen_pid);
+        CHECK(a.listen_fds == "1");
+        CHECK(a.names == "web");
+        CHECK(a.nonblock == 0);
+    }
+    CHECK(exited_with(exec.terminate(), 0));
+    // systemd's socket file is systemd's (here the launcher's): not removed.
+    struct stat info {};
+    CHECK(::lstat(path.c_str(), &info) == 0);
+    ::unlink(path.c_str());
     CHECK(reap_leftovers() == 0);
 }

@@ -10,14 +10,18 @@
 #ifndef SUPERVISE_TESTS_HARNESS_HPP
 #define SUPERVISE_TESTS_HARNESS_HPP
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -177,6 +181,57 @@ class reader {
     std::string text_;
     bool eof_ = false;
 };
+
+// A client connection to a listening_socket::address ("127.0.0.1:P",
+// "[::1]:P", "unix:/path", "unix:@name"), or -1.
+inline int connect_to(const std::string& address) {
+    sockaddr_storage storage{};
+    socklen_t size = 0;
+    if (address.rfind("unix:", 0) == 0) {
+        sockaddr_un un{};
+        un.sun_family = AF_UNIX;
+        const std::string path = address.substr(5);
+        std::memcpy(un.sun_path, path.data(), path.size());
+        size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
+        if (path[0] == '@') un.sun_path[0] = '\0';
+        std::memcpy(&storage, &un, sizeof un);
+    } else if (address[0] == '[') {
+        const std::size_t close = address.find(']');
+        sockaddr_in6 in6{};
+        in6.sin6_family = AF_INET6;
+        in6.sin6_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(close + 2))));
+        if (::inet_pton(AF_INET6, address.substr(1, close - 1).c_str(), &in6.sin6_addr) != 1) {
+            return -1;
+        }
+        size = sizeof in6;
+        std::memcpy(&storage, &in6, sizeof in6);
+    } else {
+        const std::size_t colon = address.rfind(':');
+        sockaddr_in in{};
+        in.sin_family = AF_INET;
+        in.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+        if (::inet_pton(AF_INET, address.substr(0, colon).c_str(), &in.sin_addr) != 1) return -1;
+        size = sizeof in;
+        std::memcpy(&storage, &in, sizeof in);
+    }
+    const int fd = ::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&storage), size) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// Connects, reads the server's answer to the end (bounded), closes.
+inline std::string ask(const std::string& address) {
+    const int fd = connect_to(address);
+    if (fd < 0) return "cannot connect to " + address + ": " + std::strerror(errno);
+    reader answer(fd);
+    answer.wait_eof();
+    ::close(fd);
+    return answer.text();
+}
 
 inline int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 

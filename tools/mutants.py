@@ -10,6 +10,7 @@ doctest-dev; a few minutes per ten mutants on two cores). With WORDS, only the m
 description contains one of them run; with --tests, only those test binaries are built and run.
   tools/mutants.py --tests=exec_test forward supervise-exec     # signals passed on to copies
   tools/mutants.py --tests=security_test,fault_injection_test no_new_privs bounding
+  tools/mutants.py --tests=listeners_test,exec_test listener activation     # listeners
 """
 import os
 import pathlib
@@ -29,7 +30,8 @@ DAEMON_HTTP = "examples/daemon/http_request.hpp"
 MUTABLE = [HEADER, EXEC_SOURCE, DAEMON_SOURCE, DAEMON_LOOP, DAEMON_HTTP]
 TESTS = ["restart_policy_test", "seed_test", "signal_core_test", "shutdown_test", "strategy_test",
          "actions_test", "watchdog_test", "event_loop_test", "hygiene_test",
-         "fault_injection_test", "chaos_test", "security_test", "exec_test", "daemon_test"]
+         "fault_injection_test", "chaos_test", "security_test", "exec_test", "listeners_test",
+         "daemon_test"]
 # Tests that run programs of the project: the variable that names each to the test, and the
 # program's name and source. The programs are built from the work tree with the tests.
 EXEC_PROGRAM = ("SUPERVISE_EXEC", "supervise-exec", EXEC_SOURCE)
@@ -315,6 +317,46 @@ MUTANTS = [
      "const bool close =\n            draining_ || req.has_body",
      "const bool close =\n            true || req.has_body",
      "examples/daemon/http_server.hpp"),
+    # Listeners: bound by the constructor, taken from systemd, handed to supervise-exec's copies.
+    ("socket activation: LISTEN_PID not checked (another process's sockets are taken)",
+     "        if (!systemd_notifier::parse_decimal(pid_text, pid) ||\n            pid != static_cast<std::uint64_t>(self)) {",
+     "        if (!systemd_notifier::parse_decimal(pid_text, pid)) {"),
+    ("socket activation: LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES left for the workers to see",
+     "        if (forget_variables) {\n            ::unsetenv(\"LISTEN_FDS\");",
+     "        if (false) {\n            ::unsetenv(\"LISTEN_FDS\");"),
+    ("socket activation: a socket that is not listening is taken (SO_ACCEPTCONN not checked)",
+     "            if (accepting == 0) fail(which + \" is not listening (no listen(2) on it)\");",
+     "            (void)accepting;"),
+    ("listeners closed when the stop begins, before the workers have exited",
+     "        restarts_pending_ = 0;\n        table_.stop_all(graceful);",
+     "        restarts_pending_ = 0;\n        listeners_.close_all();\n        table_.stop_all(graceful);"),
+    ("a unix socket file left behind when the pool goes",
+     "                    System::unlink(file.path.c_str());\n                }",
+     "                    (void)0;\n                }"),
+    ("a unix socket file removed even when another socket replaced it",
+     "S_ISSOCK(now.st_mode) &&\n                    now.st_dev == file.device && now.st_ino == file.inode",
+     "S_ISSOCK(now.st_mode)"),
+    ("a failed listen forgets the unix socket files bound so far (left behind)",
+     "            if (System::listen(fd.get(), spec.backlog) != 0) fail_call(spec, \"listen\");",
+     "            if (System::listen(fd.get(), spec.backlog) != 0) {\n                files_.clear();\n                fail_call(spec, \"listen\");\n            }"),
+    ("listeners bound without close-on-exec",
+     "System::socket(address.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)",
+     "System::socket(address.family, SOCK_STREAM | SOCK_NONBLOCK, 0)"),
+    ("a listener's name is not looked at (listener(name) gives the first)",
+     "            if (s.name == name) return s.fd;",
+     "            return s.fd;"),
+    ("supervise-exec: LISTEN_PID names supervise-exec, not the copy",
+     "    environment.push_back(variable(\"LISTEN_PID\", static_cast<unsigned>(::getpid())));",
+     "    environment.push_back(variable(\"LISTEN_PID\", static_cast<unsigned>(::getppid())));",
+     EXEC_SOURCE),
+    ("supervise-exec: copies get the listeners in non-blocking mode",
+     "        if (flags >= 0) ::fcntl(s.fd, F_SETFL, flags & ~O_NONBLOCK);",
+     "        (void)flags;",
+     EXEC_SOURCE),
+    ("supervise-exec: the listeners are closed in the copies with the master's descriptors",
+     "    close_descriptors(3 + static_cast<int>(ctx.listeners().size()), cmd.ready_fd);",
+     "    close_descriptors(3, cmd.ready_fd);",
+     EXEC_SOURCE),
 ]
 
 
@@ -329,6 +371,8 @@ FIRST_CATCHER = [
     ("events_fd", "event_loop_test"), ("take_events", "event_loop_test"),
     ("stop_exits", "shutdown_test"),
     ("supervise-exec", "exec_test"), ("forward", "exec_test"),
+    ("socket activation", "listeners_test"), ("listener", "listeners_test"),
+    ("unix socket", "listeners_test"),
     ("back-off", "restart_policy_test"), ("intensity", "restart_policy_test"),
     ("transient", "restart_policy_test"), ("one_for_all", "strategy_test"),
     ("rolling reload", "actions_test"), ("graceful", "actions_test"), ("retirees", "actions_test"),

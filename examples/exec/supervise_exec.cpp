@@ -94,6 +94,10 @@ Options (also accepted as --option=value):
                          them nothing (no_new_privs, empty bounding set)
   --allow-new-privileges with --user: copies keep that way, for commands that
                          run setuid helpers (sudo, ping, ...)
+  --listen NAME=ADDRESS  bind a listening socket before any copy starts and
+                         hand it to every copy by systemd's protocol (below);
+                         repeatable. ADDRESS is HOST:PORT (an IPv4 address or
+                         *), [IPV6]:PORT, unix:/path or unix:@name
   --help                 print this help and exit
 
 The default strategy is one_for_one, not the library's shutdown_all: a
@@ -126,6 +130,13 @@ A forwarded signal goes to each copy's own process, not to its children.
 Under systemd (NOTIFY_SOCKET set) supervise-exec itself sends READY=1 once
 every copy is ready, STOPPING=1, and WATCHDOG=1 when asked to; the copies do
 not see NOTIFY_SOCKET, WATCHDOG_USEC or WATCHDOG_PID.
+
+Listening sockets: those of --listen, or, under socket activation (LISTEN_PID
+is supervise-exec's), the ones systemd passed (then every --listen NAME must
+be among them). Every copy gets them as a socket-activated program does from
+systemd: at descriptors 3, 4, ... in blocking mode, with LISTEN_FDS (their
+number), LISTEN_PID (the copy's own pid) and LISTEN_FDNAMES (their names,
+joined by ':'). supervise-exec keeps them open until it exits.
 )";
 
 constexpr const char program[] = "supervise-exec";
@@ -160,7 +171,8 @@ struct config {
     bool forward_signals = false;  // --forward-signals itself; see forwards_signals()
     bool allow_new_privileges = false;
     bool help = false;
-    std::vector<std::string> command;  // COMMAND [ARGS...]
+    std::vector<supervise::listener_spec> listeners;  // --listen, in order
+    std::vector<std::string> command;                 // COMMAND [ARGS...]
 };
 
 config parse_command_line(int argc, char** argv) {
@@ -191,6 +203,17 @@ config parse_command_line(int argc, char** argv) {
         } else if (flag == "--allow-new-privileges") {
             args.no_value();
             cfg.allow_new_privileges = true;
+        } else if (flag == "--listen") {
+            // The library checks the name and the address (exit status 2).
+            const std::string_view value = args.value();
+            const std::size_t eq = value.find('=');
+            if (eq == std::string_view::npos || eq == 0) {
+                throw usage_error("--listen takes NAME=ADDRESS (got '" + std::string(value) + "')");
+            }
+            supervise::listener_spec listener;
+            listener.name = std::string(value.substr(0, eq));
+            listener.address = std::string(value.substr(eq + 1));
+            cfg.listeners.push_back(std::move(listener));
         } else if (flag == "--help") {
             args.no_value();
             cfg.help = true;
@@ -225,6 +248,7 @@ supervise::options pool_options(const config& cfg) {
     opts.notify_fd = cfg.ready_fd;
     opts.subreaper = cfg.pid1;
     opts.allow_new_privileges = cfg.allow_new_privileges;
+    opts.listeners = cfg.listeners;
     return opts;
 }
 
@@ -428,10 +452,18 @@ std::string resolve(const std::string& name) {
 // NotifyAccess=main its messages are refused anyway. $WATCHDOG_PID names the
 // master, so $WATCHDOG_USEC is not the copies' either. Inherited
 // SUPERVISE_WORKER_* (a supervise-exec under another one) give way to ours.
+// systemd's LISTEN_* were supervise-exec's (the pool took or ignored them,
+// and unset them, after this copy of the environment was made): each copy
+// gets its own (listener_environment).
 std::vector<std::string> command_environment() {
-    constexpr std::string_view removed[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+    constexpr std::string_view removed[] = {"NOTIFY_SOCKET",
+                                            "WATCHDOG_USEC",
+                                            "WATCHDOG_PID",
                                             "SUPERVISE_WORKER_INDEX",
-                                            "SUPERVISE_WORKER_GENERATION"};
+                                            "SUPERVISE_WORKER_GENERATION",
+                                            "LISTEN_FDS",
+                                            "LISTEN_PID",
+                                            "LISTEN_FDNAMES"};
     std::vector<std::string> environment;
     for (char** entry = environ; *entry != nullptr; ++entry) {
         const std::string_view variable = *entry;
@@ -477,17 +509,20 @@ void reset_dispositions() {
     }
 }
 
-// Closes every descriptor above 2 but `keep`: the master's pipes, pidfds and
-// whatever supervise-exec inherited are not the command's business.
-// close_range(2) (Linux 5.9) does it in one or two calls; without it, the
-// descriptors /proc/self/fd lists; without /proc, every number up to the limit.
-void close_descriptors(int keep) {
+// Closes every descriptor from `first` (3, or past the listeners the copy
+// gets at 3, 4, ...) but `keep`: the master's pipes, pidfds and whatever
+// supervise-exec inherited are not the command's business. close_range(2)
+// (Linux 5.9) does it in one or two calls; without it, the descriptors
+// /proc/self/fd lists; without /proc, every number up to the limit.
+void close_descriptors(int first, int keep) {
+    if (keep < first) keep = -1;  // among those kept anyway, or none
 #if defined(SYS_close_range)
-    const auto close_range = [](unsigned first, unsigned last) {
-        return first > last || ::syscall(SYS_close_range, first, last, 0U) == 0;
+    const auto close_range = [](unsigned from, unsigned last) {
+        return from > last || ::syscall(SYS_close_range, from, last, 0U) == 0;
     };
-    const bool closed = keep < 0 ? close_range(3, ~0U)
-                                 : close_range(3, static_cast<unsigned>(keep) - 1) &&
+    const auto from = static_cast<unsigned>(first);
+    const bool closed = keep < 0 ? close_range(from, ~0U)
+                                 : close_range(from, static_cast<unsigned>(keep) - 1) &&
                                        close_range(static_cast<unsigned>(keep) + 1, ~0U);
     if (closed) return;
 #endif
@@ -498,16 +533,39 @@ void close_descriptors(int keep) {
             int fd = -1;
             const auto [end, error] = std::from_chars(name.data(), name.data() + name.size(), fd);
             if (error != std::errc() || end != name.data() + name.size()) continue;  // "." and ".."
-            if (fd > 2 && fd != keep && fd != ::dirfd(dir)) open.push_back(fd);
+            if (fd >= first && fd != keep && fd != ::dirfd(dir)) open.push_back(fd);
         }
         ::closedir(dir);
         for (const int fd : open) ::close(fd);
         return;
     }
     const long limit = ::sysconf(_SC_OPEN_MAX);
-    for (long fd = 3; fd < limit; ++fd) {
+    for (long fd = first; fd < limit; ++fd) {
         if (fd != keep) ::close(static_cast<int>(fd));
     }
+}
+
+// The pool's listeners at 3, 4, ... in the order of LISTEN_FDNAMES, without
+// close-on-exec (dup2 clears it on the copy). First each goes above the
+// range (F_DUPFD takes the lowest free number from there, so never the ready
+// descriptor, which is open): a listener may already sit where another one
+// goes. False (errno set) if a descriptor cannot be had.
+bool place_listeners(const std::vector<supervise::listening_socket>& listeners) {
+    const int count = static_cast<int>(listeners.size());
+    std::vector<int> moved;
+    for (const supervise::listening_socket& s : listeners) {
+        const int fd = ::fcntl(s.fd, F_DUPFD, 3 + count);
+        if (fd < 0) return false;
+        moved.push_back(fd);
+    }
+    for (int i = 0; i < count; ++i) {
+        int rc;
+        do {
+            rc = ::dup2(moved[static_cast<std::size_t>(i)], 3 + i);
+        } while (rc < 0 && errno == EINTR);
+        if (rc < 0) return false;
+    }
+    return true;  // the copies above are closed with the rest
 }
 
 // "NAME=VALUE" for a number.
@@ -515,6 +573,20 @@ std::string variable(std::string_view name, unsigned value) {
     char digits[16];
     const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
     return std::string(name) + "=" + std::string(digits, end);
+}
+
+// systemd's variables for a copy (sd_listen_fds(3)): LISTEN_PID is the
+// copy's own pid, which exec keeps; none without listeners.
+void add_listener_environment(const std::vector<supervise::listening_socket>& listeners,
+                              std::vector<std::string>& environment) {
+    if (listeners.empty()) return;
+    std::string names;
+    for (const supervise::listening_socket& s : listeners) {
+        names += (names.empty() ? "" : ":") + s.name;
+    }
+    environment.push_back(variable("LISTEN_FDS", static_cast<unsigned>(listeners.size())));
+    environment.push_back(variable("LISTEN_PID", static_cast<unsigned>(::getpid())));
+    environment.push_back("LISTEN_FDNAMES=" + names);
 }
 
 // Runs in the worker process, after the pool's set-up (process group, worker
@@ -550,6 +622,7 @@ int exec_command(const command& cmd, supervise::worker_context& ctx) {
     std::vector<std::string> environment = cmd.environment;
     environment.push_back(variable("SUPERVISE_WORKER_INDEX", static_cast<unsigned>(ctx.index())));
     environment.push_back(variable("SUPERVISE_WORKER_GENERATION", ctx.generation()));
+    add_listener_environment(ctx.listeners(), environment);
     std::vector<char*> envp;
     envp.reserve(environment.size() + 1);
     for (std::string& entry : environment) envp.push_back(entry.data());
@@ -558,7 +631,12 @@ int exec_command(const command& cmd, supervise::worker_context& ctx) {
     for (const std::string& arg : cmd.args) argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);
 
-    close_descriptors(cmd.ready_fd);
+    if (!place_listeners(ctx.listeners())) {
+        log("worker " + std::to_string(ctx.index()) +
+            ": cannot place the listeners at 3..: " + std::strerror(errno));
+        return 127;
+    }
+    close_descriptors(3 + static_cast<int>(ctx.listeners().size()), cmd.ready_fd);
     // The pool dup2()s its pipe onto the ready descriptor, which clears
     // FD_CLOEXEC, except when the pipe already has that number: then dup2 does
     // nothing and exec would close it. Clear the flag either way.
@@ -613,16 +691,47 @@ int exit_status(const supervise::outcome& result, const supervise::statistics& s
     return status;
 }
 
+// Readies the listeners for the copies and says where they are; empty, or
+// why the command line cannot work with them. Blocking mode, as systemd
+// hands sockets over by default (NonBlocking=no): a command written for
+// socket activation may rely on accept(2) waiting. The mode belongs to the
+// socket, shared by every copy, and the master never accepts on it.
+std::string hand_out_listeners(const config& cfg,
+                               const std::vector<supervise::listening_socket>& listeners) {
+    const int count = static_cast<int>(listeners.size());
+    if (cfg.ready_fd >= 0 && cfg.ready_fd < 3 + count) {
+        return "--ready-fd " + std::to_string(cfg.ready_fd) + " is where a copy gets listener " +
+               std::to_string(cfg.ready_fd - 3) + " (the " + std::to_string(count) +
+               " listeners take descriptors 3 to " + std::to_string(2 + count) + ")";
+    }
+    for (int i = 0; i < count; ++i) {
+        const supervise::listening_socket& s = listeners[static_cast<std::size_t>(i)];
+        const int flags = ::fcntl(s.fd, F_GETFL);
+        if (flags >= 0) ::fcntl(s.fd, F_SETFL, flags & ~O_NONBLOCK);
+        log("listener " + s.name + " on " + s.address + (s.inherited ? " (from systemd)" : "") +
+            ": descriptor " + std::to_string(3 + i) + " of every copy");
+    }
+    return "";
+}
+
 // Runs the pool with the maps and the strategy of `Types`.
 template <class Types>
 int run_with(const config& cfg, const command& cmd) {
     auto worker = [&cmd](supervise::worker_context& ctx) { return exec_command(cmd, ctx); };
     std::optional<typename Types::template pool<decltype(worker)>> pool;
     try {
-        // Checks the options (the user, RLIMIT_NPROC, ...); starts nothing.
+        // Checks the options (the user, RLIMIT_NPROC, ...) and opens the
+        // listeners (--listen, or systemd's); starts no process.
         pool.emplace(worker, pool_options(cfg));
     } catch (const std::invalid_argument& e) {
         return usage_failure(e.what());
+    } catch (const std::exception& e) {
+        // An address in use, systemd's sockets not what they should be.
+        log(e.what());
+        return EXIT_FAILURE;
+    }
+    if (const std::string failed = hand_out_listeners(cfg, pool->listeners()); !failed.empty()) {
+        return usage_failure(failed);
     }
     if (const std::string line = forwarding_line(cfg); !line.empty()) log(line);
     try {
