@@ -62,7 +62,9 @@ Options (also accepted as --option=value):
   --workers N            worker processes, 1 to 4096 (default 4)
   --listen HOST:PORT     address to listen on (default 127.0.0.1:8080); HOST is an
                          IPv4 address, a host name such as localhost, or [IPv6];
-                         PORT 0 picks a free port (the log says which)
+                         PORT 0 picks a free port (the log says which). Started
+                         by systemd's socket activation (LISTEN_FDS), the daemon
+                         serves on the socket systemd passed and needs no flag
   --shutdown-timeout MS  time workers get between SIGTERM and SIGKILL (default 5000)
   --max-connections N    open connections per worker, 1 to 1000000 (default
                          1024); at the limit the connection idle longest is
@@ -123,6 +125,7 @@ using config_error = pool_choice::usage_error;
 struct config {
     std::string host = "127.0.0.1";
     int port = 8080;
+    bool listen_given = false;     // --listen on the command line
     pool_choice::pool_flags pool;  // --workers, --preset, --strategy, --user, ...
     std::chrono::milliseconds heartbeat_timeout{0};
     http_server::limits connections;  // --max-connections, the timeouts, --chaos
@@ -162,6 +165,7 @@ config parse_command_line(int argc, char** argv) {
         if (pool_choice::take_pool_flag(args, cfg.pool)) continue;
         if (flag == "--listen") {
             parse_listen(args.value(), cfg);
+            cfg.listen_given = true;
         } else if (flag == "--heartbeat-timeout") {
             cfg.heartbeat_timeout = pool_choice::parse_duration(flag, args.value(), 0);
         } else if (flag == "--no-fork") {
@@ -209,27 +213,10 @@ config parse_command_line(int argc, char** argv) {
 // The listening socket
 // ============================================================================
 
-// "127.0.0.1:8080" or "[::1]:8080", read back from the socket so that port 0
-// shows the port the kernel picked.
-std::string local_address(int fd) {
-    sockaddr_storage addr{};
-    socklen_t size = sizeof addr;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size) != 0) return "?";
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (addr.ss_family == AF_INET6) {
-        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(addr);
-        ::inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
-        return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6.sin6_port));
-    }
-    const auto& in = reinterpret_cast<const sockaddr_in&>(addr);
-    ::inet_ntop(AF_INET, &in.sin_addr, host, sizeof host);
-    return std::string(host) + ":" + std::to_string(ntohs(in.sin_port));
-}
-
-// Bound and listening in the master, before any worker exists, so every worker
-// inherits the same socket and a bad address stops the program before it
-// starts. Tries each address the host resolves to until one binds.
-int open_listener(const config& cfg) {
+// The pool binds the socket (docs/listeners.md), from a numeric address: the
+// host name of --listen is resolved here, once, before the pool exists, to
+// the first address it has.
+std::string numeric_address(const config& cfg) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -240,28 +227,24 @@ int open_listener(const config& cfg) {
         throw config_error("--listen: cannot resolve '" + cfg.host + "': " + ::gai_strerror(rc));
     }
     const std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, ::freeaddrinfo);
-
-    int error = 0;
-    for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
-        // Non-blocking because every idle worker wakes up for a new connection
-        // and only one gets it: the others must see EAGAIN and go back to
-        // waiting, not sleep in accept() where a stop request is noticed late.
-        // CLOEXEC so that a program a worker might exec does not inherit it.
-        const int fd =
-            ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) {
-            error = errno;
-            continue;
-        }
-        // A restarted daemon can bind again while old connections of its
-        // previous run sit in TIME_WAIT.
-        const int on = 1;
-        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-        if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, SOMAXCONN) == 0) return fd;
-        error = errno;
-        ::close(fd);
+    char host[INET6_ADDRSTRLEN] = "";
+    if (found->ai_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(found->ai_addr);
+        ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        return "[" + std::string(host) + "]:" + port;
     }
-    throw config_error("cannot listen on " + cfg.host + ":" + port + ": " + std::strerror(error));
+    const auto* in = reinterpret_cast<const sockaddr_in*>(found->ai_addr);
+    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    return std::string(host) + ":" + port;
+}
+
+// Started by systemd's socket activation (sd_listen_fds(3)): LISTEN_PID is
+// this process. The pool takes the sockets and checks them; this only decides
+// whether --listen's default applies.
+bool socket_activated() {
+    const char* pid = std::getenv("LISTEN_PID");
+    return pid != nullptr && std::getenv("LISTEN_FDS") != nullptr &&
+           std::to_string(::getpid()) == pid;
 }
 
 // Every connection is a descriptor: a worker needs --max-connections of them
@@ -294,8 +277,12 @@ int usage_failure(const std::string& message) {
 // The pool
 // ============================================================================
 
-supervise::options pool_options(const config& cfg) {
+supervise::options pool_options(const config& cfg, const std::string& address) {
     supervise::options opts;
+    // Under socket activation without --listen, systemd's sockets are the
+    // daemon's (the first one serves); with --listen, a socket systemd passed
+    // under the name "http" (FileDescriptorName=http), or an error.
+    if (!address.empty()) opts.listeners = {{"http", address}};
     opts.name = "daemon";  // the library's lines read "daemon[pid]: ..."
     pool_choice::apply(cfg.pool, opts);
     opts.no_fork = cfg.no_fork;
@@ -306,33 +293,36 @@ supervise::options pool_options(const config& cfg) {
 // Runs the server on a pool with the signal maps and the strategy of `Types`
 // (a pool_choice::pool_types); returns the exit status.
 template <class Types>
-int run_with(const config& cfg, int listen_fd) {
-    const std::string address = local_address(listen_fd);
+int run_with(const config& cfg, const std::string& address) {
     // The worker is a lambda, so the pool's type is spelled through it. The
-    // constructor checks the options (RLIMIT_NPROC, the user, ...) and starts
-    // nothing.
-    auto worker = [listen_fd, limits = cfg.connections](supervise::worker_context& ctx) {
-        http_server::serve(ctx, listen_fd, limits);
+    // constructor checks the options (RLIMIT_NPROC, the user, ...), binds the
+    // socket or takes systemd's, and starts nothing else.
+    auto worker = [limits = cfg.connections](supervise::worker_context& ctx) {
+        http_server::serve(ctx, ctx.listener(0), limits);
     };
     std::optional<typename Types::template pool<decltype(worker)>> pool;
     try {
-        pool.emplace(worker, pool_options(cfg));
-    } catch (const std::invalid_argument& e) {
+        pool.emplace(worker, pool_options(cfg, address));
+    } catch (const std::exception& e) {
+        // A bad option, an address in use, systemd's sockets unusable: as
+        // before any pool existed, exit status 2 and nothing started.
         return usage_failure(e.what());
     }
+    if (pool->listeners().empty()) {
+        return usage_failure("socket activation passed no socket (LISTEN_FDS=0)");
+    }
+    const std::string serving = pool->listeners()[0].address;
 
     if (cfg.connections.chaos) {
         log("WARNING: --chaos is on: GET /crash aborts a worker and GET /hang wedges one. "
             "Never run this in production.");
     }
-    log("listening on " + address);
+    log("listening on " + serving);
     pool->on_ready([&] {
         const int n = pool->settings().workers;
         log("ready: " + std::to_string(n) + (n == 1 ? " worker" : " workers") + " serving on " +
-            address);
+            serving);
     });
-    // Runs in the master once every worker has exited, however the pool stopped.
-    pool->on_destroy("close listening socket", [listen_fd] { ::close(listen_fd); });
 
     try {
         // 0 after a requested stop, 1 after a worker failure (or too many).
@@ -351,7 +341,7 @@ int run_with(const config& cfg, int listen_fd) {
 // NOLINTNEXTLINE(bugprone-exception-escape): serve() throws in a worker, where the pool catches
 int main(int argc, char** argv) {
     config cfg;
-    int listen_fd = -1;
+    std::string address;  // empty: systemd's sockets, taken by the pool
     try {
         cfg = parse_command_line(argc, argv);
         if (cfg.help) {
@@ -359,9 +349,9 @@ int main(int argc, char** argv) {
             return 0;
         }
         reserve_descriptors(cfg.connections.max_connections);
-        // Bound before the pool exists, by the master (root with --user), so
-        // the workers inherit it whatever user they run as.
-        listen_fd = open_listener(cfg);
+        // The pool binds it in the master (root with --user) before any
+        // worker exists, so the workers inherit it whatever user they run as.
+        if (cfg.listen_given || !socket_activated()) address = numeric_address(cfg);
     } catch (const config_error& e) {
         return usage_failure(e.what());
     }
@@ -369,6 +359,6 @@ int main(int argc, char** argv) {
     // fixed at compile time: each --preset and --strategy pair is its own
     // instantiation of run_with (2 x 4), picked here from the flags.
     return pool_choice::dispatch(
-        cfg.pool, [&](auto types) { return run_with<decltype(types)>(cfg, listen_fd); });
+        cfg.pool, [&](auto types) { return run_with<decltype(types)>(cfg, address); });
 }
 #endif  // SUPERVISE_EXAMPLE_NO_MAIN
