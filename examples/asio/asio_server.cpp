@@ -297,9 +297,11 @@ class connection : public std::enable_shared_from_this<connection> {
     connection(server& owner, tcp::socket socket);
     void start();
     // A graceful stop: a connection between requests ends now; one in the
-    // middle of a request answers it first (with Connection: close).
+    // middle of a request answers it first (with Connection: close). Bytes
+    // the kernel holds and the loop has not read yet are a request begun.
     void close_if_idle() {
-        if (!writing_ && !lingering_ && in_.empty()) finish();
+        error_code ec;
+        if (!writing_ && !lingering_ && in_.empty() && socket_.available(ec) == 0) finish();
     }
 
   private:
@@ -419,6 +421,8 @@ connection::connection(server& owner, tcp::socket socket)
     : owner_(owner), socket_(std::move(socket)), timer_(owner.io()) {}
 
 void connection::start() {
+    error_code ignored;
+    socket_.non_blocking(true, ignored);  // read_some after a wait must not block
     arm(owner_.idle_timeout());
     read();
 }
@@ -432,15 +436,20 @@ void connection::arm(std::chrono::milliseconds timeout) {
     });
 }
 
+// Waits for readability and then reads, rather than async_read_some: asio's
+// reactor would take the bytes from the kernel before a handler runs, and a
+// graceful stop taken between the two would see an idle connection.
 void connection::read() {
-    socket_.async_read_some(asio::buffer(buffer_),
-                            [self = shared_from_this()](const error_code& ec, std::size_t n) {
-                                if (self->finished_) return;
-                                if (ec) return self->finish();  // closed, reset, or linger over
-                                if (self->lingering_) return self->read();
-                                self->in_.append(self->buffer_.data(), n);
-                                self->answer();
-                            });
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](const error_code& ec) {
+        if (self->finished_) return;
+        error_code status = ec;
+        const std::size_t n = ec ? 0 : self->socket_.read_some(asio::buffer(self->buffer_), status);
+        if (status == asio::error::would_block) return self->read();
+        if (status) return self->finish();  // closed, reset, or linger over
+        if (self->lingering_) return self->read();
+        self->in_.append(self->buffer_.data(), n);
+        self->answer();
+    });
 }
 
 void connection::answer() {

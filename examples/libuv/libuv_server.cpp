@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -438,15 +439,27 @@ void on_connection(uv_stream_t* listener, int status) {
     start_reading(c);
 }
 
+// Bytes the kernel holds for `c` that the loop has not read yet.
+int unread(connection* c) {
+    uv_os_fd_t fd = -1;
+    int bytes = 0;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(&c->tcp), &fd) != 0 ||
+        ::ioctl(fd, FIONREAD, &bytes) != 0) {
+        return 0;
+    }
+    return bytes;
+}
+
 // A graceful stop: the listener closes (the kernel hands new connections to
 // the other workers); a connection between requests ends now, one in the
-// middle of a request answers it first, with Connection: close.
+// middle of a request answers it first, with Connection: close. Bytes not
+// read yet are a request begun.
 void drain(server& s) {
     s.draining = true;
     uv_close(reinterpret_cast<uv_handle_t*>(&s.listener), nullptr);
     const std::vector<connection*> open(s.connections.begin(), s.connections.end());
     for (connection* c : open) {
-        if (!c->writing && !c->lingering && c->in.empty()) finish(c);
+        if (!c->writing && !c->lingering && c->in.empty() && unread(c) == 0) finish(c);
     }
     stop_watching_when_drained(s);
 }
