@@ -253,14 +253,21 @@ TEST_CASE_TEMPLATE("--idle-timeout closes a keep-alive connection that sends not
     CHECK(now_ms() - asked >= 200);
 }
 
-TEST_CASE_TEMPLATE("SIGTERM stops the server with status 0 and leaves nothing running", Server,
-                   asio_server, libuv_server) {
-    auto server = start_server<Server>({"--workers", "2"});
+TEST_CASE_TEMPLATE("SIGTERM stops the server at once with status 0 and leaves nothing running",
+                   Server, asio_server, libuv_server) {
+    // Long timeouts: only leaving at once, not a drain, ends within the
+    // test's patience while a request is in flight.
+    auto server = start_server<Server>(
+        {"--workers", "2", "--idle-timeout", "60000", "--shutdown-timeout", "60000"});
     const int port = server->start();
     const stats_table table = request_stats(*server, 2);
     client idle(port);
     idle.send(get);
     check_served(idle.next());
+    client busy(port);
+    busy.send(get);
+    check_served(busy.next());
+    busy.send("GET / HTTP/1.1\r\n");
 
     server->signal(SIGTERM);
     const std::optional<int> status = server->wait_exit();
@@ -273,12 +280,17 @@ TEST_CASE_TEMPLATE("SIGTERM stops the server with status 0 and leaves nothing ru
         CHECK(::kill(worker, 0) == -1);
     }
     CHECK(idle.read_to_end() != ending::timed_out);
+    CHECK(busy.read_to_end() != ending::timed_out);
+    CHECK(busy.buffered().empty());  // the request in flight was dropped, not answered
     CHECK(no_child_left());
 }
 
 TEST_CASE_TEMPLATE("--preset nginx: SIGHUP replaces the workers, which keep answering", Server,
                    asio_server, libuv_server) {
-    auto server = start_server<Server>({"--preset", "nginx", "--workers", "2"});
+    // A long --shutdown-timeout: a worker that did not drain would hold the
+    // reload past the test's patience, not be SIGTERMed into passing it.
+    auto server = start_server<Server>(
+        {"--preset", "nginx", "--workers", "2", "--shutdown-timeout", "60000"});
     const int port = server->start();
     const stats_table before = request_stats(*server, 2, SIGUSR2);
     INFO("stderr:\n" << server->err.text());
@@ -316,8 +328,10 @@ TEST_CASE_TEMPLATE("--preset nginx: SIGHUP replaces the workers, which keep answ
 
 TEST_CASE_TEMPLATE("--preset nginx: SIGQUIT closes idle connections, answers the one in flight",
                    Server, asio_server, libuv_server) {
-    // One worker, so that both connections are on the worker that drains.
-    auto server = start_server<Server>({"--preset", "nginx", "--workers", "1"});
+    // One worker, so that both connections are on the worker that drains; a
+    // long --shutdown-timeout, so that only the drain can close them in time.
+    auto server = start_server<Server>(
+        {"--preset", "nginx", "--workers", "1", "--shutdown-timeout", "60000"});
     const int port = server->start();
     const pid_t worker = request_stats(*server, 1, SIGUSR2).workers.at(0);
     INFO("stderr:\n" << server->err.text());
