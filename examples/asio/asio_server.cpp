@@ -23,7 +23,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -248,7 +247,7 @@ bool answer_requests(std::string& in, std::string& out, bool draining, const std
     for (;;) {
         const std::size_t end = http::head_end(in);
         if (end == std::string::npos && in.size() < http::max_request_head) return false;
-        if (end == std::string::npos || end > http::max_request_head) {
+        if (end > http::max_request_head) {  // npos (no blank line in 8 KiB) too
             respond(out, 431, "request head too large\n", true);
             return true;
         }
@@ -307,7 +306,8 @@ class connection : public std::enable_shared_from_this<connection> {
   private:
     void read();
     void answer();
-    void written(const error_code& ec);
+    void send();
+    void written(const error_code& ec, std::size_t n);
     void arm(std::chrono::milliseconds timeout);
     void finish();
 
@@ -459,17 +459,25 @@ void connection::answer() {
     // reading is held back by TCP instead of filling this process's memory.
     writing_ = true;
     arm(owner_.idle_timeout());
-    asio::async_write(socket_, asio::buffer(out_),
-                      [self = shared_from_this()](const error_code& ec, std::size_t) {
-                          self->written(ec);
-                      });
+    send();
 }
 
-void connection::written(const error_code& ec) {
-    writing_ = false;
+// async_write_some and a loop of our own rather than asio::async_write, whose
+// composed operation calls its handler in a way clang-tidy's call graph reads
+// as recursion (misc-no-recursion) through answer().
+void connection::send() {
+    socket_.async_write_some(asio::buffer(out_),
+                             [self = shared_from_this()](const error_code& ec, std::size_t n) {
+                                 self->written(ec, n);
+                             });
+}
+
+void connection::written(const error_code& ec, std::size_t n) {
     if (finished_) return;
     if (ec) return finish();
-    out_.clear();
+    out_.erase(0, n);
+    if (!out_.empty()) return send();
+    writing_ = false;
     if (closing_) {
         lingering_ = true;
         in_.clear();

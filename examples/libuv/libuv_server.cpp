@@ -242,7 +242,7 @@ bool answer_requests(std::string& in, std::string& out, bool draining, const std
     for (;;) {
         const std::size_t end = http::head_end(in);
         if (end == std::string::npos && in.size() < http::max_request_head) return false;
-        if (end == std::string::npos || end > http::max_request_head) {
+        if (end > http::max_request_head) {  // npos (no blank line in 8 KiB) too
             respond(out, 431, "request head too large\n", true);
             return true;
         }
