@@ -1134,8 +1134,8 @@ http {{
 # connections may idle for longer than the wake-up window (the defaults are short on purpose).
 SERVER_FLAGS = {
     "daemon": [],
-    "asio": [],
-    "libuv": [],
+    "asio": ["--idle-timeout", "60000"],
+    "libuv": ["--idle-timeout", "60000"],
 }
 
 
