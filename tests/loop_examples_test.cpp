@@ -26,14 +26,10 @@ using namespace daemon_client;
 namespace {
 
 struct asio_server {
-    static program_path binary() {
-        return {runfile("examples/asio/asio", "ASIO_SERVER")};
-    }
+    static program_path binary() { return {runfile("examples/asio/asio", "ASIO_SERVER")}; }
 };
 struct libuv_server {
-    static program_path binary() {
-        return {runfile("examples/libuv/libuv", "LIBUV_SERVER")};
-    }
+    static program_path binary() { return {runfile("examples/libuv/libuv", "LIBUV_SERVER")}; }
 };
 
 template <class Server>
@@ -167,8 +163,8 @@ TEST_CASE_TEMPLATE("many keep-alive requests on one connection", Server, asio_se
     CHECK(exited_with(server->terminate(), 0));
 }
 
-TEST_CASE_TEMPLATE("two pipelined requests in one write are answered in order", Server,
-                   asio_server, libuv_server) {
+TEST_CASE_TEMPLATE("two pipelined requests in one write are answered in order", Server, asio_server,
+                   libuv_server) {
     auto server = start_server<Server>({"--workers", "2"});
     const int port = server->start();
     INFO("stderr:\n" << server->err.text());
@@ -224,8 +220,8 @@ TEST_CASE_TEMPLATE("bad requests: 400 or 431 with Connection: close, read whole 
         CHECK(answer.has_header("Content-Length: " + std::to_string(answer.body.size())));
         CHECK(answer.body == "request head too large\n");
     }
-    for (const std::string bad : {"GET / HTTP/1.1\n\r\n\r\n", "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
-                                  "GET /\r\n\r\n"}) {
+    for (const std::string bad :
+         {"GET / HTTP/1.1\n\r\n\r\n", "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", "GET /\r\n\r\n"}) {
         CAPTURE(bad);
         client c(port);
         c.send(bad);
@@ -391,9 +387,14 @@ TEST_CASE_TEMPLATE("--strategy one_for_one: a SIGKILLed worker is replaced and t
 TEST_CASE_TEMPLATE("a bad command line exits 2 with one line, before anything starts", Server,
                    asio_server, libuv_server) {
     const std::vector<std::vector<std::string>> bad = {
-        {"--workers", "0"},        {"--idle-timeout", "soon"}, {"--idle-timeout", "0"},
-        {"--listen", "nocolon"},   {"--bogus"},                {"--preset", "apache"},
-        {"--help=yes"},            {"--max-restarts", "3"},
+        {"--workers", "0"},
+        {"--idle-timeout", "soon"},
+        {"--idle-timeout", "0"},
+        {"--listen", "nocolon"},
+        {"--bogus"},
+        {"--preset", "apache"},
+        {"--help=yes"},
+        {"--max-restarts", "3"},
     };
     for (const std::vector<std::string>& args : bad) {
         CAPTURE(args.front());

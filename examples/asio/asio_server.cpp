@@ -102,8 +102,8 @@ void parse_listen(std::string_view text, config& cfg) {
         throw config_error("--listen: expected HOST:PORT, got '" + std::string(text) + "'");
     }
     cfg.host = std::string(host);
-    cfg.port =
-        static_cast<int>(pool_choice::parse_number("--listen: port", text.substr(colon + 1), 0, 65535));
+    cfg.port = static_cast<int>(
+        pool_choice::parse_number("--listen: port", text.substr(colon + 1), 0, 65535));
 }
 
 config parse_command_line(int argc, char** argv) {
@@ -387,21 +387,22 @@ class server {
 
     void accept() {
         acceptor_.async_accept([this](const error_code& ec, tcp::socket socket) {
-            if (draining_ || ec == asio::error::operation_aborted) return;
-            if (ec) {
-                // Out of descriptors or memory: the connection stays queued,
-                // so accepting again at once would spin.
-                log("accept: " + ec.message());
-                backoff_.expires_after(100ms);
-                backoff_.async_wait([this](const error_code& e) {
-                    if (!e && !draining_) accept();
-                });
-                return;
+            if (!ec) {
+                // Also when a drain began after the kernel gave it to this
+                // worker: it is answered (with Connection: close), not dropped.
+                auto c = std::make_shared<connection>(*this, std::move(socket));
+                connections_.emplace(c.get(), c);
+                c->start();
             }
-            auto c = std::make_shared<connection>(*this, std::move(socket));
-            connections_.emplace(c.get(), c);
-            c->start();
-            accept();
+            if (draining_ || ec == asio::error::operation_aborted) return;
+            if (!ec) return accept();
+            // Out of descriptors or memory: the connection stays queued, so
+            // accepting again at once would spin.
+            log("accept: " + ec.message());
+            backoff_.expires_after(100ms);
+            backoff_.async_wait([this](const error_code& e) {
+                if (!e && !draining_) accept();
+            });
         });
     }
 
@@ -466,10 +467,9 @@ void connection::answer() {
 // composed operation calls its handler in a way clang-tidy's call graph reads
 // as recursion (misc-no-recursion) through answer().
 void connection::send() {
-    socket_.async_write_some(asio::buffer(out_),
-                             [self = shared_from_this()](const error_code& ec, std::size_t n) {
-                                 self->written(ec, n);
-                             });
+    socket_.async_write_some(
+        asio::buffer(out_),
+        [self = shared_from_this()](const error_code& ec, std::size_t n) { self->written(ec, n); });
 }
 
 void connection::written(const error_code& ec, std::size_t n) {

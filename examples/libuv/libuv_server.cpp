@@ -97,8 +97,8 @@ void parse_listen(std::string_view text, config& cfg) {
         throw config_error("--listen: expected HOST:PORT, got '" + std::string(text) + "'");
     }
     cfg.host = std::string(host);
-    cfg.port =
-        static_cast<int>(pool_choice::parse_number("--listen: port", text.substr(colon + 1), 0, 65535));
+    cfg.port = static_cast<int>(
+        pool_choice::parse_number("--listen: port", text.substr(colon + 1), 0, 65535));
 }
 
 config parse_command_line(int argc, char** argv) {
@@ -317,7 +317,8 @@ struct server {
     server(supervise::worker_context& context, std::chrono::milliseconds idle)
         : ctx(context),
           idle_ms(static_cast<std::uint64_t>(idle.count())),
-          name("worker " + std::to_string(context.index()) + " pid " + std::to_string(::getpid())) {}
+          name("worker " + std::to_string(context.index()) + " pid " + std::to_string(::getpid())) {
+    }
 
     supervise::worker_context& ctx;
     std::uint64_t idle_ms;
@@ -363,7 +364,8 @@ void finish(connection* c) {
 // One deadline per wait for the client: for the whole of a request head
 // (bytes trickling in do not extend it) and for each answer to be taken.
 void arm(connection* c, std::uint64_t ms) {
-    uv_timer_start(&c->timer, [](uv_timer_t* t) { finish(of(t)); }, ms, 0);  // fails only once closed
+    uv_timer_start(
+        &c->timer, [](uv_timer_t* t) { finish(of(t)); }, ms, 0);  // fails only once closed
 }
 
 void on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* /*buf*/) {
@@ -491,8 +493,8 @@ void serve(supervise::worker_context& ctx, int listen_fd, std::chrono::milliseco
     // their close callbacks (which free the connections), then the loop.
     const std::vector<connection*> open(s.connections.begin(), s.connections.end());
     for (connection* c : open) finish(c);
-    for (auto* handle : {reinterpret_cast<uv_handle_t*>(&s.listener),
-                         reinterpret_cast<uv_handle_t*>(&s.events)}) {
+    for (auto* handle :
+         {reinterpret_cast<uv_handle_t*>(&s.listener), reinterpret_cast<uv_handle_t*>(&s.events)}) {
         if (!uv_is_closing(handle)) uv_close(handle, nullptr);
     }
     uv_run(&s.loop, UV_RUN_DEFAULT);
