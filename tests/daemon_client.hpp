@@ -62,13 +62,23 @@ inline bool ignores(pid_t pid, int sig) {
     return false;
 }
 
+// A program other than the daemon that speaks its command line and its log
+// lines ("listening on", "ready:"): examples/asio and examples/libuv.
+struct program_path {
+    std::string path;
+};
+
 // The daemon binary run as a program_process, with this process's
 // environment plus `extra_env` ("NAME=value" each).
 class daemon_process : public program_process {
   public:
     explicit daemon_process(const std::vector<std::string>& args,
-                            const std::vector<std::string>& extra_env = {}) {
-        const std::string path = daemon_binary();
+                            const std::vector<std::string>& extra_env = {})
+        : daemon_process(program_path{daemon_binary()}, args, extra_env) {}
+
+    daemon_process(const program_path& program, const std::vector<std::string>& args,
+                   const std::vector<std::string>& extra_env = {}) {
+        const std::string& path = program.path;
         std::vector<char*> argv;
         argv.push_back(const_cast<char*>(path.c_str()));
         for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
