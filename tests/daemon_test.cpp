@@ -821,3 +821,40 @@ TEST_CASE("--user nobody: the workers serve as nobody, the master stays root") {
     CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }
+
+// Debian's systemd-socket-activate binds the socket, waits for the first
+// client, then execs the daemon with LISTEN_FDS=1 and LISTEN_PID (its own
+// pid, which exec keeps): the daemon serves on that socket with no --listen.
+TEST_CASE("under systemd-socket-activate the daemon serves on the inherited socket, no flag") {
+    REQUIRE_MESSAGE(::access("/usr/bin/systemd-socket-activate", X_OK) == 0,
+                    "needs Debian's systemd package (tools/bazel installs it)");
+    // A port that was free a moment ago, for the launcher to bind.
+    const int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof addr;
+    REQUIRE(::bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &size) == 0);
+    const int port = ntohs(addr.sin_port);
+    ::close(probe);
+
+    daemon_process daemon(
+        program_path{"/usr/bin/systemd-socket-activate"},
+        {"--listen=127.0.0.1:" + std::to_string(port), daemon_binary(), "--workers", "2"});
+    REQUIRE_MESSAGE(daemon.err.wait_for("Listening on 127.0.0.1:" + std::to_string(port)),
+                    daemon.err.text());
+    // The first client starts the daemon; its connection waits in the queue.
+    const http_response first = http_get(port, "/");
+    INFO("stderr:\n" << daemon.err.text());
+    CHECK(first.status == 200);
+    CHECK(daemon.err.wait_for("socket activation: 1 listeners from systemd"));
+    CHECK(daemon.err.wait_for("listening on 127.0.0.1:" + std::to_string(port)));
+    for (int i = 0; i < 4; ++i) {
+        const served_by who = parse_body(http_get(port, "/").body);
+        CHECK(who.pid > 0);
+        CHECK(who.pid != daemon.pid());  // a worker; the daemon is the launcher's pid
+    }
+    CHECK(exited_with(daemon.terminate(), 0));
+    CHECK(no_child_left());
+}

@@ -25,19 +25,26 @@ EXEC_SOURCE = "examples/exec/supervise_exec.cpp"
 DAEMON_SOURCE = "examples/daemon/daemon.cpp"
 DAEMON_LOOP = "examples/daemon/http_server.hpp"
 DAEMON_HTTP = "examples/daemon/http_request.hpp"
+ASIO_SOURCE = "examples/asio/asio_server.cpp"
+LIBUV_SOURCE = "examples/libuv/libuv_server.cpp"
+HTTP_ANSWERS = "examples/common/http_answers.hpp"
 # The files a mutant may change, relative to ROOT; each is copied into the work tree, which
 # comes first on the include path.
-MUTABLE = [HEADER, EXEC_SOURCE, DAEMON_SOURCE, DAEMON_LOOP, DAEMON_HTTP]
+MUTABLE = [HEADER, EXEC_SOURCE, DAEMON_SOURCE, DAEMON_LOOP, DAEMON_HTTP, ASIO_SOURCE, LIBUV_SOURCE,
+           HTTP_ANSWERS]
 TESTS = ["restart_policy_test", "seed_test", "signal_core_test", "shutdown_test", "strategy_test",
          "actions_test", "watchdog_test", "event_loop_test", "hygiene_test",
          "fault_injection_test", "chaos_test", "security_test", "exec_test", "listeners_test",
-         "daemon_test"]
-# Tests that run programs of the project: the variable that names each to the test, and the
-# program's name and source. The programs are built from the work tree with the tests.
-EXEC_PROGRAM = ("SUPERVISE_EXEC", "supervise-exec", EXEC_SOURCE)
-DAEMON_PROGRAM = ("DAEMON_BINARY", "daemon", DAEMON_SOURCE)
+         "daemon_test", "loop_examples_test"]
+# Tests that run programs of the project: the variable that names each to the test, the
+# program's name, its source and what it links with. The programs are built from the work tree
+# with the tests.
+EXEC_PROGRAM = ("SUPERVISE_EXEC", "supervise-exec", EXEC_SOURCE, [])
+DAEMON_PROGRAM = ("DAEMON_BINARY", "daemon", DAEMON_SOURCE, [])
 PROGRAMS = {"exec_test": [EXEC_PROGRAM], "daemon_test": [DAEMON_PROGRAM],
-            "security_test": [DAEMON_PROGRAM]}
+            "security_test": [DAEMON_PROGRAM],
+            "loop_examples_test": [("ASIO_SERVER", "asio_server", ASIO_SOURCE, ["-pthread"]),
+                                   ("LIBUV_SERVER", "libuv_server", LIBUV_SOURCE, ["-luv"])]}
 # Test cases chosen from a binary whose other cases need the example daemon (built by Bazel
 # only) or run for a minute: the ones that use the library directly and are quick.
 TEST_CASES = {
@@ -357,6 +364,16 @@ MUTANTS = [
      "    close_descriptors(3 + static_cast<int>(ctx.listeners().size()), cmd.ready_fd);",
      "    close_descriptors(3, cmd.ready_fd);",
      EXEC_SOURCE),
+    # examples/asio and examples/libuv.
+    ("the loop examples answer a draining worker's last request without Connection: close",
+     "const bool close = draining || req.has_body", "const bool close = req.has_body",
+     "examples/common/http_answers.hpp"),
+    ("the loop examples: asio's loop takes a graceful stop for a fast one",
+     "        if (ev.stop && !ev.graceful) return io_.stop();",
+     "        if (ev.stop) return io_.stop();", "examples/asio/asio_server.cpp"),
+    ("the loop examples: libuv's loop ignores a graceful stop",
+     "    if (ev.stop && !s.draining) drain(s);", "    if (ev.stop && false) drain(s);",
+     "examples/libuv/libuv_server.cpp"),
 ]
 
 
@@ -368,6 +385,7 @@ MUTANTS = [
 # the others are built and run only if it survives there. Keys are words of the description.
 FIRST_CATCHER = [
     ("daemon's loop", "daemon_test"), ("hostile", "security_test"),
+    ("loop examples", "loop_examples_test"),
     ("events_fd", "event_loop_test"), ("take_events", "event_loop_test"),
     ("stop_exits", "shutdown_test"),
     ("supervise-exec", "exec_test"), ("forward", "exec_test"),
@@ -415,13 +433,13 @@ def build(tree, out_dir, only=None):
              str(ROOT / "tests" / f"{name}.cpp"), str(main_obj), "-o", str(exe), "-pthread",
              "-Wl,--wrap=kill"],  # test_main.cpp's kill(-1)/kill(0) guard
             stderr=subprocess.PIPE))
-        for _, program, source in PROGRAMS.get(name, []):
+        for _, program, source, libraries in PROGRAMS.get(name, []):
             if program in programs:
                 continue
             programs.add(program)
             procs.append(subprocess.Popen(
                 ["g++", "-std=c++17", "-O1", "-I", str(tree / "include"), "-I", str(tree),
-                 "-I", str(ROOT), str(tree / source), "-o", str(out_dir / program)],
+                 "-I", str(ROOT), str(tree / source), "-o", str(out_dir / program)] + libraries,
                 stderr=subprocess.PIPE))
         objs.append(exe)
     for p in procs:
@@ -446,7 +464,7 @@ def run_all(exes):
             # own (root only) makes sure a hung run leaves no process behind when it is killed.
             cases = ([f"--test-case={TEST_CASES[exe.name]}"] if exe.name in TEST_CASES else [])
             env = dict(os.environ)
-            for variable, program, _ in PROGRAMS.get(exe.name, []):
+            for variable, program, _, _ in PROGRAMS.get(exe.name, []):
                 env[variable] = str(exe.parent / program)
             # A directory of the run's own: in a PID namespace of its own the test's pid, which
             # names its scratch files, is the same in every run.

@@ -38,7 +38,8 @@ void check(const config& cfg) {
     // The pool's own check of the options must agree that they are valid
     // (with every descriptor taken as open: none is named here).
     fuzz_input::require_no<std::invalid_argument>([&] {
-        supervise::detail::check_options(pool_options(cfg), [](int, int, int) { return 0; });
+        supervise::detail::check_options(pool_options(cfg, std::string()),
+                                         [](int, int, int) { return 0; });
     });
 }
 
