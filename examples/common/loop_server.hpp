@@ -72,8 +72,7 @@ inline int usage_failure(std::string_view program, const std::string& message) {
 // The pool of `Types` (a pool_choice::pool_types), serving on the listener
 // the pool binds from --listen, or on systemd's socket; the exit status.
 template <class Types, class Serve>
-int run_with(std::string_view program, const config& cfg, const std::string& address,
-             Serve serve) {
+int run_with(std::string_view program, const config& cfg, const std::string& address, Serve serve) {
     auto worker = [serve, idle = cfg.idle_timeout](supervise::worker_context& ctx) {
         serve(ctx, ctx.listener(0), idle);
     };
@@ -107,7 +106,7 @@ int run_with(std::string_view program, const config& cfg, const std::string& add
 
 // A program's whole main(): flags, then one of the 2 x 4 pools.
 template <class Serve>
-int main(std::string_view program, const char* usage, int argc, char** argv, Serve serve) {
+int program_main(std::string_view program, const char* usage, int argc, char** argv, Serve serve) {
     config cfg;
     std::string address;  // empty: systemd's sockets, taken by the pool
     try {

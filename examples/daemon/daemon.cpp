@@ -24,8 +24,6 @@
 // this file parses flags, opens the socket and starts the pool, and
 // http_server.hpp speaks HTTP.
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -46,6 +44,7 @@
 #include <supervise.hpp>
 #include <system_error>
 
+#include "examples/common/listen_flag.hpp"
 #include "examples/common/pool_choice.hpp"
 #include "examples/daemon/http_server.hpp"
 
@@ -123,8 +122,7 @@ using http_server::log;
 using config_error = pool_choice::usage_error;
 
 struct config {
-    std::string host = "127.0.0.1";
-    int port = 8080;
+    listen_flag::address listen;   // 127.0.0.1:8080
     bool listen_given = false;     // --listen on the command line
     pool_choice::pool_flags pool;  // --workers, --preset, --strategy, --user, ...
     std::chrono::milliseconds heartbeat_timeout{0};
@@ -133,30 +131,6 @@ struct config {
     bool help = false;
 };
 
-// "127.0.0.1:8080", "localhost:0", "[::1]:8080". The port is split off at the
-// last colon; brackets keep the colons of an IPv6 address out of the way.
-void parse_listen(std::string_view text, config& cfg) {
-    std::string_view host;
-    std::string_view port;
-    const std::size_t colon = text.rfind(':');
-    if (!text.empty() && text.front() == '[') {
-        const std::size_t close = text.find(']');
-        if (close == std::string_view::npos || close + 1 != colon) {
-            throw config_error("--listen: expected [IPV6]:PORT, got '" + std::string(text) + "'");
-        }
-        host = text.substr(1, close - 1);
-    } else {
-        if (colon == std::string_view::npos) {
-            throw config_error("--listen: expected HOST:PORT, got '" + std::string(text) + "'");
-        }
-        host = text.substr(0, colon);
-    }
-    port = text.substr(colon + 1);
-    if (host.empty()) throw config_error("--listen: missing host in '" + std::string(text) + "'");
-    cfg.host = std::string(host);
-    cfg.port = static_cast<int>(pool_choice::parse_number("--listen: port", port, 0, 65535));
-}
-
 config parse_command_line(int argc, char** argv) {
     config cfg;
     pool_choice::arguments args(argc, argv);
@@ -164,7 +138,7 @@ config parse_command_line(int argc, char** argv) {
         const std::string_view flag = args.flag();
         if (pool_choice::take_pool_flag(args, cfg.pool)) continue;
         if (flag == "--listen") {
-            parse_listen(args.value(), cfg);
+            cfg.listen = listen_flag::parse(args.value());
             cfg.listen_given = true;
         } else if (flag == "--heartbeat-timeout") {
             cfg.heartbeat_timeout = pool_choice::parse_duration(flag, args.value(), 0);
@@ -212,40 +186,6 @@ config parse_command_line(int argc, char** argv) {
 // ============================================================================
 // The listening socket
 // ============================================================================
-
-// The pool binds the socket (docs/listeners.md), from a numeric address: the
-// host name of --listen is resolved here, once, before the pool exists, to
-// the first address it has.
-std::string numeric_address(const config& cfg) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* found = nullptr;
-    const std::string port = std::to_string(cfg.port);
-    if (const int rc = ::getaddrinfo(cfg.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-        throw config_error("--listen: cannot resolve '" + cfg.host + "': " + ::gai_strerror(rc));
-    }
-    const std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, ::freeaddrinfo);
-    char host[INET6_ADDRSTRLEN] = "";
-    if (found->ai_family == AF_INET6) {
-        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(found->ai_addr);
-        ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        return "[" + std::string(host) + "]:" + port;
-    }
-    const auto* in = reinterpret_cast<const sockaddr_in*>(found->ai_addr);
-    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-    return std::string(host) + ":" + port;
-}
-
-// Started by systemd's socket activation (sd_listen_fds(3)): LISTEN_PID is
-// this process. The pool takes the sockets and checks them; this only decides
-// whether --listen's default applies.
-bool socket_activated() {
-    const char* pid = std::getenv("LISTEN_PID");
-    return pid != nullptr && std::getenv("LISTEN_FDS") != nullptr &&
-           std::to_string(::getpid()) == pid;
-}
 
 // Every connection is a descriptor: a worker needs --max-connections of them
 // and a few of its own (stdio, the listener, its epoll set and the pool's
@@ -351,7 +291,9 @@ int main(int argc, char** argv) {
         reserve_descriptors(cfg.connections.max_connections);
         // The pool binds it in the master (root with --user) before any
         // worker exists, so the workers inherit it whatever user they run as.
-        if (cfg.listen_given || !socket_activated()) address = numeric_address(cfg);
+        if (cfg.listen_given || !listen_flag::socket_activated()) {
+            address = listen_flag::numeric(cfg.listen);
+        }
     } catch (const config_error& e) {
         return usage_failure(e.what());
     }

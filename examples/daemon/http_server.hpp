@@ -43,6 +43,7 @@
 #include <system_error>
 #include <vector>
 
+#include "examples/common/http_answers.hpp"
 #include "examples/daemon/http_request.hpp"
 
 namespace http_server {
@@ -87,44 +88,7 @@ inline std::string worker_name(const supervise::worker_context& ctx) {
     return "worker " + std::to_string(ctx.index()) + " pid " + std::to_string(::getpid());
 }
 
-inline const char* reason_phrase(int status) {
-    switch (status) {
-        case 200:
-            return "OK";
-        case 400:
-            return "Bad Request";
-        case 404:
-            return "Not Found";
-        case 405:
-            return "Method Not Allowed";
-        case 408:
-            return "Request Timeout";
-        case 431:
-            return "Request Header Fields Too Large";
-    }
-    return "Internal Server Error";
-}
-
-// An answer as bytes. `connection` is the value of the Connection field:
-// "close", "keep-alive" (an HTTP/1.0 client that asked for it) or none.
-inline void append_response(std::string& out, int status, std::string_view body,
-                            std::string_view connection, std::string_view extra_headers = {}) {
-    out += "HTTP/1.1 ";
-    out += std::to_string(status);
-    out += ' ';
-    out += reason_phrase(status);
-    out += "\r\nContent-Type: text/plain\r\nContent-Length: ";
-    out += std::to_string(body.size());
-    out += "\r\n";
-    out += extra_headers;
-    if (!connection.empty()) {
-        out += "Connection: ";
-        out += connection;
-        out += "\r\n";
-    }
-    out += "\r\n";
-    out += body;
-}
+using http::append_response;
 
 enum class phase : unsigned char { first_byte, head, keep_alive, sending, lingering };
 inline constexpr std::size_t phase_count = 5;

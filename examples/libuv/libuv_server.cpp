@@ -1,9 +1,9 @@
 // libuv_server: a pre-forked HTTP/1.1 server whose workers each run a libuv
 // event loop over many keep-alive connections.
 //
-// The master binds one listening socket; a supervise::pool forks N workers
-// that all accept on it. Each worker answers GET / with "worker <index> pid
-// <pid>", in order, pipelined requests too, and watches the pool's events
+// A supervise::pool binds one listening socket (or takes the one systemd's
+// socket activation passed) and forks N workers that all accept on it. Each worker answers GET /
+// with "worker <index> pid <pid>", in order, pipelined requests too, and watches the pool's events
 // (a stop, a delivered signal) through worker_context::events_fd() in the
 // same loop (docs/event-loops.md).
 //
@@ -11,8 +11,6 @@
 //   curl http://127.0.0.1:8080/ http://127.0.0.1:8080/   # one connection
 //   kill -TERM <master pid>   # clean stop, exit status 0
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -20,16 +18,12 @@
 #include <uv.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <memory>
-#include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <supervise.hpp>
@@ -37,8 +31,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "examples/common/pool_choice.hpp"
-#include "examples/daemon/http_request.hpp"
+#include "examples/common/http_answers.hpp"
+#include "examples/common/loop_server.hpp"
 
 namespace {
 
@@ -52,7 +46,8 @@ index and pid of the worker.
 Options (also accepted as --option=value):
   --workers N            worker processes, 1 to 4096 (default 4)
   --listen HOST:PORT     address to listen on (default 127.0.0.1:8080); PORT 0
-                         picks a free port (the log says which)
+                         picks a free port (the log says which); started by
+                         systemd's socket activation, its socket, no flag
   --idle-timeout MS      a connection that sends no complete request for MS, or
                          does not read its answer, is closed (default 5000)
   --shutdown-timeout MS  time workers get to finish after a stop (default 5000)
@@ -64,214 +59,9 @@ Options (also accepted as --option=value):
   --help                 print this help and exit
 )";
 
-// One write(2) per line: the master and every worker share stderr.
-void log(const std::string& message) {
-    const std::string line = "libuv_server: " + message + "\n";
-    if (::write(STDERR_FILENO, line.data(), line.size()) < 0) {
-        // Nowhere left to report a failing stderr.
-    }
-}
+constexpr std::string_view program = "libuv_server";
 
-// ============================================================================
-// Command line and listening socket (as examples/daemon)
-// ============================================================================
-
-using config_error = pool_choice::usage_error;
-
-struct config {
-    std::string host = "127.0.0.1";
-    int port = 8080;
-    std::chrono::milliseconds idle_timeout = 5s;
-    pool_choice::pool_flags pool;
-    bool help = false;
-};
-
-// "127.0.0.1:8080", "localhost:0", "[::1]:8080": the port is after the last colon.
-void parse_listen(std::string_view text, config& cfg) {
-    const std::size_t colon = text.rfind(':');
-    std::string_view host = text.substr(0, colon == std::string_view::npos ? 0 : colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-        host = host.substr(1, host.size() - 2);
-    }
-    if (colon == std::string_view::npos || host.empty()) {
-        throw config_error("--listen: expected HOST:PORT, got '" + std::string(text) + "'");
-    }
-    cfg.host = std::string(host);
-    cfg.port = static_cast<int>(
-        pool_choice::parse_number("--listen: port", text.substr(colon + 1), 0, 65535));
-}
-
-config parse_command_line(int argc, char** argv) {
-    config cfg;
-    pool_choice::arguments args(argc, argv);
-    while (args.next()) {
-        const std::string_view flag = args.flag();
-        if (pool_choice::take_pool_flag(args, cfg.pool)) continue;
-        if (flag == "--listen") {
-            parse_listen(args.value(), cfg);
-        } else if (flag == "--idle-timeout") {
-            cfg.idle_timeout = pool_choice::parse_duration(flag, args.value(), 1);
-        } else if (flag == "--help") {
-            args.no_value();
-            cfg.help = true;
-        } else {
-            args.unknown();
-        }
-    }
-    pool_choice::check_pool_flags(cfg.pool);
-    return cfg;
-}
-
-// The address as the socket has it, so that port 0 shows the port picked.
-std::string local_address(int fd) {
-    sockaddr_storage addr{};
-    socklen_t size = sizeof addr;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size) != 0) return "?";
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (addr.ss_family == AF_INET6) {
-        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(addr);
-        ::inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
-        return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6.sin6_port));
-    }
-    const auto& in = reinterpret_cast<const sockaddr_in&>(addr);
-    ::inet_ntop(AF_INET, &in.sin_addr, host, sizeof host);
-    return std::string(host) + ":" + std::to_string(ntohs(in.sin_port));
-}
-
-// Bound in the master before any worker exists, so every worker inherits it
-// and a bad address stops the program before it starts. Non-blocking: every
-// worker's loop wakes for a new connection and all but one find EAGAIN.
-int open_listener(const config& cfg) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* found = nullptr;
-    const std::string port = std::to_string(cfg.port);
-    if (const int rc = ::getaddrinfo(cfg.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-        throw config_error("--listen: cannot resolve '" + cfg.host + "': " + ::gai_strerror(rc));
-    }
-    const std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, ::freeaddrinfo);
-    int error = 0;
-    for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
-        const int fd =
-            ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) {
-            error = errno;
-            continue;
-        }
-        const int on = 1;  // bind again while the last run's connections sit in TIME_WAIT
-        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-        if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, SOMAXCONN) == 0) return fd;
-        error = errno;
-        ::close(fd);
-    }
-    throw config_error("cannot listen on " + cfg.host + ":" + port + ": " + std::strerror(error));
-}
-
-// ============================================================================
-// HTTP over a byte stream (the same in examples/asio)
-// ============================================================================
-
-std::string lowercase(std::string_view text) {
-    std::string out(text);
-    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-
-std::string_view trim(std::string_view text) {
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-    return text;
-}
-
-// Whether the connection must end after this request's answer: the client
-// says so (Connection: close, or HTTP/1.0, whose keep-alive this server does
-// not speak), or the request has a body. Bodies are not read, so the bytes
-// after the head would be taken for the next request: closing is the one
-// safe answer (the parser's "never a guess").
-bool ends_connection(std::string_view head, std::string_view version) {
-    bool close = version == "HTTP/1.0";
-    std::size_t begin = head.find("\r\n") + 2;  // after the request line
-    for (std::size_t end; (end = head.find("\r\n", begin)) != begin && end != head.npos;
-         begin = end + 2) {
-        const std::string_view line = head.substr(begin, end - begin);
-        const std::size_t colon = line.find(':');
-        const std::string name = lowercase(line.substr(0, colon));
-        const std::string value = lowercase(trim(line.substr(colon + 1)));
-        if (name == "transfer-encoding" || (name == "content-length" && value != "0")) close = true;
-        if (name != "connection") continue;
-        for (std::size_t at = 0; at <= value.size();) {
-            const std::size_t comma = std::min(value.find(',', at), value.size());
-            if (trim(std::string_view(value).substr(at, comma - at)) == "close") close = true;
-            at = comma + 1;
-        }
-    }
-    return close;
-}
-
-const char* reason_phrase(int status) {
-    switch (status) {
-        case 200:
-            return "OK";
-        case 400:
-            return "Bad Request";
-        case 404:
-            return "Not Found";
-        case 405:
-            return "Method Not Allowed";
-        case 431:
-            return "Request Header Fields Too Large";
-    }
-    return "Internal Server Error";
-}
-
-void respond(std::string& out, int status, std::string_view body, bool close,
-             const char* extra_headers = "") {
-    out += "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
-           "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
-           "\r\n" + extra_headers + (close ? "Connection: close\r\n" : "") + "\r\n";
-    out += body;
-}
-
-// Answers the complete requests at the front of `in`, in order, into `out`,
-// and removes them. True when the last answer said Connection: close: the
-// connection ends once `out` is sent, and nothing after it is read. A
-// draining worker answers one more request, with Connection: close.
-bool answer_requests(std::string& in, std::string& out, bool draining, const std::string& name) {
-    for (;;) {
-        const std::size_t end = http::head_end(in);
-        if (end == std::string::npos && in.size() < http::max_request_head) return false;
-        if (end > http::max_request_head) {  // npos (no blank line in 8 KiB) too
-            respond(out, 431, "request head too large\n", true);
-            return true;
-        }
-        const std::string_view head(in.data(), end);
-        const http::parse_result parsed = http::parse_request(head);
-        if (parsed.status == http::parse_status::bad_request_line) {
-            respond(out, 400, "malformed request line\n", true);
-            return true;
-        }
-        if (parsed.status == http::parse_status::bad_header) {
-            respond(out, 400, "malformed header field\n", true);
-            return true;
-        }
-        if (parsed.status == http::parse_status::too_many_headers) {
-            respond(out, 431, "too many header fields\n", true);
-            return true;
-        }
-        const bool close = draining || ends_connection(head, parsed.req.version);
-        if (parsed.req.method != "GET") {
-            respond(out, 405, "only GET is supported\n", close, "Allow: GET\r\n");
-        } else if (parsed.req.path == "/") {
-            respond(out, 200, name + "\n", close);
-        } else {
-            respond(out, 404, "not found\n", close);
-        }
-        in.erase(0, end);
-        if (close) return true;
-    }
-}
+void log(const std::string& message) { loop_server::log(program, message); }
 
 // ============================================================================
 // The worker's loop
@@ -317,12 +107,12 @@ struct server {
     server(supervise::worker_context& context, std::chrono::milliseconds idle)
         : ctx(context),
           idle_ms(static_cast<std::uint64_t>(idle.count())),
-          name("worker " + std::to_string(context.index()) + " pid " + std::to_string(::getpid())) {
-    }
+          hello("worker " + std::to_string(context.index()) + " pid " + std::to_string(::getpid()) +
+                "\n") {}
 
     supervise::worker_context& ctx;
     std::uint64_t idle_ms;
-    std::string name;
+    std::string hello;  // GET /'s answer
     uv_loop_t loop{};
     uv_tcp_t listener{};
     uv_poll_t events{};
@@ -406,7 +196,7 @@ void written(uv_write_t* request, int status) {
 }
 
 void answer(connection* c) {
-    c->closing = answer_requests(c->in, c->out, c->owner->draining, c->owner->name);
+    c->closing = http::answer_requests(c->in, c->out, c->owner->draining, c->owner->hello);
     if (c->out.empty()) return start_reading(c);  // the head is not complete yet
     // No reading while an answer is sent: a client that pipelines without
     // reading is held back by TCP instead of filling this process's memory.
@@ -501,61 +291,9 @@ void serve(supervise::worker_context& ctx, int listen_fd, std::chrono::milliseco
     uv_loop_close(&s.loop);
 }
 
-// ============================================================================
-// The pool
-// ============================================================================
-
-int usage_failure(const std::string& message) {
-    log(message + "; see 'libuv_server --help'");
-    return 2;
-}
-
-template <class Types>
-int run_with(const config& cfg, int listen_fd) {
-    const std::string address = local_address(listen_fd);
-    auto worker = [listen_fd, idle = cfg.idle_timeout](supervise::worker_context& ctx) {
-        serve(ctx, listen_fd, idle);
-    };
-    supervise::options opts;
-    opts.name = "libuv_server";
-    pool_choice::apply(cfg.pool, opts);
-    std::optional<typename Types::template pool<decltype(worker)>> pool;
-    try {
-        pool.emplace(worker, opts);
-    } catch (const std::invalid_argument& e) {
-        return usage_failure(e.what());
-    }
-    log("listening on " + address);
-    pool->on_ready([&] {
-        const int n = pool->settings().workers;
-        log("ready: " + std::to_string(n) + (n == 1 ? " worker" : " workers") + " serving on " +
-            address);
-    });
-    pool->on_destroy("close listening socket", [listen_fd] { ::close(listen_fd); });
-    try {
-        return pool->run().exit_status;
-    } catch (const std::exception& e) {
-        log(e.what());
-        return 1;
-    }
-}
-
 }  // namespace
 
 // NOLINTNEXTLINE(bugprone-exception-escape): a worker's exceptions end in the pool
 int main(int argc, char** argv) {
-    config cfg;
-    int listen_fd = -1;
-    try {
-        cfg = parse_command_line(argc, argv);
-        if (cfg.help) {
-            std::fputs(usage, stdout);
-            return 0;
-        }
-        listen_fd = open_listener(cfg);
-    } catch (const config_error& e) {
-        return usage_failure(e.what());
-    }
-    return pool_choice::dispatch(
-        cfg.pool, [&](auto types) { return run_with<decltype(types)>(cfg, listen_fd); });
+    return loop_server::program_main(program, usage, argc, argv, serve);
 }

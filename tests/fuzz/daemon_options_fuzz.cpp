@@ -20,8 +20,8 @@ using fuzz_input::require;
 
 void check(const config& cfg) {
     if (cfg.help) return;
-    require(!cfg.host.empty(), "empty host");
-    require(cfg.port >= 0 && cfg.port <= 65535, "port out of range");
+    require(!cfg.listen.host.empty(), "empty host");
+    require(cfg.listen.port >= 0 && cfg.listen.port <= 65535, "port out of range");
     require(!cfg.pool.workers ||
                 (*cfg.pool.workers >= 1 && *cfg.pool.workers <= SUPERVISE_CONFIG_MAX_WORKERS),
             "workers out of range");

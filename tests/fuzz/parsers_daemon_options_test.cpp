@@ -27,8 +27,8 @@ std::string refusal(std::initializer_list<const char*> words) {
 
 TEST_CASE("daemon options: defaults, and every flag in both spellings") {
     const config none = parse({});
-    CHECK(none.host == "127.0.0.1");
-    CHECK(none.port == 8080);
+    CHECK(none.listen.host == "127.0.0.1");
+    CHECK(none.listen.port == 8080);
     CHECK_FALSE(none.pool.workers);
 
     const config cfg = parse({"--workers",
@@ -52,8 +52,8 @@ TEST_CASE("daemon options: defaults, and every flag in both spellings") {
                               "--keepalive-timeout",
                               "0"});
     CHECK(*cfg.pool.workers == 3);
-    CHECK(cfg.host == "::1");
-    CHECK(cfg.port == 0);
+    CHECK(cfg.listen.host == "::1");
+    CHECK(cfg.listen.port == 0);
     CHECK(cfg.pool.preset == pool_choice::preset_kind::nginx);
     CHECK(cfg.pool.strategy == pool_choice::strategy_kind::one_for_one);
     CHECK(*cfg.pool.max_restarts == 0);
@@ -67,8 +67,8 @@ TEST_CASE("daemon options: defaults, and every flag in both spellings") {
     CHECK(cfg.connections.keepalive_timeout.count() == 0);
 
     const config local = parse({"--listen", "localhost:65535", "--no-fork"});
-    CHECK(local.host == "localhost");
-    CHECK(local.port == 65535);
+    CHECK(local.listen.host == "localhost");
+    CHECK(local.listen.port == 65535);
     CHECK(*local.pool.workers == 1);
 }
 
