@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -436,6 +437,42 @@ TEST_CASE("options: min_ready_workers between 0 and workers") {
           std::string::npos);
 }
 
+// ---- the pool's page: its records ----
+
+TEST_CASE("the pool's page: a record's sequence is odd while the master writes it, and a reader "
+          "reads again until it is even and unchanged") {
+    std::atomic<std::uint32_t> sequence{0};
+    std::atomic<std::uint32_t> value{0};
+    for (std::uint32_t round = 1; round <= 3; ++round) {
+        supervise::detail::write_shared_record(sequence, [&] {
+            CHECK((sequence.load() & 1) == 1);
+            value.store(round, std::memory_order_release);
+        });
+        CHECK(sequence.load() == 2 * round);
+    }
+
+    // A write that comes during the read: the reader sees the sequence move
+    // and reads again.
+    int reads = 0;
+    std::uint32_t seen = 0;
+    CHECK(supervise::detail::read_shared_record(sequence, [&] {
+        seen = value.load(std::memory_order_acquire);
+        if (++reads == 1) {
+            supervise::detail::write_shared_record(sequence,
+                                                   [&] { value.store(9, std::memory_order_release); });
+        }
+    }));
+    CHECK(reads == 2);
+    CHECK(seen == 9);
+
+    // A writer stopped half-way (odd for good): the reader does not wait
+    // forever, and says it could not read the record whole.
+    sequence.store(7);
+    reads = 0;
+    CHECK_FALSE(supervise::detail::read_shared_record(sequence, [&] { ++reads; }));
+    CHECK(reads == 1);  // only the last, fallback read
+}
+
 // ---- the pool's page, read by workers ----
 
 TEST_CASE("pool_statistics(): every worker sees every slot, and the master is not woken by it") {
@@ -489,6 +526,43 @@ TEST_CASE("pool_statistics(): every worker sees every slot, and the master is no
     CHECK(exited_with(master.terminate(), 0));
     master.reports.wait_eof();
     CHECK(master.reports.occurrences("stopped ") == 3);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("pool_statistics(): a worker not ready yet runs but is not ready, and the pool starts") {
+    questions q;
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(2, log_fd);
+        opts.wait_for_ready = true;
+        // Worker 1 never says it is ready; worker 0 does, then answers.
+        auto answers = answering_worker(q.pipe.read_fd, report_fd);
+        supervise::pool pool{[=](supervise::worker_context& ctx) mutable {
+                                 if (ctx.index() == 0) ctx.ready();
+                                 return answers(ctx);
+                             },
+                             opts};
+        return pool.run().exit_status;
+    });
+    q.pipe.close_read();
+    REQUIRE(master.reports.wait_for("up ", 2));
+    std::size_t from = 0;
+    // Worker 0 counts as ready once the master has read its record: asked
+    // until then, each answer awaited, bounded.
+    std::string seen;
+    const std::int64_t deadline = now_ms() + patience.count();
+    do {
+        seen = view(q, master.reports, from);
+    } while (field(seen, "ready_workers") != "1" && now_ms() < deadline);
+    INFO(seen);
+    CHECK(field(seen, "phase") == "starting");
+    CHECK(field(seen, "ready") == "0");
+    CHECK(slot_of(seen, 0) == std::to_string(worker_pid(master.reports, 0)) + ":running:1:0:0:0:nobeat:-");
+    CHECK(slot_of(seen, 1) == std::to_string(worker_pid(master.reports, 1)) + ":running:0:0:0:0:nobeat:-");
+    const exposition e = metrics(q, master.reports, from);
+    CHECK(e.value("supervise_pool_phase", "{\"supervise_pool_phase\":\"starting\"}") == "1");
+    CHECK(e.value("supervise_worker_ready", worker_labels(1)) == "0");
+    CHECK(e.value("supervise_workers_ready") == "1");
+    CHECK(exited_with(master.terminate(), 0));
     CHECK(reap_leftovers() == 0);
 }
 
@@ -666,4 +740,31 @@ TEST_CASE("no_fork: the one worker reads the page of its own process") {
     CHECK(field(seen, "live") == "1");
     CHECK(field(seen, "master") == self);
     CHECK(slot_of(seen, 0).rfind(self + ":running:1:0:0:1:nobeat:-", 0) == 0);
+}
+
+TEST_CASE("live(): a worker whose master is gone says so (parent_death_signal 0)") {
+    questions q;
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(1, log_fd);
+        opts.parent_death_signal = 0;  // the worker outlives its master
+        supervise::pool pool{answering_worker(q.pipe.read_fd, report_fd), opts};
+        return pool.run().exit_status;
+    });
+    q.pipe.close_read();
+    REQUIRE(master.reports.wait_for("up ", 1));
+    REQUIRE(master.logs.wait_for("started 1 workers"));
+    std::size_t from = 0;
+    CHECK(field(view(q, master.reports, from), "live") == "1");
+    REQUIRE(::kill(master.pid(), SIGKILL) == 0);
+    CHECK(killed_by(master.wait(), SIGKILL));
+    // The orphan comes to this process (a subreaper): its parent is us now.
+    const pid_t orphan = worker_pid(master.reports, 0);
+    const std::int64_t deadline = now_ms() + patience.count();
+    while (parent_of(orphan) != ::getpid() && now_ms() < deadline) ::sched_yield();
+    REQUIRE(parent_of(orphan) == ::getpid());
+    const std::string seen = view(q, master.reports, from);
+    INFO(seen);
+    CHECK(field(seen, "live") == "0");
+    CHECK(field(seen, "ready") == "0");
+    CHECK(reap_leftovers() == 1);  // the orphan, killed here
 }
