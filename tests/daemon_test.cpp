@@ -63,11 +63,12 @@ openmetrics_client::exposition scrape_metrics(int port) {
 // Every counter of `before` is in `after`, and no smaller.
 void check_no_counter_went_back(const std::map<std::string, double>& before,
                                 const std::map<std::string, double>& after) {
-    for (const auto& [series, value] : before) {
+    for (const auto& entry : before) {
+        const std::string& series = entry.first;
         CAPTURE(series);
         const auto now = after.find(series);
         REQUIRE(now != after.end());
-        CHECK(now->second >= value);
+        CHECK(now->second >= entry.second);
     }
 }
 

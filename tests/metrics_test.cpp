@@ -263,7 +263,9 @@ TEST_CASE("openmetrics(): the parser reads every family, its type, unit and samp
         {"supervise_worker_uptime_seconds", "gauge"},
         {"supervise_worker_last_exit", "info"},
     };
-    for (const auto& [name, type] : types) {
+    for (const auto& entry : types) {
+        const std::string& name = entry.first;
+        const std::string& type = entry.second;
         const family* f = e.find_family(name);
         REQUIRE_MESSAGE(f != nullptr, name);
         CHECK_MESSAGE(f->type == type, name);
