@@ -3773,6 +3773,7 @@ class master {
         }
         const std::size_t last = table_.size() - 1;
         log_(received + "; removing worker " + std::to_string(last));
+        publish(last, true);  // before its signal, as for a stop
         table_.release_predecessors(last);
         table_.retire(last, false);
         if (table_[last].restart_pending) --restarts_pending_;
@@ -3785,6 +3786,7 @@ class master {
         if (stopping_) return;
         log_(signal_name(sig) + " received; stopping every worker, the master stays");
         reload_next_ = -1;
+        publish_all(true);  // before the signals, as for a stop
         for (std::size_t i = table_.size(); i-- > 0;) {
             table_.release_predecessors(i);
             table_.retire(i, false);
@@ -3948,8 +3950,8 @@ class master {
             member.restart_pending = true;
             ++restarts_pending_;
             member.restart_at_ms = now + decision.delay_ms;
+            publish(j, true);
             if (member.process.pid > 0) table_.request_stop(member.process, false);
-            publish(j);
         }
     }
 
@@ -4017,10 +4019,10 @@ class master {
         for (slot<System>& s : table_.slots()) s.restart_pending = false;
         restarts_pending_ = 0;
         // In the page before the workers hear of it: a worker that got the
-        // stop signal finds the pool draining or stopping.
+        // stop signal finds the pool draining or stopping, and itself stopping.
         publish_pool();
+        publish_all(true);
         table_.stop_all(graceful);
-        publish_all();
     }
 
     outcome finish() {
@@ -4125,14 +4127,18 @@ class master {
                              : s.process.pid > 0 && s.process.ready;
     }
     // Slot `index` into the page as the table has it now: called wherever the
-    // master changes a slot's process, state, readiness or last exit.
-    void publish(std::size_t index) noexcept {
+    // master changes a slot's process, state, readiness or last exit. With
+    // `stopping`, as it is about to be: a stop is published before its
+    // signal is sent, so the worker that gets it finds itself stopping.
+    void publish(std::size_t index, bool stopping = false) noexcept {
         const slot<System>& s = table_[index];
-        page_.publish_slot(index, opts_.no_fork ? master_pid_ : s.process.pid, state_of(s),
+        const worker_state state =
+            stopping && s.process.pid > 0 ? worker_state::stopping : state_of(s);
+        page_.publish_slot(index, opts_.no_fork ? master_pid_ : s.process.pid, state,
                            slot_ready(s), s.generation, s.started_ms, s.last_exit);
     }
-    void publish_all() noexcept {
-        for (std::size_t i = 0; i < table_.size(); ++i) publish(i);
+    void publish_all(bool stopping = false) noexcept {
+        for (std::size_t i = 0; i < table_.size(); ++i) publish(i, stopping);
     }
     void publish_pool() noexcept {
         page_.publish_pool(table_.size(), phase(), stop_signal_, reload_next_ >= 0);

@@ -641,6 +641,10 @@ TEST_CASE("pool_statistics(): the stop under way, seen by the workers it stops")
             CHECK(field(line, "ready") == "0");
             CHECK(field(line, "live") == "1");
             CHECK(field(line, "stop") == std::to_string(SIGQUIT));
+            // Published before the signal was sent: the worker that got it
+            // finds itself stopping, never still running.
+            const int self = std::atoi(line.c_str() + 8);
+            CHECK(slot_of(line, self).find(":stopping:") != std::string::npos);
         }
     }
     SUBCASE("fast (SIGTERM): stopping, not ready") {
@@ -663,6 +667,8 @@ TEST_CASE("pool_statistics(): the stop under way, seen by the workers it stops")
             CHECK(field(line, "ready") == "0");
             CHECK(field(line, "stop") == std::to_string(SIGTERM));
             CHECK(field(line, "sigterm") == "1");
+            const int self = std::atoi(line.c_str() + 8);
+            CHECK(slot_of(line, self).find(":stopping:") != std::string::npos);
         }
     }
     CHECK(reap_leftovers() == 0);
