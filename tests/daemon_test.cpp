@@ -432,8 +432,10 @@ TEST_CASE("a bad command line exits 2 with one message, before anything starts")
         with_local({"--min-ready-workers", "-1"}),
         with_local({"--min-ready-workers", "4097"}),
         with_local({"--min-ready-workers", "all"}),
-        // More than could ever be ready: the library refuses it.
+        // More than could ever be ready, also against the default of 4.
         with_local({"--workers", "2", "--min-ready-workers", "3"}),
+        with_local({"--min-ready-workers", "5"}),
+        with_local({"--no-fork", "--min-ready-workers", "2"}),
         with_local({"--user"}),
         with_local({"--user="}),
         with_local({"--user", "no-such-user-here"}),

@@ -135,7 +135,7 @@ struct config {
     int port = 8080;
     pool_choice::pool_flags pool;  // --workers, --preset, --strategy, --user, ...
     std::chrono::milliseconds heartbeat_timeout{0};
-    int min_ready_workers = 1;  // the library checks it against --workers
+    int min_ready_workers = 1;  // at most --workers
     http_server::limits connections;  // --max-connections, the timeouts, --chaos
     bool no_fork = false;
     bool help = false;
@@ -215,6 +215,14 @@ config parse_command_line(int argc, char** argv) {
                 "restarting --strategy, --heartbeat-timeout or --user");
         }
         cfg.pool.workers = 1;
+    }
+    // More ready workers than the pool has could never be reached: /readyz
+    // would answer 503 for good.
+    const int workers = cfg.pool.workers.value_or(SUPERVISE_CONFIG_DEFAULT_WORKERS);
+    if (cfg.min_ready_workers > workers) {
+        throw config_error("--min-ready-workers " + std::to_string(cfg.min_ready_workers) +
+                           " is more than the " + std::to_string(workers) +
+                           " workers: the pool could never be ready");
     }
     return cfg;
 }
