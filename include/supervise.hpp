@@ -206,6 +206,15 @@ template <class System>
 class master;
 template <class System>
 class listener_set;
+// The pool's state in memory the master shares with its workers (section 3,
+// "the pool's page"): where a worker_context finds it.
+struct shared_header;
+struct shared_slot;
+struct pool_page {
+    shared_header* header = nullptr;
+    shared_slot* slots = nullptr;  // one per slot up to options::max_workers
+    int capacity = 0;
+};
 }  // namespace detail
 
 // ---- Actions: what a signal does. Used as the second argument of on<>. ----
@@ -496,6 +505,12 @@ struct options {
     std::vector<listener_spec> listeners;
     // Whether systemd's sockets are taken (LISTEN_PID this process) or not.
     socket_activation_mode socket_activation = socket_activation_mode::automatic;
+    // Readiness (statistics::ready(), docs/metrics.md): once every worker has
+    // been ready (as for on_ready and READY=1), the pool is ready while at
+    // least this many workers are ready and no stop is under way. 1 keeps a
+    // pool ready while one crashed worker is being replaced; 0 means every
+    // worker of the pool. 0..workers.
+    int min_ready_workers = 1;
 };
 
 // ---- What a worker sees. ----
@@ -537,6 +552,8 @@ struct worker_events {
 
     bool signalled(int sig) const noexcept { return (signals & detail::signal_bit(sig)) != 0; }
 };
+
+struct statistics;
 
 // The worker's view of the pool, passed to the worker function. Only the pool
 // makes one. Its service points (stop_requested, stop_is_graceful,
@@ -620,6 +637,20 @@ class worker_context {
     // the message logged).
     int listener(std::string_view name) const;
     int listener(std::size_t index) const;
+    // The whole pool (every slot, its restarts, last exit and readiness, the
+    // stop under way, the master's signal counts), read from the memory the
+    // master shares with its workers: no message to the master, which is not
+    // woken. Each worker's record is read whole, as the master last wrote it;
+    // counters never go backwards (docs/metrics.md, "Consistency").
+    // Allocates (the vectors of statistics): not for a signal handler.
+    statistics pool_statistics() const;
+
+    // Counts one request handled, in this slot's counter in the shared memory
+    // (supervise_requests_total): one relaxed atomic increment, nothing for a
+    // worker that never calls it.
+    void request_done() noexcept {
+        if (requests_ != nullptr) requests_->fetch_add(1, std::memory_order_relaxed);
+    }
 
   private:
     friend struct detail::context_factory;
@@ -656,6 +687,12 @@ class worker_context {
     int inline_wake_write_ = -1;
     // The pool's, in the master's memory (a worker's copy after fork).
     const std::vector<listening_socket>* listeners_ = nullptr;
+    // pool_statistics(), request_done(): the pool's page, the heartbeats
+    // (null with the watchdog off), the pool's name.
+    detail::pool_page page_;
+    std::atomic<std::uint64_t>* requests_ = nullptr;
+    const std::atomic<std::int64_t>* beats_ = nullptr;
+    const char* name_ = "";
 };
 
 // ---- What run() reports. ----
@@ -687,16 +724,32 @@ enum class worker_state {
     parked,  // stopped by stop_workers; back with rolling_reload or scale_up
 };
 
+// Where the pool as a whole stands.
+enum class pool_phase {
+    starting,  // not every worker has been ready yet
+    running,   // every worker was ready once (on_ready, READY=1 were sent)
+    draining,  // a graceful stop is under way
+    stopping,  // a fast stop (a stop after a worker failure is one too)
+};
+
 struct worker_statistics {
     int index = 0;
     pid_t pid = 0;
     worker_state state = worker_state::idle;
     std::chrono::milliseconds uptime{0};
     unsigned generation = 0;
+    // Restarts of this slot during the run (a slot that scale_down removed
+    // and scale_up brought back goes on counting).
     unsigned restarts = 0;
     // Time since the last heartbeat; negative when the watchdog is off.
     std::chrono::milliseconds heartbeat_age{-1};
     exit_info last_exit;
+    // Its process is ready: it called worker_context::ready() (with
+    // options::wait_for_ready or notify_fd), or else its set-up is done.
+    bool ready = false;
+    // Requests the slot's processes, every generation, counted with
+    // worker_context::request_done().
+    std::uint64_t requests = 0;
 };
 
 struct statistics {
@@ -707,13 +760,40 @@ struct statistics {
     // coalesce in the kernel, so this counts deliveries, not kill() calls).
     std::vector<std::uint32_t> signals_by_number;
     std::vector<worker_statistics> workers;
+    // The pool as a whole: its options::name, where it stands, the signal
+    // that asked for the stop under way (0: none), a rolling reload under way.
+    std::string name;
+    pool_phase phase = pool_phase::starting;
+    int stop_signal = 0;
+    bool reloading = false;
+    int min_ready_workers = 1;  // options::min_ready_workers
+    // False when the worker that read these statistics found its master gone
+    // (it is no longer the worker's parent).
+    bool master_running = true;
+
+    // Workers serving now: running, not asked to stop, and ready.
+    int ready_workers() const noexcept;
+    // Readiness (a Kubernetes readinessProbe, a load balancer's health
+    // check): the master runs, the pool is `running` (every worker was ready
+    // once, no stop under way) and ready_workers() reaches min_ready_workers
+    // (0: every worker). docs/metrics.md, "Readiness and liveness".
+    bool ready() const noexcept;
+    // Liveness (a livenessProbe): the master runs. A worker that can answer
+    // at all proves the rest; a draining pool is still live.
+    bool live() const noexcept;
+
     // The table SIGUSR1 prints.
     std::string table() const;
     // The same as one JSON object (for a status endpoint or a log line):
     // {"master_pid":1,"uptime_ms":2,"signals_received":3,"signals":{"SIGUSR1":3},
     //  "workers":[{"index":0,"pid":4,"state":"running","uptime_ms":2,
-    //  "generation":0,"restarts":0,"heartbeat_age_ms":null,"last_exit":null}]}
+    //  "generation":0,"restarts":0,"heartbeat_age_ms":null,"last_exit":null,
+    //  "ready":true,"requests":0}]}
     std::string json() const;
+    // The OpenMetrics 1.0 text exposition (what Prometheus scrapes; serve it
+    // as application/openmetrics-text; version=1.0.0; charset=utf-8), ending
+    // in "# EOF". Every metric is listed in docs/metrics.md.
+    std::string openmetrics() const;
 };
 
 struct outcome {
@@ -728,6 +808,8 @@ struct outcome {
 std::string signal_name(int sig);
 // "idle", "running", "stopping", "exited", "parked".
 const char* to_string(worker_state state) noexcept;
+// "starting", "running", "draining", "stopping".
+const char* to_string(pool_phase phase) noexcept;
 
 // ---- The operating-system seam ----
 
@@ -1405,6 +1487,8 @@ struct worker_calls {
     int (*epoll_ctl)(int, int, int, struct epoll_event*);
     int (*timerfd_create)(int, int);
     int (*timerfd_settime)(int, int, const struct itimerspec*, struct itimerspec*);
+    // worker_context::pool_statistics(): is the master still the parent?
+    pid_t (*getppid)();
 };
 
 template <class System>
@@ -1413,7 +1497,7 @@ const worker_calls& worker_calls_of() noexcept {
         &System::write,          &System::thread_sigmask, &System::ppoll,
         &System::sigtimedwait,   &System::read,           &System::pipe2,
         &System::close,          &System::epoll_create1,  &System::epoll_ctl,
-        &System::timerfd_create, &System::timerfd_settime};
+        &System::timerfd_create, &System::timerfd_settime, &System::getppid};
     return table;
 }
 
@@ -1449,6 +1533,71 @@ inline std::string format_ms(std::chrono::milliseconds ms) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%lld.%03lld s", static_cast<long long>(ms.count() / 1000),
                   static_cast<long long>(ms.count() % 1000));
+    return buf;
+}
+
+// A label value or HELP text as OpenMetrics writes it: UTF-8, with the
+// backslash, the double quote and the line feed escaped. A byte that starts
+// no well-formed UTF-8 sequence (options::name is the program's text, not
+// ours) becomes U+FFFD, as a reader shows it, instead of making the whole
+// exposition unreadable.
+inline std::string openmetrics_escaped(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    const auto continuation = [&](std::size_t at) {
+        return at < text.size() && (static_cast<unsigned char>(text[at]) & 0xc0) == 0x80;
+    };
+    for (std::size_t i = 0; i < text.size();) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x80) {
+            if (c == '\\') {
+                out += "\\\\";
+            } else if (c == '"') {
+                out += "\\\"";
+            } else if (c == '\n') {
+                out += "\\n";
+            } else {
+                out += static_cast<char>(c);
+            }
+            ++i;
+            continue;
+        }
+        // RFC 3629's table: the length, and the range of the second byte
+        // (which excludes overlong forms and surrogates).
+        std::size_t length = 0;
+        unsigned char low = 0x80;
+        unsigned char high = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf) {
+            length = 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            length = 3;
+            if (c == 0xe0) low = 0xa0;
+            if (c == 0xed) high = 0x9f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            length = 4;
+            if (c == 0xf0) low = 0x90;
+            if (c == 0xf4) high = 0x8f;
+        }
+        bool whole = length > 0 && i + 1 < text.size() &&
+                     static_cast<unsigned char>(text[i + 1]) >= low &&
+                     static_cast<unsigned char>(text[i + 1]) <= high;
+        for (std::size_t k = 2; whole && k < length; ++k) whole = continuation(i + k);
+        if (whole) {
+            out.append(text.substr(i, length));
+            i += length;
+        } else {
+            out += "\xef\xbf\xbd";  // U+FFFD
+            ++i;
+        }
+    }
+    return out;
+}
+
+// Milliseconds as OpenMetrics seconds: "12.345".
+inline std::string seconds_text(std::chrono::milliseconds ms) {
+    const long long count = std::max<long long>(0, static_cast<long long>(ms.count()));
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%lld.%03lld", count / 1000, count % 1000);
     return buf;
 }
 
@@ -1568,6 +1717,9 @@ struct context_init {
     int inline_wake_read = -1;         // no_fork: the master's self-pipe, for events_fd()
     int inline_wake_write = -1;
     const std::vector<listening_socket>* listeners = nullptr;  // the pool's
+    pool_page page{};                  // the pool's page (pool_statistics, request_done)
+    const std::atomic<std::int64_t>* beats = nullptr;  // every slot's heartbeat, or null
+    const char* name = "";                             // options::name
 };
 struct context_factory {
     static worker_context make(const context_init& init) noexcept { return worker_context(init); }
@@ -1731,6 +1883,11 @@ inline void check_options(const options& opts, int (*fcntl)(int, int, int)) {
     if (opts.fatal_exit_code < -1 || opts.fatal_exit_code > 255) {
         fail("fatal_exit_code must be -1 (off) or an exit status 0..255 (got " +
              std::to_string(opts.fatal_exit_code) + ")");
+    }
+    if (opts.min_ready_workers < 0 || opts.min_ready_workers > opts.workers) {
+        fail("min_ready_workers must be between 0 (every worker) and workers (" +
+             std::to_string(opts.workers) + "; got " + std::to_string(opts.min_ready_workers) +
+             "): more could never be ready");
     }
     if (opts.parent_death_signal < 0 || opts.parent_death_signal > max_signal) {
         fail("parent_death_signal must be 0 (off) or a signal number (got " +
@@ -2604,6 +2761,211 @@ class heartbeat_table {
     std::size_t size_ = 0;
 };
 
+// ---- the pool's page: its state, shared with the workers ----
+//
+// The master writes, the workers read: every worker can see the whole pool
+// (worker_context::pool_statistics()) without asking the master, so a worker
+// serving /metrics never wakes it. Mapped MAP_SHARED before the first fork:
+// a write to it is seen by every process and copies no page (copy-on-write
+// applies to private memory only). Lock-free atomics are address-free, so
+// they work across processes; the anonymous mapping starts zero-filled, which
+// is every field's initial value (pid 0, idle, no exit, counters at 0), as
+// for the heartbeats.
+//
+// Each record (the header, each slot) is written by the master alone, under
+// a sequence number that is odd while it writes (a seqlock): its fields are
+// stored with release and loaded with acquire, so a reader whose sequence is
+// the same, and even, before and after its loads read the record whole. The
+// counters are outside the records: each only grows (the master's restarts,
+// the workers' requests, the signal counts copied from the master's), and
+// a reader takes each one as it is.
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free &&
+                  std::atomic<std::int32_t>::is_always_lock_free &&
+                  std::atomic<std::uint64_t>::is_always_lock_free,
+              "supervise: the pool's page must be lock-free atomics to be shared between processes");
+
+struct shared_header {
+    std::atomic<std::uint32_t> sequence;
+    std::atomic<std::int32_t> master_pid;
+    std::atomic<std::int64_t> started_ms;  // the master's start, CLOCK_MONOTONIC
+    std::atomic<std::uint32_t> slots;      // the pool's size now
+    std::atomic<std::uint32_t> phase;      // pool_phase
+    std::atomic<std::int32_t> stop_signal;
+    std::atomic<std::uint32_t> reloading;
+    std::atomic<std::int32_t> min_ready_workers;
+    // Counters: the master's process_signals.received, copied by its cycle.
+    std::atomic<std::uint32_t> signals[max_signal + 1];
+};
+
+// One cache line per slot: a worker's request counter does not share its
+// line with another worker's.
+struct alignas(64) shared_slot {
+    std::atomic<std::uint32_t> sequence;
+    std::atomic<std::int32_t> pid;         // 0: no process
+    std::atomic<std::uint32_t> state;      // worker_state, and ready_bit
+    std::atomic<std::uint32_t> generation;
+    std::atomic<std::int64_t> started_ms;
+    std::atomic<std::uint64_t> last_exit;  // pack_exit
+    // Counters, each with writers of one kind: the master...
+    std::atomic<std::uint64_t> restarts;
+    // ...and the slot's workers, every generation (request_done()).
+    std::atomic<std::uint64_t> requests;
+};
+static_assert(sizeof(shared_slot) == 64, "supervise: one slot of the pool's page per cache line");
+constexpr std::uint32_t ready_bit = 0x100;
+
+inline std::uint64_t pack_exit(const exit_info& e) noexcept {
+    return static_cast<std::uint64_t>(e.how) | (static_cast<std::uint64_t>(e.code & 0xff) << 8) |
+           (static_cast<std::uint64_t>(e.signal & 0xff) << 16) |
+           (static_cast<std::uint64_t>(e.core_dumped) << 24);
+}
+inline exit_info unpack_exit(std::uint64_t packed) noexcept {
+    exit_info e;
+    e.how = static_cast<exit_info::kind>(packed & 0xff);
+    e.code = static_cast<int>((packed >> 8) & 0xff);
+    e.signal = static_cast<int>((packed >> 16) & 0xff);
+    e.core_dumped = ((packed >> 24) & 1) != 0;
+    return e;
+}
+
+// The master's side of a record: write(), whose stores are all
+// memory_order_release, between the odd and the even sequence number.
+template <class Write>
+void write_shared_record(std::atomic<std::uint32_t>& sequence, Write&& write) noexcept {
+    const std::uint32_t before = sequence.load(std::memory_order_relaxed);
+    sequence.store(before + 1, std::memory_order_relaxed);
+    write();
+    sequence.store(before + 2, std::memory_order_release);
+}
+
+// A reader's side: read(), whose loads are all memory_order_acquire, until it
+// saw no write. A load that saw a store of a write under way saw (release,
+// acquire) the odd number stored before it, so the second look differs. The
+// master's writes are a few stores; only a master descheduled in the middle
+// of one keeps a reader waiting, which then yields, and past a bound takes
+// what it read: a worker must answer its probe even if its master is stopped
+// by a debugger. False then.
+template <class Read>
+bool read_shared_record(const std::atomic<std::uint32_t>& sequence, Read&& read) noexcept {
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+        const std::uint32_t before = sequence.load(std::memory_order_acquire);
+        if ((before & 1) == 0) {
+            read();
+            if (sequence.load(std::memory_order_relaxed) == before) return true;
+        }
+        if (attempt >= 8) ::sched_yield();
+    }
+    read();
+    return false;
+}
+
+// The pool's page for one run(), in the master: mapped before the first fork
+// (the workers inherit it), unmapped when the run ends. Only the master's
+// cycle writes it.
+template <class System>
+class status_page {
+  public:
+    status_page(int capacity, pid_t master_pid, std::int64_t started_ms, int min_ready_workers) {
+        const std::size_t header =
+            (sizeof(shared_header) + alignof(shared_slot) - 1) / alignof(shared_slot) *
+            alignof(shared_slot);
+        size_ = header + sizeof(shared_slot) * static_cast<std::size_t>(capacity);
+        void* mapping = System::mmap(size_);
+        if (mapping == MAP_FAILED) {
+            throw std::system_error(errno, std::generic_category(),
+                                    "supervise: mmap (statistics page)");
+        }
+        memory_ = mapping;
+        page_.header = static_cast<shared_header*>(mapping);
+        page_.slots = reinterpret_cast<shared_slot*>(static_cast<char*>(mapping) + header);
+        page_.capacity = capacity;
+        write_shared_record(page_.header->sequence, [&] {
+            page_.header->master_pid.store(master_pid, std::memory_order_release);
+            page_.header->started_ms.store(started_ms, std::memory_order_release);
+            page_.header->min_ready_workers.store(min_ready_workers, std::memory_order_release);
+        });
+    }
+    ~status_page() {
+        if (memory_ != nullptr) System::munmap(memory_, size_);
+    }
+    status_page(const status_page&) = delete;
+    status_page& operator=(const status_page&) = delete;
+
+    const pool_page& page() const noexcept { return page_; }
+
+    // The slot as the master's table has it now.
+    void publish_slot(std::size_t index, pid_t pid, worker_state state, bool ready,
+                      unsigned generation, std::int64_t started_ms,
+                      const exit_info& last_exit) noexcept {
+        shared_slot& s = page_.slots[index];
+        write_shared_record(s.sequence, [&] {
+            s.pid.store(pid, std::memory_order_release);
+            s.state.store(static_cast<std::uint32_t>(state) | (ready ? ready_bit : 0),
+                          std::memory_order_release);
+            s.generation.store(generation, std::memory_order_release);
+            s.started_ms.store(started_ms, std::memory_order_release);
+            s.last_exit.store(pack_exit(last_exit), std::memory_order_release);
+        });
+    }
+
+    // The pool as a whole; written only when it changed, so the page's line
+    // is not dirtied by every pass of the cycle.
+    void publish_pool(std::size_t slots, pool_phase phase, int stop_signal,
+                      bool reloading) noexcept {
+        const pool_state now{static_cast<std::uint32_t>(slots), phase, stop_signal, reloading};
+        if (now == published_) return;
+        published_ = now;
+        shared_header& h = *page_.header;
+        write_shared_record(h.sequence, [&] {
+            h.slots.store(now.slots, std::memory_order_release);
+            h.phase.store(static_cast<std::uint32_t>(phase), std::memory_order_release);
+            h.stop_signal.store(stop_signal, std::memory_order_release);
+            h.reloading.store(reloading ? 1 : 0, std::memory_order_release);
+        });
+    }
+
+    // The master's signal counts, which only its handler raises (in its own
+    // memory: nothing new happens in a handler): copied by the cycle, the
+    // ones that changed.
+    void publish_signals() noexcept {
+        for (int sig = 1; sig <= max_signal; ++sig) {
+            const std::uint32_t n = process_signals.received[sig].load(std::memory_order_relaxed);
+            std::atomic<std::uint32_t>& shared = page_.header->signals[sig];
+            if (shared.load(std::memory_order_relaxed) != n) {
+                shared.store(n, std::memory_order_release);
+            }
+        }
+    }
+
+    void count_restart(std::size_t index) noexcept {
+        page_.slots[index].restarts.fetch_add(1, std::memory_order_release);
+    }
+    std::uint64_t restarts(std::size_t index) const noexcept {
+        return page_.slots[index].restarts.load(std::memory_order_acquire);
+    }
+    std::uint64_t requests(std::size_t index) const noexcept {
+        return page_.slots[index].requests.load(std::memory_order_relaxed);
+    }
+
+  private:
+    struct pool_state {
+        std::uint32_t slots = 0;
+        pool_phase phase = pool_phase::starting;
+        int stop_signal = 0;
+        bool reloading = false;
+        bool operator==(const pool_state& o) const noexcept {
+            return slots == o.slots && phase == o.phase && stop_signal == o.stop_signal &&
+                   reloading == o.reloading;
+        }
+    };
+    void* memory_ = nullptr;
+    std::size_t size_ = 0;
+    pool_page page_;
+    // What the header holds (the zero-filled page is this too, but the first
+    // publish writes the size).
+    pool_state published_{~std::uint32_t{0}, pool_phase::starting, 0, false};
+};
+
 // The restarting strategies' arithmetic, with no system call: what to do
 // with an exit nobody asked for.
 struct restart_decision {
@@ -2705,8 +3067,7 @@ struct slot {
     // asked to stop, state_of() says stopping.
     worker_state state = worker_state::idle;
     std::int64_t started_ms = 0;  // when its latest process started
-    unsigned generation = 0;
-    unsigned restarts = 0;
+    unsigned generation = 0;      // (its restarts are counted in the pool's page)
     exit_info last_exit;
     // To be started again at restart_at_ms once it (and its group) is out.
     bool restart_pending = false;
@@ -3259,6 +3620,8 @@ struct worker_launch {
     worker_entry worker;
     std::int64_t started_ms;  // the master's clock at fork
     const std::vector<listening_socket>* listeners;
+    pool_page page;           // the pool's page, for worker_context::pool_statistics()
+    const std::atomic<std::int64_t>* beats;
 
     [[noreturn]] void run() noexcept {
         System::setpgid(0, pgid);
@@ -3295,7 +3658,7 @@ struct worker_launch {
         worker_context context = context_factory::make(context_init{
             index, generation, master_pid, opts.stats_fd, plan, nullptr, nullptr, records_write,
             beat, static_cast<std::int64_t>(opts.heartbeat_timeout.count()),
-            &worker_calls_of<System>(), started_ms, -1, -1, listeners});
+            &worker_calls_of<System>(), started_ms, -1, -1, listeners, page, beats, opts.name.c_str()});
         const worker_result result = run_worker_code(worker, context, index);
         if (!result.failure.empty()) log.line_or_nothing([&] { return result.failure; });
         std::fflush(nullptr);
@@ -3475,6 +3838,7 @@ class spawner {
         int records_write;
         int systemd_fd;
         heartbeat_table<System>& heartbeats;
+        const status_page<System>& status;
         process_table<System>& table;
         worker_entry worker;
         pid_t master_pid;
@@ -3522,7 +3886,9 @@ class spawner {
             c_.heartbeats.of(number),
             c_.worker,
             now,
-            c_.listeners};
+            c_.listeners,
+            c_.status.page(),
+            c_.heartbeats.of(0)};
         const pid_t pid = System::fork();
         if (pid == 0) {
             if (notify_read) System::close(notify_read.get());
@@ -3695,9 +4061,10 @@ class master {
           subreaper_(opts.subreaper && !opts.no_fork),
           systemd_(log_),
           heartbeats_(opts.heartbeat_timeout.count() > 0 && !opts.no_fork, opts.max_workers),
+          page_(opts.max_workers, master_pid_, started_ms_, opts.min_ready_workers),
           table_(opts, log_, plan.graceful_signal),
           spawner_({opts, creds, log_, plan, signals_, records_.read.get(), records_.write.get(),
-                    systemd_.fd(), heartbeats_, table_, worker, master_pid_,
+                    systemd_.fd(), heartbeats_, page_, table_, worker, master_pid_,
                     &listeners_.sockets()}),
           restarts_(opts),
           next_keepalive_ms_(started_ms_ + systemd_.watchdog_ms()) {}
@@ -3706,6 +4073,7 @@ class master {
 
     outcome run() {
         if (opts_.no_fork) return run_inline();
+        publish_pool();
         start_workers();
         table_.watch_deferred();
         // nginx's master cycle: wait for the next event, then each kind of
@@ -3721,6 +4089,10 @@ class master {
             table_.enforce_deadlines(monotonic_ms());
             keep_systemd_alive();
             if (!stopping_) start_due_restarts();
+            // What the pass changed of the pool as a whole, for the workers'
+            // pool_statistics() (each slot's record is written where it
+            // changes).
+            publish_pool();
         }
         return finish();
     }
@@ -3771,6 +4143,7 @@ class master {
 
     bool spawn(std::size_t index, bool defer_pidfd = false) {
         const std::string failed = spawner_.spawn(index, defer_pidfd);
+        publish(index);
         if (failed.empty()) return true;
         // At start-up the pool never came up; later it is a failed worker.
         begin_stop(announced_ready_ ? stop_reason::worker_failed : stop_reason::startup_failed, 0,
@@ -3895,6 +4268,7 @@ class master {
             // As nginx: a fast-stop signal during a graceful stop hurries it.
             log_(received + "; fast stop");
             graceful_stop_ = false;
+            publish_pool();
             table_.stop_all(false);
         } else if (!graceful && reason_ == stop_reason::requested) {
             log_(received + " again; sending SIGKILL");
@@ -3962,6 +4336,8 @@ class master {
             return;
         }
         table_.add_slot();
+        // Before the fork: the new worker finds its own slot in the page.
+        publish_pool();
         log_(received + "; adding worker " + std::to_string(table_.size() - 1));
         std::fflush(nullptr);
         spawn(table_.size() - 1);
@@ -3976,10 +4352,12 @@ class master {
         }
         const std::size_t last = table_.size() - 1;
         log_(received + "; removing worker " + std::to_string(last));
+        publish(last, true);  // before its signal, as for a stop
         table_.release_predecessors(last);
         table_.retire(last, false);
         if (table_[last].restart_pending) --restarts_pending_;
         table_.remove_last_slot();
+        publish_pool();
         if (reload_next_ >= static_cast<int>(table_.size())) step_reload();
     }
 
@@ -3987,6 +4365,7 @@ class master {
         if (stopping_) return;
         log_(signal_name(sig) + " received; stopping every worker, the master stays");
         reload_next_ = -1;
+        publish_all(true);  // before the signals, as for a stop
         for (std::size_t i = table_.size(); i-- > 0;) {
             table_.release_predecessors(i);
             table_.retire(i, false);
@@ -3994,6 +4373,7 @@ class master {
             table_[i].restart_pending = false;
         }
         restarts_pending_ = 0;
+        publish_all();
     }
 
     void print_statistics() {
@@ -4045,6 +4425,7 @@ class master {
         slot<System>& s = table_[index];
         if (s.process.ready || s.process.pid <= 0) return;
         s.process.ready = true;
+        publish(index);
         if (s.generation > 0) {
             log_("worker " + std::to_string(index) + " (pid " + std::to_string(s.process.pid) +
                  ") is back, generation " + std::to_string(s.generation));
@@ -4061,6 +4442,7 @@ class master {
             return;
         }
         announced_ready_ = true;
+        publish_pool();
         log_("started " + std::to_string(table_.size()) + " workers");
         systemd_.notify("READY=1\nMAINPID=" + std::to_string(master_pid_) +
                         "\nSTATUS=" + status_line());
@@ -4077,6 +4459,7 @@ class master {
              signal_bit(SIGCHLD)) != 0;
         if (!child_ended && !table_.reap_due()) return;
         table_.reap(adopting_, child_ended, [this](std::size_t index, const std::string& what) {
+            publish(index);
             if (stopping_) {
                 log_(what);
             } else {
@@ -4146,6 +4529,7 @@ class master {
             member.restart_pending = true;
             ++restarts_pending_;
             member.restart_at_ms = now + decision.delay_ms;
+            publish(j, true);
             if (member.process.pid > 0) table_.request_stop(member.process, false);
         }
     }
@@ -4168,7 +4552,7 @@ class master {
             s.restart_pending = false;
             --restarts_pending_;
             ++s.generation;
-            ++s.restarts;
+            page_.count_restart(i);
             spawn(i);
         }
     }
@@ -4187,6 +4571,7 @@ class master {
             log_("worker " + std::to_string(p.index) + " (pid " + std::to_string(p.pid) +
                  ") sent no heartbeat for " + std::to_string(age) + " ms; sending SIGABRT");
             table_.abort_stale(p, now);
+            publish(static_cast<std::size_t>(p.index));
         }
     }
 
@@ -4212,6 +4597,10 @@ class master {
         reload_next_ = -1;
         for (slot<System>& s : table_.slots()) s.restart_pending = false;
         restarts_pending_ = 0;
+        // In the page before the workers hear of it: a worker that got the
+        // stop signal finds the pool draining or stopping, and itself stopping.
+        publish_pool();
+        publish_all(true);
         table_.stop_all(graceful);
     }
 
@@ -4252,15 +4641,20 @@ class master {
         s.state = worker_state::running;
         s.started_ms = monotonic_ms();
         log_("running one worker inline (no_fork)");
+        // The one worker is up with this process: the pool is as ready as it
+        // gets (its readiness is this process's).
+        announced_ready_ = true;
+        publish(0);
+        publish_pool();
         call_ready_hook();
         if (stopping_) return finish();
 
-        worker_context context = context_factory::make(
-            context_init{0, 0, master_pid_, opts_.stats_fd, plan_.inline_worker,
-                         [](void* self) { static_cast<master*>(self)->print_statistics(); }, this,
-                         // Inline there is no master to report to, and nobody to watch it.
-                         -1, nullptr, 0, &worker_calls_of<System>(), s.started_ms,
-                         signals_.wake_read(), signals_.wake_write(), &listeners_.sockets()});
+        worker_context context = context_factory::make(context_init{
+            0, 0, master_pid_, opts_.stats_fd, plan_.inline_worker,
+            [](void* self) { static_cast<master*>(self)->print_statistics(); }, this,
+            // Inline there is no master to report to, and nobody to watch it.
+            -1, nullptr, 0, &worker_calls_of<System>(), s.started_ms, signals_.wake_read(),
+            signals_.wake_write(), &listeners_.sockets(), page_.page(), nullptr, opts_.name.c_str()});
         // The worker runs with the mapped signals unblocked so they interrupt
         // its blocking calls; its context blocks them again around each check.
         const sigset_t run_mask = signals_.wait_mask();
@@ -4272,6 +4666,7 @@ class master {
         s.state = worker_state::exited;
         s.last_exit.how = exit_info::kind::exited;
         s.last_exit.code = result.code;
+        publish(0);
         if (!result.failure.empty()) {
             log_(result.failure);
             begin_stop(stop_reason::worker_failed, 0, result.failure);
@@ -4296,6 +4691,37 @@ class master {
             begin_stop(stop_reason::startup_failed, 0,
                        "ready hook failed" + describe_thrown(" with a non-standard exception"));
         }
+    }
+
+    // ---- the pool's page ----
+
+    pool_phase phase() const noexcept {
+        if (stopping_) return graceful_stop_ ? pool_phase::draining : pool_phase::stopping;
+        return announced_ready_ ? pool_phase::running : pool_phase::starting;
+    }
+    // In no_fork the one slot is this very process (its pid stays 0 in the
+    // table): running means ready.
+    bool slot_ready(const slot<System>& s) const noexcept {
+        return opts_.no_fork ? s.state == worker_state::running
+                             : s.process.pid > 0 && s.process.ready;
+    }
+    // Slot `index` into the page as the table has it now: called wherever the
+    // master changes a slot's process, state, readiness or last exit. With
+    // `stopping`, as it is about to be: a stop is published before its
+    // signal is sent, so the worker that gets it finds itself stopping.
+    void publish(std::size_t index, bool stopping = false) noexcept {
+        const slot<System>& s = table_[index];
+        const worker_state state =
+            stopping && s.process.pid > 0 ? worker_state::stopping : state_of(s);
+        page_.publish_slot(index, opts_.no_fork ? master_pid_ : s.process.pid, state,
+                           slot_ready(s), s.generation, s.started_ms, s.last_exit);
+    }
+    void publish_all(bool stopping = false) noexcept {
+        for (std::size_t i = 0; i < table_.size(); ++i) publish(i, stopping);
+    }
+    void publish_pool() noexcept {
+        page_.publish_pool(table_.size(), phase(), stop_signal_, reload_next_ >= 0);
+        page_.publish_signals();
     }
 
     std::string status_line() const {
@@ -4328,6 +4754,7 @@ class master {
     subreaper_scope<System> subreaper_;
     systemd_scope<System> systemd_;
     heartbeat_table<System> heartbeats_;
+    status_page<System> page_;
     process_table<System> table_;
     spawner<System> spawner_;
     restart_policy restarts_;
@@ -4366,13 +4793,20 @@ statistics master<System>::snapshot() const {
         w.uptime =
             std::chrono::milliseconds(s.process.pid > 0 || opts_.no_fork ? now - s.started_ms : 0);
         w.generation = s.generation;
-        w.restarts = s.restarts;
+        w.restarts = static_cast<unsigned>(page_.restarts(i));
         if (heartbeats_.on() && s.process.pid > 0) {
             w.heartbeat_age = std::chrono::milliseconds(now - heartbeats_.last(w.index));
         }
         w.last_exit = s.last_exit;
+        w.ready = slot_ready(s);
+        w.requests = page_.requests(i);
         stats.workers.push_back(w);
     }
+    stats.name = opts_.name;
+    stats.phase = phase();
+    stats.stop_signal = stop_signal_;
+    stats.reloading = reload_next_ >= 0;
+    stats.min_ready_workers = opts_.min_ready_workers;
     return stats;
 }
 
@@ -4395,7 +4829,13 @@ inline worker_context::worker_context(const detail::context_init& init) noexcept
       calls_(init.calls),
       inline_wake_read_(init.inline_wake_read),
       inline_wake_write_(init.inline_wake_write),
-      listeners_(init.listeners) {}
+      listeners_(init.listeners),
+      page_(init.page),
+      requests_(init.page.slots != nullptr && init.index < init.page.capacity
+                    ? &init.page.slots[init.index].requests
+                    : nullptr),
+      beats_(init.beats),
+      name_(init.name) {}
 
 inline const std::vector<listening_socket>& worker_context::listeners() const noexcept {
     static const std::vector<listening_socket> none;
@@ -4617,6 +5057,64 @@ inline worker_events worker_context::take_events() noexcept {
     return events;
 }
 
+inline statistics worker_context::pool_statistics() const {
+    statistics stats;
+    stats.name = name_;
+    stats.master_pid = master_pid_;
+    // In no_fork this process is the master; a forked worker whose parent
+    // is no longer the master was orphaned (parent_death_signal 0).
+    stats.master_running = print_table_ != nullptr || calls_->getppid() == master_pid_;
+    stats.signals_by_number.assign(detail::max_signal + 1, 0);
+    if (page_.header == nullptr) return stats;
+    const detail::shared_header& h = *page_.header;
+    std::int64_t started_ms = 0;
+    std::uint32_t slots = 0;
+    detail::read_shared_record(h.sequence, [&] {
+        started_ms = h.started_ms.load(std::memory_order_acquire);
+        slots = h.slots.load(std::memory_order_acquire);
+        stats.phase = static_cast<pool_phase>(h.phase.load(std::memory_order_acquire));
+        stats.stop_signal = h.stop_signal.load(std::memory_order_acquire);
+        stats.reloading = h.reloading.load(std::memory_order_acquire) != 0;
+        stats.min_ready_workers = h.min_ready_workers.load(std::memory_order_acquire);
+    });
+    const std::int64_t now = detail::monotonic_ms();
+    stats.uptime = std::chrono::milliseconds(now - started_ms);
+    for (int sig = 1; sig <= detail::max_signal; ++sig) {
+        const std::uint32_t n = h.signals[sig].load(std::memory_order_acquire);
+        stats.signals_by_number[static_cast<std::size_t>(sig)] = n;
+        stats.signals_received += n;
+    }
+    slots = std::min(slots, static_cast<std::uint32_t>(page_.capacity));
+    stats.workers.reserve(slots);
+    for (std::uint32_t i = 0; i < slots; ++i) {
+        const detail::shared_slot& s = page_.slots[i];
+        worker_statistics w;
+        w.index = static_cast<int>(i);
+        std::uint32_t state = 0;
+        std::int64_t slot_started_ms = 0;
+        std::uint64_t last_exit = 0;
+        detail::read_shared_record(s.sequence, [&] {
+            w.pid = s.pid.load(std::memory_order_acquire);
+            state = s.state.load(std::memory_order_acquire);
+            w.generation = s.generation.load(std::memory_order_acquire);
+            slot_started_ms = s.started_ms.load(std::memory_order_acquire);
+            last_exit = s.last_exit.load(std::memory_order_acquire);
+        });
+        w.state = static_cast<worker_state>(state & 0xff);
+        w.ready = (state & detail::ready_bit) != 0;
+        w.last_exit = detail::unpack_exit(last_exit);
+        if (w.pid > 0) w.uptime = std::chrono::milliseconds(now - slot_started_ms);
+        w.restarts = static_cast<unsigned>(s.restarts.load(std::memory_order_acquire));
+        w.requests = s.requests.load(std::memory_order_relaxed);
+        if (beats_ != nullptr && w.pid > 0) {
+            w.heartbeat_age =
+                std::chrono::milliseconds(now - beats_[i].load(std::memory_order_relaxed));
+        }
+        stats.workers.push_back(w);
+    }
+    return stats;
+}
+
 // ---- exit_info, statistics, names ----
 
 inline std::string signal_name(int sig) {
@@ -4673,6 +5171,34 @@ inline const char* to_string(worker_state state) noexcept {
     return "?";
 }
 
+inline const char* to_string(pool_phase phase) noexcept {
+    switch (phase) {
+        case pool_phase::starting:
+            return "starting";
+        case pool_phase::running:
+            return "running";
+        case pool_phase::draining:
+            return "draining";
+        case pool_phase::stopping:
+            return "stopping";
+    }
+    return "?";
+}
+
+inline int statistics::ready_workers() const noexcept {
+    return static_cast<int>(std::count_if(workers.begin(), workers.end(), [](const worker_statistics& w) {
+        return w.state == worker_state::running && w.ready;
+    }));
+}
+
+inline bool statistics::ready() const noexcept {
+    if (!master_running || phase != pool_phase::running) return false;
+    const int wanted = min_ready_workers > 0 ? min_ready_workers : static_cast<int>(workers.size());
+    return ready_workers() >= wanted;
+}
+
+inline bool statistics::live() const noexcept { return master_running; }
+
 inline std::string statistics::json() const {
     // Every string here is a signal or state name or our own message: no
     // character needs escaping but the two JSON requires.
@@ -4710,9 +5236,146 @@ inline std::string statistics::json() const {
                ",\"last_exit\":" +
                (w.last_exit.how == exit_info::kind::running ? std::string("null")
                                                             : quoted(w.last_exit.describe())) +
-               "}";
+               ",\"ready\":" + (w.ready ? "true" : "false") +
+               ",\"requests\":" + std::to_string(w.requests) + "}";
     }
     return out + "]}";
+}
+
+inline std::string statistics::openmetrics() const {
+    std::string out;
+    out.reserve(4096 + workers.size() * 512);
+    // A family's metadata; its samples follow at once (OpenMetrics keeps a
+    // family's lines together).
+    const auto family = [&out](const char* metric, const char* type, const char* help,
+                               const char* unit = nullptr) {
+        out.append("# TYPE ").append(metric).append(" ").append(type).append("\n");
+        if (unit != nullptr) out.append("# UNIT ").append(metric).append(" ").append(unit).append("\n");
+        out.append("# HELP ").append(metric).append(" ").append(detail::openmetrics_escaped(help));
+        out.append("\n");
+    };
+    const auto label = [](const char* key, std::string_view value) {
+        return std::string(key) + "=\"" + detail::openmetrics_escaped(value) + "\"";
+    };
+    const auto sample = [&out](const char* metric, const std::string& labels,
+                               const std::string& value) {
+        out.append(metric);
+        if (!labels.empty()) out.append("{").append(labels).append("}");
+        out.append(" ").append(value).append("\n");
+    };
+    const auto flag = [](bool on) { return std::string(on ? "1" : "0"); };
+    const auto worker_label = [&](const worker_statistics& w) {
+        return label("worker", std::to_string(w.index));
+    };
+
+    family("supervise_pool", "info", "The pool: its name (options::name), version, master pid.");
+    sample("supervise_pool_info",
+           label("name", name) + "," + label("version", SUPERVISE_VERSION_STR) + "," +
+               label("master_pid", std::to_string(master_pid)),
+           "1");
+    family("supervise_uptime_seconds", "gauge", "Time since the master started.", "seconds");
+    sample("supervise_uptime_seconds", "", detail::seconds_text(uptime));
+    family("supervise_pool_phase", "stateset",
+           "Where the pool stands: starting, running, draining (graceful stop), stopping.");
+    for (const pool_phase p : {pool_phase::starting, pool_phase::running, pool_phase::draining,
+                               pool_phase::stopping}) {
+        sample("supervise_pool_phase", label("supervise_pool_phase", to_string(p)), flag(p == phase));
+    }
+    family("supervise_ready", "gauge",
+           "1 while the pool is ready: running, no stop under way, at least "
+           "supervise_min_ready_workers workers ready (docs/metrics.md).");
+    sample("supervise_ready", "", flag(ready()));
+    family("supervise_live", "gauge", "1 while the master runs.");
+    sample("supervise_live", "", flag(live()));
+    family("supervise_reloading", "gauge", "1 while a rolling reload is under way.");
+    sample("supervise_reloading", "", flag(reloading));
+    family("supervise_min_ready_workers", "gauge",
+           "Ready workers the pool needs to be ready (options::min_ready_workers, 0 read as "
+           "every worker).");
+    sample("supervise_min_ready_workers", "",
+           std::to_string(min_ready_workers > 0 ? static_cast<std::size_t>(min_ready_workers)
+                                                : workers.size()));
+    family("supervise_workers", "gauge", "Workers of the pool by state.");
+    for (const worker_state s : {worker_state::idle, worker_state::running, worker_state::stopping,
+                                 worker_state::exited, worker_state::parked}) {
+        const auto n = std::count_if(workers.begin(), workers.end(),
+                                     [s](const worker_statistics& w) { return w.state == s; });
+        sample("supervise_workers", label("state", to_string(s)), std::to_string(n));
+    }
+    family("supervise_workers_ready", "gauge", "Workers running, not asked to stop, and ready.");
+    sample("supervise_workers_ready", "", std::to_string(ready_workers()));
+    family("supervise_signals_received", "counter",
+           "Signals the master received, by name (standard signals that arrive together are "
+           "delivered once).");
+    for (std::size_t sig = 1; sig < signals_by_number.size(); ++sig) {
+        if (signals_by_number[sig] == 0) continue;
+        sample("supervise_signals_received_total",
+               label("signal", signal_name(static_cast<int>(sig))),
+               std::to_string(signals_by_number[sig]));
+    }
+    family("supervise_restarts", "counter", "Restarts of each worker slot by its strategy.");
+    for (const worker_statistics& w : workers) {
+        sample("supervise_restarts_total", worker_label(w), std::to_string(w.restarts));
+    }
+    family("supervise_requests", "counter",
+           "Requests handled by each worker slot, every generation, as its workers report them "
+           "(worker_context::request_done).");
+    for (const worker_statistics& w : workers) {
+        sample("supervise_requests_total", worker_label(w), std::to_string(w.requests));
+    }
+    family("supervise_worker_pid", "gauge", "Process id of each worker, 0 without a process.");
+    for (const worker_statistics& w : workers) {
+        sample("supervise_worker_pid", worker_label(w), std::to_string(w.pid > 0 ? w.pid : 0));
+    }
+    family("supervise_worker_ready", "gauge", "1 while the worker is ready.");
+    for (const worker_statistics& w : workers) {
+        sample("supervise_worker_ready", worker_label(w),
+               flag(w.ready && w.state == worker_state::running));
+    }
+    family("supervise_worker_generation", "gauge",
+           "Times the slot was started before its current process.");
+    for (const worker_statistics& w : workers) {
+        sample("supervise_worker_generation", worker_label(w), std::to_string(w.generation));
+    }
+    family("supervise_worker_uptime_seconds", "gauge",
+           "Time since the worker's process started, 0 without a process.", "seconds");
+    for (const worker_statistics& w : workers) {
+        sample("supervise_worker_uptime_seconds", worker_label(w), detail::seconds_text(w.uptime));
+    }
+    if (std::any_of(workers.begin(), workers.end(),
+                    [](const worker_statistics& w) { return w.heartbeat_age.count() >= 0; })) {
+        family("supervise_worker_heartbeat_age_seconds", "gauge",
+               "Time since the worker's last heartbeat (options::heartbeat_timeout).", "seconds");
+        for (const worker_statistics& w : workers) {
+            if (w.heartbeat_age.count() < 0) continue;
+            sample("supervise_worker_heartbeat_age_seconds", worker_label(w),
+                   detail::seconds_text(w.heartbeat_age));
+        }
+    }
+    family("supervise_worker_last_exit", "info",
+           "How the slot's last process ended: exited with a status, killed by a signal, or "
+           "lost (reaped elsewhere).");
+    for (const worker_statistics& w : workers) {
+        const exit_info& e = w.last_exit;
+        std::string labels = worker_label(w);
+        switch (e.how) {
+            case exit_info::kind::running:
+                continue;
+            case exit_info::kind::exited:
+                labels += "," + label("how", "exited") + "," + label("status", std::to_string(e.code));
+                break;
+            case exit_info::kind::killed:
+                labels += "," + label("how", "killed") + "," + label("signal", signal_name(e.signal)) +
+                          "," + label("core_dumped", e.core_dumped ? "true" : "false");
+                break;
+            case exit_info::kind::lost:
+                labels += "," + label("how", "lost");
+                break;
+        }
+        sample("supervise_worker_last_exit_info", labels, "1");
+    }
+    out += "# EOF\n";
+    return out;
 }
 
 inline std::string statistics::table() const {
@@ -4761,6 +5424,8 @@ pool<Worker, MasterSignals, WorkerSignals, Strategy, System>::pool(Worker worker
             "use the shutdown_all strategy");
     }
     last_run_.signals_by_number.assign(detail::max_signal + 1, 0);
+    last_run_.name = opts_.name;
+    last_run_.min_ready_workers = opts_.min_ready_workers;
     // Last: every other option is known good before a socket exists.
     listeners_.open(opts_, detail::logger<System>(opts_));
 }

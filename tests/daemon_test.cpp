@@ -18,12 +18,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "daemon_client.hpp"
+#include "openmetrics_client.hpp"
 
 using namespace harness;
 using namespace daemon_client;
@@ -42,6 +44,40 @@ stats_table check_replaced(daemon_process& daemon, int port, int workers, const 
         CHECK(contains(after.workers, parse_body(http_get(port, "/").body).pid));
     }
     return after;
+}
+
+// One scrape of /metrics with curl, read by prometheus_client's parser; the
+// exposition must be valid and served as OpenMetrics.
+openmetrics_client::exposition scrape_metrics(int port) {
+    const openmetrics_client::scraped got = openmetrics_client::curl_get(port, "/metrics");
+    INFO("curl: " << describe_status(got.status) << "\n" << got.head << got.body);
+    REQUIRE(exited_with(got.status, 0));
+    REQUIRE(got.http_status() == 200);
+    CHECK(got.head.find("\r\nContent-Type: application/openmetrics-text; version=1.0.0; "
+                        "charset=utf-8\r\n") != std::string::npos);
+    openmetrics_client::exposition parsed = openmetrics_client::parse_file(got.path);
+    REQUIRE_MESSAGE(parsed.valid, parsed.error);
+    return parsed;
+}
+
+// Every counter of `before` is in `after`, and no smaller.
+void check_no_counter_went_back(const std::map<std::string, double>& before,
+                                const std::map<std::string, double>& after) {
+    for (const auto& entry : before) {
+        const std::string& series = entry.first;
+        CAPTURE(series);
+        const auto now = after.find(series);
+        REQUIRE(now != after.end());
+        CHECK(now->second >= entry.second);
+    }
+}
+
+double sum_of(const std::map<std::string, double>& counters, const std::string& name) {
+    double sum = 0;
+    for (const auto& [series, value] : counters) {
+        if (series.rfind(name + "{", 0) == 0) sum += value;
+    }
+    return sum;
 }
 
 }  // namespace
@@ -393,6 +429,13 @@ TEST_CASE("a bad command line exits 2 with one message, before anything starts")
         with_local({"--first-byte-timeout", "0"}),
         with_local({"--header-timeout", "3600001"}),
         with_local({"--keepalive-timeout", "-1"}),
+        with_local({"--min-ready-workers", "-1"}),
+        with_local({"--min-ready-workers", "4097"}),
+        with_local({"--min-ready-workers", "all"}),
+        // More than could ever be ready, also against the default of 4.
+        with_local({"--workers", "2", "--min-ready-workers", "3"}),
+        with_local({"--min-ready-workers", "5"}),
+        with_local({"--no-fork", "--min-ready-workers", "2"}),
         with_local({"--user"}),
         with_local({"--user="}),
         with_local({"--user", "no-such-user-here"}),
@@ -439,11 +482,28 @@ TEST_CASE("--help prints the usage on stdout and exits 0") {
     daemon.err.wait_eof();
     CHECK(exited_with(status, 0));
     CHECK(daemon.out.text().rfind("Usage: daemon", 0) == 0);
-    for (const char* flag :
-         {"--workers", "--listen", "--shutdown-timeout", "--preset", "--strategy", "--max-restarts",
-          "--restart-period", "--heartbeat-timeout", "--user", "--no-fork", "--chaos", "--help",
-          "--max-connections", "--first-byte-timeout", "--header-timeout", "--keepalive-timeout",
-          "SIGTTIN", "4 times --workers"}) {
+    for (const char* flag : {"--workers",
+                             "--listen",
+                             "--shutdown-timeout",
+                             "--preset",
+                             "--strategy",
+                             "--max-restarts",
+                             "--restart-period",
+                             "--heartbeat-timeout",
+                             "--user",
+                             "--no-fork",
+                             "--chaos",
+                             "--help",
+                             "--max-connections",
+                             "--first-byte-timeout",
+                             "--header-timeout",
+                             "--keepalive-timeout",
+                             "--min-ready-workers",
+                             "GET /metrics",
+                             "GET /readyz",
+                             "GET /livez",
+                             "SIGTTIN",
+                             "4 times --workers"}) {
         CAPTURE(flag);
         CHECK(daemon.out.text().find(flag) != std::string::npos);
     }
@@ -855,6 +915,136 @@ TEST_CASE("under systemd-socket-activate the daemon serves on the inherited sock
         CHECK(who.pid > 0);
         CHECK(who.pid != daemon.pid());  // a worker; the daemon is the launcher's pid
     }
+    CHECK(exited_with(daemon.terminate(), 0));
+    CHECK(no_child_left());
+}
+
+// ---- health and metrics, served by the workers ----
+
+TEST_CASE(
+    "GET /metrics while workers crash and restart: curl scrapes, prometheus_client parses, "
+    "no counter goes back") {
+    daemon_process daemon(with_local({"--workers", "2", "--strategy", "one_for_one", "--chaos",
+                                      "--max-restarts", "100", "--restart-period", "60000"}));
+    const int port = daemon.start();
+    // Requests keep coming from another process meanwhile, so the counters
+    // move between (and during) the scrapes.
+    load clients(port, 1, patience);
+    REQUIRE(clients.replies.wait_for(1));
+
+    std::map<std::string, double> last = scrape_metrics(port).counters();
+    constexpr int rounds = 5;
+    for (int round = 1; round <= rounds; ++round) {
+        CAPTURE(round);
+        CHECK(http_get(port, "/crash").status == 0);  // the worker died holding it
+        // While the master reaps and restarts it: the other worker answers.
+        const std::map<std::string, double> during = scrape_metrics(port).counters();
+        check_no_counter_went_back(last, during);
+        REQUIRE(daemon.err.wait_for("is back, generation", round));
+        const openmetrics_client::exposition after = scrape_metrics(port);
+        const std::map<std::string, double> counters = after.counters();
+        INFO("stderr:\n" << daemon.err.text());
+        check_no_counter_went_back(during, counters);
+        CHECK(sum_of(counters, "supervise_restarts_total") == round);
+        // Each scrape is a request too, counted before its exposition is made.
+        CHECK(sum_of(counters, "supervise_requests_total") >
+              sum_of(during, "supervise_requests_total"));
+        CHECK(after.value("supervise_workers", "{\"state\":\"running\"}") == "2");
+        bool killed = false;
+        for (const openmetrics_client::sample& s : after.samples) {
+            if (s.name == "supervise_worker_last_exit_info" &&
+                s.labels.find("\"how\":\"killed\",\"signal\":\"SIGABRT\"") != std::string::npos) {
+                killed = true;
+            }
+        }
+        CHECK(killed);
+        last = counters;
+    }
+    CHECK(last.count("supervise_signals_received_total{\"signal\":\"SIGCHLD\"}") == 1);
+
+    const openmetrics_client::scraped ready = openmetrics_client::curl_get(port, "/readyz");
+    CHECK(ready.http_status() == 200);
+    CHECK(ready.body == "ready\n");
+    const openmetrics_client::scraped live = openmetrics_client::curl_get(port, "/livez");
+    CHECK(live.http_status() == 200);
+    CHECK(live.body == "live\n");
+
+    clients.stop();
+    CHECK(exited_with(daemon.terminate(), 0));
+    CHECK(no_child_left());
+}
+
+TEST_CASE("--preset nginx: GET /readyz answers 503 while the pool drains, /livez stays 200") {
+    daemon_process daemon(with_local({"--preset", "nginx", "--workers", "1"}));
+    const int port = daemon.start();
+    const pid_t worker = request_stats(daemon, 1, SIGUSR2).workers.at(0);
+    CHECK(openmetrics_client::curl_get(port, "/readyz").http_status() == 200);
+
+    // Three requests in hand, each half sent: the draining worker answers
+    // them, and they ask how the pool stands now.
+    connection readyz(port);
+    readyz.send("GET /readyz HTTP/1.1\r\n");
+    connection livez(port);
+    livez.send("GET /livez HTTP/1.1\r\n");
+    connection metrics(port);
+    metrics.send("GET /metrics HTTP/1.1\r\n");
+    REQUIRE(wait_until_accepted({worker}, 3) == worker);
+    daemon.signal(SIGQUIT);
+    REQUIRE(daemon.err.wait_for_line("worker 0 pid " + std::to_string(worker) +
+                                     ": stopping after the requests in hand (3 open)"));
+    INFO("stderr:\n" << daemon.err.text());
+
+    CHECK(readyz.try_send("Host: 127.0.0.1\r\n\r\n"));
+    const http_response not_ready = parse_response(readyz.receive_all());
+    CHECK(not_ready.status == 503);
+    CHECK(not_ready.body == "not ready: draining, 0 of 1 workers ready, 1 needed\n");
+    CHECK(livez.try_send("Host: 127.0.0.1\r\n\r\n"));
+    const http_response still_live = parse_response(livez.receive_all());
+    CHECK(still_live.status == 200);
+    CHECK(still_live.body == "live\n");
+    CHECK(metrics.try_send("Host: 127.0.0.1\r\n\r\n"));
+    const http_response exposition = parse_response(metrics.receive_all());
+    REQUIRE(exposition.status == 200);
+    const openmetrics_client::exposition e = openmetrics_client::parse(exposition.body);
+    REQUIRE_MESSAGE(e.valid, e.error);
+    CHECK(e.value("supervise_pool_phase", "{\"supervise_pool_phase\":\"draining\"}") == "1");
+    CHECK(e.value("supervise_ready") == "0");
+    CHECK(e.value("supervise_live") == "1");
+    CHECK(e.value("supervise_workers", "{\"state\":\"stopping\"}") == "1");
+
+    CHECK(exited_with(daemon.wait_exit(), 0));
+    CHECK(no_child_left());
+}
+
+TEST_CASE("--min-ready-workers: GET /readyz answers 503 below the minimum, 200 once it is back") {
+    daemon_process daemon(
+        with_local({"--preset", "nginx", "--workers", "2", "--min-ready-workers", "2"}));
+    const int port = daemon.start();
+    CHECK(openmetrics_client::curl_get(port, "/readyz").http_status() == 200);
+
+    daemon.signal(SIGTTOU);  // one worker less: 1 of the 2 needed
+    REQUIRE(daemon.err.wait_for_line("SIGTTOU received; removing worker 1"));
+    REQUIRE(daemon.err.wait_for_line(", retired) exited with status 0"));
+    INFO("stderr:\n" << daemon.err.text());
+    const openmetrics_client::scraped below = openmetrics_client::curl_get(port, "/readyz");
+    CHECK(below.http_status() == 503);
+    CHECK(below.body == "not ready: running, 1 of 1 workers ready, 2 needed\n");
+    const openmetrics_client::exposition e = scrape_metrics(port);
+    CHECK(e.value("supervise_ready") == "0");
+    CHECK(e.value("supervise_min_ready_workers") == "2");
+    CHECK(e.value("supervise_workers_ready") == "1");
+
+    daemon.signal(SIGTTIN);
+    REQUIRE(daemon.err.wait_for_line("SIGTTIN received; adding worker 1"));
+    // Ready once the master has read the new worker's start-up record:
+    // asked until then, each answer awaited, bounded.
+    const std::int64_t deadline = now_ms() + patience.count();
+    while (http_get(port, "/readyz").status != 200 && now_ms() < deadline) {
+    }
+    const openmetrics_client::scraped back = openmetrics_client::curl_get(port, "/readyz");
+    CHECK(back.http_status() == 200);
+    CHECK(back.body == "ready\n");
+
     CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }

@@ -811,6 +811,25 @@ TEST_CASE("mmap of the heartbeat table fails: run() throws, nothing started") {
     CHECK(record("ENOMEM on mmap (heartbeat table)", c_mmap) == 1);
 }
 
+TEST_CASE("mmap of the statistics page fails: run() throws, nothing started") {
+    SUBCASE("the only mapping (watchdog off)") {
+        scenario s;
+        s.subreaper = true;  // set before the mmap: must be put back
+        s.arm = failing(c_mmap, ENOMEM);
+        const result r = run_scenario(s);
+        check_threw(r, "supervise: mmap (statistics page): Cannot allocate memory");
+        CHECK(record("ENOMEM on mmap (statistics page)", c_mmap) == 1);
+    }
+    SUBCASE("after the heartbeat table was mapped") {
+        scenario s;
+        s.heartbeats = true;
+        s.arm = failing(c_mmap, ENOMEM, 2, 2);
+        const result r = run_scenario(s);
+        check_threw(r, "supervise: mmap (statistics page): Cannot allocate memory");
+        CHECK(record("ENOMEM on mmap (statistics page, after the heartbeats)", c_mmap) == 1);
+    }
+}
+
 TEST_CASE("pipe2 fails: the master's pipes, then a worker's notify pipe") {
     SUBCASE("the self-pipe") {
         check_run_throws(c_pipe2, EMFILE, 1, "supervise: pipe2: Too many open files",

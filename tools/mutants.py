@@ -35,7 +35,7 @@ MUTABLE = [HEADER, EXEC_SOURCE, DAEMON_SOURCE, DAEMON_LOOP, DAEMON_HTTP, ASIO_SO
 TESTS = ["restart_policy_test", "seed_test", "signal_core_test", "shutdown_test", "strategy_test",
          "actions_test", "watchdog_test", "event_loop_test", "hygiene_test",
          "fault_injection_test", "chaos_test", "security_test", "exec_test", "listeners_test",
-         "daemon_test", "loop_examples_test"]
+         "daemon_test", "loop_examples_test", "metrics_test"]
 # Tests that run programs of the project: the variable that names each to the test, the
 # program's name, its source and what it links with. The programs are built from the work tree
 # with the tests.
@@ -374,6 +374,59 @@ MUTANTS = [
     ("the loop examples: libuv's loop ignores a graceful stop",
      "    if (ev.stop && !s.draining) drain(s);", "    if (ev.stop && false) drain(s);",
      "examples/libuv/libuv_server.cpp"),
+    # Health and metrics: the pool's page, statistics::openmetrics(), readiness (metrics_test),
+    # and the daemon's /metrics, /readyz (daemon_test).
+    ("pool's page: a restart is not counted",
+     "            page_.count_restart(i);", "            (void)i;"),
+    ("pool's page: request_done() counts nothing",
+     "        if (requests_ != nullptr) requests_->fetch_add(1, std::memory_order_relaxed);",
+     "        (void)requests_;"),
+    ("pool's page: a new worker's slot is not published when it starts",
+     "        publish(index);\n        if (failed.empty()) return true;",
+     "        if (failed.empty()) return true;"),
+    ("pool's page: a worker's readiness is not published",
+     "        s.process.ready = true;\n        publish(index);", "        s.process.ready = true;"),
+    ("pool's page: a stop is published after the workers were signalled",
+     "        publish_all(true);\n        table_.stop_all(graceful);",
+     "        table_.stop_all(graceful);\n        publish_all();"),
+    ("pool's page: the master's signal counts are not copied",
+     "        page_.publish_signals();\n", ""),
+    ("pool's page: the heartbeats are not shared with the workers",
+     "            c_.heartbeats.of(0)};", "            nullptr};"),
+    ("pool's page: a record's sequence is not odd while the master writes it",
+     "    sequence.store(before + 1, std::memory_order_relaxed);\n", ""),
+    ("pool's page: a reader takes a record the master is writing",
+     "        if ((before & 1) == 0) {\n            read();",
+     "        if (true) {\n            read();"),
+    ("pool's page: an orphaned worker still finds its master running",
+     "stats.master_running = print_table_ != nullptr || calls_->getppid() == master_pid_;",
+     "stats.master_running = true;"),
+    ("readiness: a graceful stop reads as a fast one",
+     "        if (stopping_) return graceful_stop_ ? pool_phase::draining : pool_phase::stopping;",
+     "        if (stopping_) return pool_phase::stopping;"),
+    ("readiness: a pool that is stopping still reads as ready",
+     "    if (!master_running || phase != pool_phase::running) return false;",
+     "    if (!master_running) return false;"),
+    ("readiness: min_ready_workers ignored (one ready worker is enough)",
+     "    return ready_workers() >= wanted;", "    return ready_workers() >= 1;"),
+    ("metrics: a backslash in a label value is not escaped",
+     "            if (c == '\\\\') {\n                out += \"\\\\\\\\\";",
+     "            if (c == '\\\\') {\n                out += \"\\\\\";"),
+    ("metrics: bytes that are not UTF-8 are passed through",
+     "            out += \"\\xef\\xbf\\xbd\";  // U+FFFD", "            out += text[i];"),
+    ("metrics: a counter's samples lose their _total",
+     "sample(\"supervise_restarts_total\"", "sample(\"supervise_restarts\""),
+    ("metrics: the exposition does not end with # EOF",
+     "    out += \"# EOF\\n\";\n", ""),
+    ("the daemon's /metrics is served as text/plain",
+     "                            openmetrics_type);", "                            \"text/plain\");",
+     "examples/daemon/http_server.hpp"),
+    ("the daemon's /readyz answers 200 whatever the pool says",
+     "append_response(c.out, pool.ready() ? 200 : 503, readiness(pool), connection_field);",
+     "append_response(c.out, 200, readiness(pool), connection_field);",
+     "examples/daemon/http_server.hpp"),
+    ("the daemon's requests are not counted",
+     "        ctx_.request_done();\n", "", "examples/daemon/http_server.hpp"),
 ]
 
 
@@ -384,6 +437,8 @@ MUTANTS = [
 # A mutant is caught as soon as one test fails, so the test most likely to catch it runs first;
 # the others are built and run only if it survives there. Keys are words of the description.
 FIRST_CATCHER = [
+    ("daemon's /", "daemon_test"), ("daemon's requests", "daemon_test"),
+    ("pool's page", "metrics_test"), ("readiness", "metrics_test"), ("metrics", "metrics_test"),
     ("daemon's loop", "daemon_test"), ("hostile", "security_test"),
     ("loop examples", "loop_examples_test"),
     ("events_fd", "event_loop_test"), ("take_events", "event_loop_test"),
@@ -466,6 +521,9 @@ def run_all(exes):
             env = dict(os.environ)
             for variable, program, _, _ in PROGRAMS.get(exe.name, []):
                 env[variable] = str(exe.parent / program)
+            # metrics_test and daemon_test read OpenMetrics with this script (the tree's copy:
+            # it is not mutated).
+            env["OPENMETRICS_CHECK"] = str(ROOT / "tests/openmetrics_check.py")
             # A directory of the run's own: in a PID namespace of its own the test's pid, which
             # names its scratch files, is the same in every run.
             with tempfile.TemporaryDirectory() as scratch:

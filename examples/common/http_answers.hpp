@@ -38,12 +38,15 @@ inline const char* reason_phrase(int status) {
 // One answer appended to `out`. `connection` is the value of the Connection
 // field: "close", "keep-alive" (an HTTP/1.0 client that asked for it) or none.
 inline void append_response(std::string& out, int status, std::string_view body,
-                            std::string_view connection, std::string_view extra_headers = {}) {
+                            std::string_view connection, std::string_view extra_headers = {},
+                            std::string_view content_type = "text/plain") {
     out += "HTTP/1.1 ";
     out += std::to_string(status);
     out += ' ';
     out += reason_phrase(status);
-    out += "\r\nContent-Type: text/plain\r\nContent-Length: ";
+    out += "\r\nContent-Type: ";
+    out += content_type;
+    out += "\r\nContent-Length: ";
     out += std::to_string(body.size());
     out += "\r\n";
     out += extra_headers;

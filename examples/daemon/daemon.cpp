@@ -6,6 +6,11 @@
 // (examples/daemon/http_server.hpp) and answers:
 //
 //   GET /        200 "worker <index> pid <pid>"
+//   GET /metrics the whole pool in the OpenMetrics text format, from the
+//                memory the master shares with its workers (docs/metrics.md)
+//   GET /readyz  200 "ready", or 503 while the pool starts, drains, stops or
+//                has fewer ready workers than --min-ready-workers
+//   GET /livez   200 "live" while the master runs
 //   GET /crash   (--chaos only) the worker calls abort(); --strategy decides
 //                whether the pool shuts down or restarts it
 //   GET /hang    (--chaos only) the worker ignores SIGTERM, stops serving and
@@ -14,6 +19,7 @@
 // Try it:
 //   bazel run //examples/daemon -- --listen 127.0.0.1:8080
 //   curl http://127.0.0.1:8080/
+//   curl http://127.0.0.1:8080/metrics
 //   kill -USR1 <master pid>   # statistics table on stderr
 //   kill -TERM <master pid>   # clean stop, exit status 0
 //
@@ -55,7 +61,9 @@ using namespace std::chrono_literals;
 constexpr const char usage[] = R"(Usage: daemon [OPTIONS]
 A pre-forked HTTP/1.1 server: a master process and N worker processes that share
 one listening socket, each serving many keep-alive connections. GET / answers
-with the index and pid of the worker.
+with the index and pid of the worker; GET /metrics with the whole pool in the
+OpenMetrics text format, GET /readyz and GET /livez with its readiness and
+liveness (200, or 503).
 
 Options (also accepted as --option=value):
   --workers N            worker processes, 1 to 4096 (default 4)
@@ -87,6 +95,8 @@ Options (also accepted as --option=value):
   --restart-period MS    1 to 3600000 (default 10000)
   --heartbeat-timeout MS a worker that shows no sign of life for MS gets SIGABRT,
                          then --strategy decides; 0 to 3600000 (default 0: off)
+  --min-ready-workers N  GET /readyz answers 503 while fewer workers are ready;
+                         0 means every worker, at most --workers (default 1)
   --user NAME            workers run as this user (name or uid); needs root. The
                          socket is bound first, so ports below 1024 work
   --no-fork              serve with one worker inside the master process
@@ -126,6 +136,7 @@ struct config {
     bool listen_given = false;     // --listen on the command line
     pool_choice::pool_flags pool;  // --workers, --preset, --strategy, --user, ...
     std::chrono::milliseconds heartbeat_timeout{0};
+    int min_ready_workers = 1;  // at most --workers
     http_server::limits connections;  // --max-connections, the timeouts, --chaos
     bool no_fork = false;
     bool help = false;
@@ -142,6 +153,9 @@ config parse_command_line(int argc, char** argv) {
             cfg.listen_given = true;
         } else if (flag == "--heartbeat-timeout") {
             cfg.heartbeat_timeout = pool_choice::parse_duration(flag, args.value(), 0);
+        } else if (flag == "--min-ready-workers") {
+            cfg.min_ready_workers = static_cast<int>(
+                pool_choice::parse_number(flag, args.value(), 0, SUPERVISE_CONFIG_MAX_WORKERS));
         } else if (flag == "--no-fork") {
             args.no_value();
             cfg.no_fork = true;
@@ -179,6 +193,14 @@ config parse_command_line(int argc, char** argv) {
                 "restarting --strategy, --heartbeat-timeout or --user");
         }
         cfg.pool.workers = 1;
+    }
+    // More ready workers than the pool has could never be reached: /readyz
+    // would answer 503 for good.
+    const int workers = cfg.pool.workers.value_or(SUPERVISE_CONFIG_DEFAULT_WORKERS);
+    if (cfg.min_ready_workers > workers) {
+        throw config_error("--min-ready-workers " + std::to_string(cfg.min_ready_workers) +
+                           " is more than the " + std::to_string(workers) +
+                           " workers: the pool could never be ready");
     }
     return cfg;
 }
@@ -227,6 +249,7 @@ supervise::options pool_options(const config& cfg, const std::string& address) {
     pool_choice::apply(cfg.pool, opts);
     opts.no_fork = cfg.no_fork;
     opts.heartbeat_timeout = cfg.heartbeat_timeout;
+    opts.min_ready_workers = cfg.min_ready_workers;
     return opts;
 }
 

@@ -90,6 +90,11 @@ inline std::string worker_name(const supervise::worker_context& ctx) {
 
 using http::append_response;
 
+// What GET /metrics answers with (OpenMetrics 1.0, section "Overall
+// structure"): Prometheus asks for it by name in its Accept header.
+inline constexpr std::string_view openmetrics_type =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 enum class phase : unsigned char { first_byte, head, keep_alive, sending, lingering };
 inline constexpr std::size_t phase_count = 5;
 
@@ -415,6 +420,10 @@ class worker {
 
     // One request head: its answer is queued on c.out.
     void answer(connection& c, std::string_view head) {
+        // Every request head answered, whatever its status, counts: the
+        // pool's page holds the count, so /metrics from any worker has them
+        // all (supervise_requests_total, by worker).
+        ctx_.request_done();
         const http::parse_result parsed = http::parse_request(head);
         switch (parsed.status) {
             case http::parse_status::ok:
@@ -439,6 +448,16 @@ class worker {
                             "Allow: GET\r\n");
         } else if (req.path == "/") {
             append_response(c.out, 200, hello_, connection_field);
+        } else if (req.path == "/metrics") {
+            append_response(c.out, 200, ctx_.pool_statistics().openmetrics(), connection_field, {},
+                            openmetrics_type);
+        } else if (req.path == "/readyz") {
+            const supervise::statistics pool = ctx_.pool_statistics();
+            append_response(c.out, pool.ready() ? 200 : 503, readiness(pool), connection_field);
+        } else if (req.path == "/livez") {
+            const bool live = ctx_.pool_statistics().live();
+            append_response(c.out, live ? 200 : 503,
+                            live ? "live\n" : "not live: the master is gone\n", connection_field);
         } else if (limits_.chaos && req.path == "/crash") {
             log(worker_name(ctx_) + ": GET /crash: calling abort()");
             std::abort();  // the master sees SIGABRT; --strategy decides what follows
@@ -447,6 +466,18 @@ class worker {
         } else {
             append_response(c.out, 404, "not found\n", connection_field);
         }
+    }
+
+    // GET /readyz's body: "ready", or why not ("not ready: draining, 1 of 2
+    // workers ready, 2 needed").
+    static std::string readiness(const supervise::statistics& pool) {
+        if (pool.ready()) return "ready\n";
+        const std::size_t needed = pool.min_ready_workers > 0
+                                       ? static_cast<std::size_t>(pool.min_ready_workers)
+                                       : pool.workers.size();
+        return std::string("not ready: ") + supervise::to_string(pool.phase) + ", " +
+               std::to_string(pool.ready_workers()) + " of " + std::to_string(pool.workers.size()) +
+               " workers ready, " + std::to_string(needed) + " needed\n";
     }
 
     // GET /hang with --chaos: a worker stuck in a loop that also lost its

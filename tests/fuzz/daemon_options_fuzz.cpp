@@ -35,6 +35,10 @@ void check(const config& cfg) {
             "--no-fork accepted with more than the master");
     require(cfg.pool.restarting() || (!cfg.pool.max_restarts && !cfg.pool.restart_period),
             "restart limits accepted without a restarting strategy");
+    require(cfg.min_ready_workers >= 0 &&
+                cfg.min_ready_workers <=
+                    cfg.pool.workers.value_or(SUPERVISE_CONFIG_DEFAULT_WORKERS),
+            "--min-ready-workers accepted above --workers");
     // The pool's own check of the options must agree that they are valid
     // (with every descriptor taken as open: none is named here).
     fuzz_input::require_no<std::invalid_argument>([&] {

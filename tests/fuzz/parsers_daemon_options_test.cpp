@@ -50,7 +50,8 @@ TEST_CASE("daemon options: defaults, and every flag in both spellings") {
                               "--header-timeout",
                               "12",
                               "--keepalive-timeout",
-                              "0"});
+                              "0",
+                              "--min-ready-workers=3"});
     CHECK(*cfg.pool.workers == 3);
     CHECK(cfg.listen.host == "::1");
     CHECK(cfg.listen.port == 0);
@@ -65,6 +66,9 @@ TEST_CASE("daemon options: defaults, and every flag in both spellings") {
     CHECK(cfg.connections.first_byte_timeout.count() == 11);
     CHECK(cfg.connections.header_timeout.count() == 12);
     CHECK(cfg.connections.keepalive_timeout.count() == 0);
+    CHECK(cfg.min_ready_workers == 3);
+    CHECK(none.min_ready_workers == 1);
+    CHECK(parse({"--min-ready-workers", "0"}).min_ready_workers == 0);
 
     const config local = parse({"--listen", "localhost:65535", "--no-fork"});
     CHECK(local.listen.host == "localhost");
@@ -113,4 +117,11 @@ TEST_CASE("daemon options: unknown flags, stray values and meaningless combinati
     CHECK(refusal({"--no-fork", "--strategy", "one_for_one"}).find("--no-fork") !=
           std::string::npos);
     CHECK(refusal({"--user", ""}).find("--user needs") != std::string::npos);
+    CHECK(refusal({"--min-ready-workers", "-1"}).find("between 0 and") != std::string::npos);
+    // Above the pool's size (4 by default, 1 with --no-fork) it could never be reached.
+    CHECK(refusal({"--min-ready-workers", "5"}).find("could never be ready") != std::string::npos);
+    CHECK(refusal({"--workers", "2", "--min-ready-workers", "3"}).find("more than the 2 workers") !=
+          std::string::npos);
+    CHECK(refusal({"--no-fork", "--min-ready-workers", "2"}).find("could never be ready") !=
+          std::string::npos);
 }
