@@ -77,9 +77,9 @@ class pipe_pair {
     int write_fd = -1;
 };
 
-// Writes a whole line; used by workers and hooks inside child processes.
-inline void say(int fd, const std::string& line) {
-    std::string text = line + "\n";
+// Writes all of `text` (retrying short writes and EINTR); gives up silently
+// if the descriptor fails. For child processes: no doctest there.
+inline void write_all(int fd, const std::string& text) {
     const char* data = text.data();
     std::size_t left = text.size();
     while (left > 0) {
@@ -90,6 +90,9 @@ inline void say(int fd, const std::string& line) {
         left -= static_cast<std::size_t>(n);
     }
 }
+
+// Writes a whole line; used by workers and hooks inside child processes.
+inline void say(int fd, const std::string& line) { write_all(fd, line + "\n"); }
 
 // Accumulates what a pipe delivers and waits, bounded, for text to appear.
 class reader {

@@ -106,23 +106,10 @@ std::string view_line(const supervise::worker_context& ctx) {
         line << " " << w.index << ":" << w.pid << ":" << supervise::to_string(w.state) << ":"
              << w.ready << ":" << w.generation << ":" << w.restarts << ":" << w.requests << ":"
              << (w.heartbeat_age.count() >= 0 ? "beat" : "nobeat") << ":"
-             << (w.last_exit.how == supervise::exit_info::kind::running
-                     ? std::string("-")
-                     : w.last_exit.describe());
+             << (w.last_exit.how == supervise::exit_info::kind::running ? std::string("-")
+                                                                        : w.last_exit.describe());
     }
     return line.str();
-}
-
-void write_whole(int fd, const std::string& text) {
-    const char* data = text.data();
-    std::size_t left = text.size();
-    while (left > 0) {
-        const ssize_t n = ::write(fd, data, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return;
-        data += n;
-        left -= static_cast<std::size_t>(n);
-    }
 }
 
 void answer(supervise::worker_context& ctx, char question, int answer_fd) {
@@ -132,8 +119,8 @@ void answer(supervise::worker_context& ctx, char question, int answer_fd) {
             break;
         case ask_metrics: {
             const std::string text = ctx.pool_statistics().openmetrics();
-            write_whole(answer_fd, "metrics " + std::to_string(ctx.index()) + " " +
-                                       std::to_string(text.size()) + "\n" + text);
+            write_all(answer_fd, "metrics " + std::to_string(ctx.index()) + " " +
+                                     std::to_string(text.size()) + "\n" + text);
             break;
         }
         case ask_count:
@@ -219,7 +206,8 @@ std::string field(const std::string& line, const std::string& key) {
     return line.substr(begin, line.find(' ', begin) - begin);
 }
 
-// Worker `index`'s part of a view line: "pid:state:ready:generation:restarts:requests:beat:last exit".
+// Worker `index`'s part of a view line: "pid:state:ready:generation:restarts:requests:beat:last
+// exit".
 std::string slot_of(const std::string& line, int index) {
     const std::string key = " " + std::to_string(index) + ":";
     const std::size_t bar = line.find(" |");
@@ -317,7 +305,8 @@ TEST_CASE("openmetrics(): the parser reads every family, its type, unit and samp
                   "\"worker\":\"2\"}") == "1");
     // Worker 0 never ended: no last exit.
     for (const sample& s : e.samples) {
-        if (s.name == "supervise_worker_last_exit_info") CHECK(s.labels.find("\"0\"") == std::string::npos);
+        if (s.name == "supervise_worker_last_exit_info")
+            CHECK(s.labels.find("\"0\"") == std::string::npos);
     }
 }
 
@@ -337,7 +326,9 @@ TEST_CASE("openmetrics(): heartbeat ages only with the watchdog on; a lost worke
     CHECK(e.value("supervise_worker_last_exit_info", "{\"how\":\"lost\",\"worker\":\"2\"}") == "1");
 }
 
-TEST_CASE("openmetrics(): label values escaped as the format says; bytes that are not UTF-8 become U+FFFD") {
+TEST_CASE(
+    "openmetrics(): label values escaped as the format says; bytes that are not UTF-8 become "
+    "U+FFFD") {
     supervise::statistics s = three_workers();
     SUBCASE("backslash, double quote and line feed") {
         s.name = "a \"quoted\" \\ name\nwith a line feed";
@@ -353,8 +344,9 @@ TEST_CASE("openmetrics(): label values escaped as the format says; bytes that ar
         // é, €, 😀 (2, 3 and 4 bytes); then a lone continuation byte, 0xff, an
         // overlong '/', an encoded surrogate, a sequence cut short, a
         // code point above U+10FFFF.
-        s.name = "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80|\x80|\xff|\xc0\xaf|\xed\xa0\x80|\xe2\x82|"
-                 "\xf4\x90\x80\x80";
+        s.name =
+            "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80|\x80|\xff|\xc0\xaf|\xed\xa0\x80|\xe2\x82|"
+            "\xf4\x90\x80\x80";
         const exposition e = parsed(s);
         const std::string r = "\\ufffd";
         CHECK(e.value("supervise_pool_info",
@@ -441,8 +433,9 @@ TEST_CASE("options: min_ready_workers between 0 and workers") {
 
 // ---- the pool's page: its records ----
 
-TEST_CASE("the pool's page: a record's sequence is odd while the master writes it, and a reader "
-          "reads again until it is even and unchanged") {
+TEST_CASE(
+    "the pool's page: a record's sequence is odd while the master writes it, and a reader "
+    "reads again until it is even and unchanged") {
     std::atomic<std::uint32_t> sequence{0};
     std::atomic<std::uint32_t> value{0};
     for (std::uint32_t round = 1; round <= 3; ++round) {
@@ -463,8 +456,8 @@ TEST_CASE("the pool's page: a record's sequence is odd while the master writes i
     CHECK(supervise::detail::read_shared_record(sequence, [&] {
         seen = value.load(std::memory_order_acquire);
         if (++reads == 1) {
-            supervise::detail::write_shared_record(sequence,
-                                                   [&] { value.store(9, std::memory_order_release); });
+            supervise::detail::write_shared_record(
+                sequence, [&] { value.store(9, std::memory_order_release); });
         }
     }));
     CHECK(reads == 2);
@@ -506,9 +499,9 @@ TEST_CASE("pool_statistics(): every worker sees every slot, and the master is no
     }
 
     const exposition e = metrics(q, master.reports, from);
-    CHECK(e.value("supervise_pool_info", "{\"master_pid\":\"" + std::to_string(master.pid()) +
-                                             "\",\"name\":\"page\",\"version\":\"" SUPERVISE_VERSION_STR
-                                             "\"}") == "1");
+    CHECK(e.value("supervise_pool_info",
+                  "{\"master_pid\":\"" + std::to_string(master.pid()) +
+                      "\",\"name\":\"page\",\"version\":\"" SUPERVISE_VERSION_STR "\"}") == "1");
     CHECK(e.value("supervise_workers", "{\"state\":\"running\"}") == "3");
     CHECK(e.value("supervise_ready") == "1");
     for (int i = 0; i < 3; ++i) {
@@ -561,8 +554,10 @@ TEST_CASE("pool_statistics(): a worker not ready yet runs but is not ready, and 
     INFO(seen);
     CHECK(field(seen, "phase") == "starting");
     CHECK(field(seen, "ready") == "0");
-    CHECK(slot_of(seen, 0) == std::to_string(worker_pid(master.reports, 0)) + ":running:1:0:0:0:nobeat:-");
-    CHECK(slot_of(seen, 1) == std::to_string(worker_pid(master.reports, 1)) + ":running:0:0:0:0:nobeat:-");
+    CHECK(slot_of(seen, 0) ==
+          std::to_string(worker_pid(master.reports, 0)) + ":running:1:0:0:0:nobeat:-");
+    CHECK(slot_of(seen, 1) ==
+          std::to_string(worker_pid(master.reports, 1)) + ":running:0:0:0:0:nobeat:-");
     const exposition e = metrics(q, master.reports, from);
     CHECK(e.value("supervise_pool_phase", "{\"supervise_pool_phase\":\"starting\"}") == "1");
     CHECK(e.value("supervise_worker_ready", worker_labels(1)) == "0");
@@ -731,8 +726,8 @@ TEST_CASE("no_fork: the one worker reads the page of its own process") {
         opts.no_fork = true;
         supervise::pool pool{[&](supervise::worker_context& ctx) {
                                  ctx.request_done();
-                                 say(report.write_fd, view_line(ctx) + " self=" +
-                                                          std::to_string(::getpid()));
+                                 say(report.write_fd,
+                                     view_line(ctx) + " self=" + std::to_string(::getpid()));
                                  ::raise(SIGTERM);
                                  while (!ctx.stop_requested()) ctx.sleep_for(-1ms);
                              },

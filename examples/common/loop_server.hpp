@@ -25,6 +25,24 @@ namespace loop_server {
 
 using namespace std::chrono_literals;
 
+// The flags of both programs, after each one's own first lines (--help).
+inline constexpr const char options_help[] = R"(
+Options (also accepted as --option=value):
+  --workers N            worker processes, 1 to 4096 (default 4)
+  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080); PORT 0
+                         picks a free port (the log says which); started by
+                         systemd's socket activation, its socket, no flag
+  --idle-timeout MS      a connection that sends no complete request for MS, or
+                         does not read its answer, is closed (default 5000)
+  --shutdown-timeout MS  time workers get to finish after a stop (default 5000)
+  --preset seed|nginx    which signals do what (default seed): with nginx,
+                         SIGQUIT stops gracefully, SIGHUP replaces the workers
+                         one at a time, SIGUSR1 makes workers reopen their logs
+  --strategy NAME        shutdown_all, one_for_one, one_for_all, rest_for_one
+  --max-restarts N, --restart-period MS, --user NAME   as for examples/daemon
+  --help                 print this help and exit
+)";
+
 struct config {
     listen_flag::address listen;
     bool listen_given = false;
@@ -113,6 +131,7 @@ int program_main(std::string_view program, const char* usage, int argc, char** a
         cfg = parse_command_line(argc, argv);
         if (cfg.help) {
             std::fputs(usage, stdout);
+            std::fputs(options_help, stdout);
             return 0;
         }
         if (cfg.listen_given || !listen_flag::socket_activated()) {

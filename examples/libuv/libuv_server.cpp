@@ -42,21 +42,6 @@ constexpr const char usage[] = R"(Usage: libuv_server [OPTIONS]
 A pre-forked HTTP/1.1 server: N worker processes share one listening socket and
 each runs a libuv loop over many keep-alive connections. GET / answers with the
 index and pid of the worker.
-
-Options (also accepted as --option=value):
-  --workers N            worker processes, 1 to 4096 (default 4)
-  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080); PORT 0
-                         picks a free port (the log says which); started by
-                         systemd's socket activation, its socket, no flag
-  --idle-timeout MS      a connection that sends no complete request for MS, or
-                         does not read its answer, is closed (default 5000)
-  --shutdown-timeout MS  time workers get to finish after a stop (default 5000)
-  --preset seed|nginx    which signals do what (default seed): with nginx,
-                         SIGQUIT stops gracefully, SIGHUP replaces the workers
-                         one at a time, SIGUSR1 makes workers reopen their logs
-  --strategy NAME        shutdown_all, one_for_one, one_for_all, rest_for_one
-  --max-restarts N, --restart-period MS, --user NAME   as for examples/daemon
-  --help                 print this help and exit
 )";
 
 constexpr std::string_view program = "libuv_server";
