@@ -434,6 +434,12 @@ struct options {
     int workers = SUPERVISE_CONFIG_DEFAULT_WORKERS;
     // SIGTERM to SIGKILL grace period for workers.
     std::chrono::milliseconds shutdown_timeout{SUPERVISE_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS};
+    // A requested graceful stop first drains for this long (docs/strategies.md,
+    // "Draining for a load balancer"): the pool stops being ready at once
+    // (STOPPING=1, statistics::ready()) while the workers keep serving, so a
+    // load balancer that still sends traffic is answered; then the workers are
+    // stopped gracefully. 0 (the default): no delay. 0..24 h.
+    std::chrono::milliseconds drain_delay{0};
     // Bound on the total running time of the destroy hooks.
     std::chrono::milliseconds destroy_timeout{SUPERVISE_CONFIG_DEFAULT_DESTROY_TIMEOUT_MS};
     // The seed's dont_fork: run one worker inline, in this process.
@@ -1836,6 +1842,10 @@ inline void check_options(const options& opts, int (*fcntl)(int, int, int)) {
     if (opts.shutdown_timeout.count() <= 0 || opts.shutdown_timeout > day) {
         fail("shutdown_timeout must be between 1 ms and 24 h (got " +
              std::to_string(opts.shutdown_timeout.count()) + " ms)");
+    }
+    if (opts.drain_delay.count() < 0 || opts.drain_delay > day) {
+        fail("drain_delay must be between 0 and 24 h (got " +
+             std::to_string(opts.drain_delay.count()) + " ms)");
     }
     if (opts.destroy_timeout.count() <= 0 || opts.destroy_timeout > day) {
         fail("destroy_timeout must be between 1 ms and 24 h (got " +
@@ -4084,6 +4094,7 @@ class master {
             // workers together (pkill, systemd's KillMode=control-group), the
             // workers' exits then belong to the requested stop, not a failure.
             dispatch_signals();
+            if (drain_until_ms_ >= 0 && monotonic_ms() >= drain_until_ms_) end_drain_delay();
             reap();
             check_heartbeats();
             table_.enforce_deadlines(monotonic_ms());
@@ -4194,6 +4205,7 @@ class master {
         const auto consider = [&](std::int64_t at) {
             if (earliest < 0 || at < earliest) earliest = at;
         };
+        if (drain_until_ms_ >= 0) consider(drain_until_ms_);
         // The slots only while one can have a deadline: a restart waiting,
         // the watchdog on.
         if (!stopping_ && (restarts_pending_ > 0 || heartbeats_.on())) {
@@ -4268,8 +4280,8 @@ class master {
             // As nginx: a fast-stop signal during a graceful stop hurries it.
             log_(received + "; fast stop");
             graceful_stop_ = false;
-            publish_pool();
-            table_.stop_all(false);
+            drain_until_ms_ = -1;  // a drain delay under way ends here
+            stop_workers_now(false);
         } else if (!graceful && reason_ == stop_reason::requested) {
             log_(received + " again; sending SIGKILL");
             table_.kill_all(SIGKILL);
@@ -4592,16 +4604,42 @@ class master {
         reason_ = reason;
         stop_signal_ = sig;
         why_ = std::move(why);
-        log_(std::string(graceful ? "stopping gracefully: " : "stopping: ") + why_);
-        systemd_.notify("STOPPING=1\nSTATUS=stopping: " + why_);
         reload_next_ = -1;
         for (slot<System>& s : table_.slots()) s.restart_pending = false;
         restarts_pending_ = 0;
-        // In the page before the workers hear of it: a worker that got the
-        // stop signal finds the pool draining or stopping, and itself stopping.
+        if (graceful && reason == stop_reason::requested && opts_.drain_delay.count() > 0 &&
+            !opts_.no_fork) {
+            // Not ready from now on, still serving until the delay is over
+            // (end_drain_delay). systemd gets the whole budget: the delay,
+            // the graceful stop, then SIGTERM and SIGKILL a timeout apart.
+            const std::int64_t delay = opts_.drain_delay.count();
+            drain_until_ms_ = monotonic_ms() + delay;
+            publish_pool();  // not ready before anyone can read the line below
+            log_("stopping gracefully: " + why_ + "; draining for " + std::to_string(delay) +
+                 " ms first, still serving");
+            const std::int64_t budget_ms = delay + 3 * opts_.shutdown_timeout.count();
+            systemd_.notify("STOPPING=1\nSTATUS=draining: " + why_ +
+                            "\nEXTEND_TIMEOUT_USEC=" + std::to_string(budget_ms * 1000));
+            return;
+        }
+        log_(std::string(graceful ? "stopping gracefully: " : "stopping: ") + why_);
+        systemd_.notify("STOPPING=1\nSTATUS=stopping: " + why_);
+        stop_workers_now(graceful);
+    }
+
+    // In the page before the workers hear of it: a worker that got the stop
+    // signal finds the pool draining or stopping, and itself stopping.
+    void stop_workers_now(bool graceful) {
         publish_pool();
         publish_all(true);
         table_.stop_all(graceful);
+    }
+
+    // The drain delay is over: the stop goes on as it would have without one.
+    void end_drain_delay() {
+        drain_until_ms_ = -1;
+        log_("drain delay over; stopping the workers gracefully");
+        stop_workers_now(true);
     }
 
     outcome finish() {
@@ -4761,6 +4799,7 @@ class master {
     // The stop under way.
     bool stopping_ = false;
     bool graceful_stop_ = false;  // ...is graceful and was not hurried
+    std::int64_t drain_until_ms_ = -1;  // the drain delay under way ends then
     stop_reason reason_ = stop_reason::requested;
     int stop_signal_ = 0;
     std::string why_;

@@ -119,6 +119,7 @@ struct setup {
     // Long by default: nothing in a test happens because a timeout ran out
     // unless the test sets a short one to see exactly that.
     milliseconds shutdown_timeout = std::chrono::hours(24);
+    milliseconds drain_delay{0};
     on_graceful mode = on_graceful::finish;
     int notify_fd = -1;
     std::function<void()> on_ready;
@@ -156,6 +157,7 @@ struct nginx_pool {
             opts.min_workers = how.min_workers;
             opts.max_workers = how.max_workers;
             opts.shutdown_timeout = how.shutdown_timeout;
+            opts.drain_delay = how.drain_delay;
             opts.notify_fd = how.notify_fd;
             auto pool = supervise::make_pool<supervise::nginx_master_signals,
                                              supervise::nginx_worker_signals,
@@ -311,6 +313,57 @@ TEST_CASE("graceful_stop: SIGQUIT lets every worker finish; no SIGTERM or SIGKIL
     CHECK(pool.count("sending SIGTERM") == 0);
     CHECK(pool.count("sending SIGKILL") == 0);
     CHECK(pool.count("stopped (SIGQUIT received); exit status 0") == 1);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE(
+    "drain_delay: a graceful stop serves on for the delay, then stops every worker gracefully") {
+    nginx_pool pool;
+    setup how;
+    how.drain_delay = 300ms;
+    REQUIRE(pool.start_all_up(how));
+    pool.signal(SIGQUIT);
+    REQUIRE(pool.stream.wait_for("draining for 300 ms first, still serving"));
+    // During the delay the workers are still serving: a delivered signal
+    // reaches them and is answered (no stop came with it).
+    pool.signal(SIGUSR1);
+    for (int i = 0; i < 3; ++i) {
+        CHECK(pool.stream.wait_for("signalled " + std::to_string(i) + " gen 0 first=1"));
+    }
+    const auto status = pool.finish();
+    INFO(pool.stream.text());
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    CHECK(pool.count("drain delay over; stopping the workers gracefully") == 1);
+    for (int i = 0; i < 3; ++i) {
+        const std::string me = std::to_string(i) + " gen 0";
+        CHECK(pool.lines("stopping " + me) ==
+              std::vector<std::string>{"stopping " + me + " graceful SIGQUIT"});
+    }
+    // The delay came first: no worker heard of the stop before it was over.
+    CHECK(pool.stream.text().find("drain delay over") <
+          pool.stream.text().find("stopping 0 gen 0"));
+    CHECK(pool.count("sending SIGTERM") == 0);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("drain_delay: a fast stop during the delay stops every worker at once") {
+    nginx_pool pool;
+    setup how;
+    how.drain_delay = std::chrono::hours(1);
+    REQUIRE(pool.start_all_up(how));
+    pool.signal(SIGQUIT);
+    REQUIRE(pool.stream.wait_for("draining for 3600000 ms first, still serving"));
+    pool.signal(SIGTERM);
+    const auto status = pool.finish();
+    INFO(pool.stream.text());
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    CHECK(pool.count("SIGTERM received; fast stop") == 1);
+    for (int i = 0; i < 3; ++i) {
+        const std::string me = std::to_string(i) + " gen 0";
+        CHECK(pool.lines("stopping " + me) ==
+              std::vector<std::string>{"stopping " + me + " fast SIGTERM"});
+    }
+    CHECK(pool.count("drain delay over") == 0);
     CHECK(reap_leftovers() == 0);
 }
 

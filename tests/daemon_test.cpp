@@ -495,6 +495,7 @@ TEST_CASE("--help prints the usage on stdout and exits 0") {
                              "--chaos",
                              "--help",
                              "--max-connections",
+                             "--drain-delay",
                              "--first-byte-timeout",
                              "--header-timeout",
                              "--keepalive-timeout",
@@ -1045,6 +1046,24 @@ TEST_CASE("--min-ready-workers: GET /readyz answers 503 below the minimum, 200 o
     CHECK(back.http_status() == 200);
     CHECK(back.body == "ready\n");
 
+    CHECK(exited_with(daemon.terminate(), 0));
+    CHECK(no_child_left());
+}
+
+// Kubernetes' and a load balancer's order (docs/strategies.md): on SIGQUIT the
+// pool is not ready at once, and still serves for --drain-delay.
+TEST_CASE("--drain-delay: after SIGQUIT /readyz says 503 at once while GET / is still served") {
+    daemon_process daemon(with_local({"--preset", "nginx", "--workers", "2", "--drain-delay",
+                                      "600000", "--shutdown-timeout", "2000"}));
+    const int port = daemon.start();
+    INFO("stderr:\n" << daemon.err.text());
+    CHECK(http_get(port, "/readyz").status == 200);
+    daemon.signal(SIGQUIT);
+    REQUIRE(daemon.err.wait_for("draining for 600000 ms first, still serving"));
+    CHECK(http_get(port, "/readyz").status == 503);
+    for (int i = 0; i < 5; ++i) CHECK(http_get(port, "/").status == 200);
+    CHECK(daemon.running());
+    // A fast stop ends the delay: status 0, nothing left.
     CHECK(exited_with(daemon.terminate(), 0));
     CHECK(no_child_left());
 }

@@ -427,6 +427,12 @@ MUTANTS = [
      "examples/daemon/http_server.hpp"),
     ("the daemon's requests are not counted",
      "        ctx_.request_done();\n", "", "examples/daemon/http_server.hpp"),
+    # drain_delay: readiness off at once, serving on, then the graceful stop.
+    ("graceful: drain_delay ignored (the workers are stopped at once)",
+     "opts_.drain_delay.count() > 0 &&", "opts_.drain_delay.count() < 0 &&"),
+    ("graceful: the drain delay's end is no deadline of the master (it never ends while idle)",
+     "        if (drain_until_ms_ >= 0) consider(drain_until_ms_);\n", ""),
+
 ]
 
 

@@ -35,6 +35,9 @@ Options (also accepted as --option=value):
   --idle-timeout MS      a connection that sends no complete request for MS, or
                          does not read its answer, is closed (default 5000)
   --shutdown-timeout MS  time workers get to finish after a stop (default 5000)
+  --drain-delay MS       a graceful stop first serves on for MS while the pool
+                         reports not ready (STOPPING=1, /readyz), then stops
+                         the workers gracefully; 0 to 3600000 (default 0)
   --preset seed|nginx    which signals do what (default seed): with nginx,
                          SIGQUIT stops gracefully, SIGHUP replaces the workers
                          one at a time, SIGUSR1 makes workers reopen their logs

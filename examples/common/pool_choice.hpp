@@ -145,6 +145,7 @@ class arguments {
 struct pool_flags {
     std::optional<int> workers;  // unset: the library's default
     std::chrono::milliseconds shutdown_timeout{SUPERVISE_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS};
+    std::chrono::milliseconds drain_delay{0};
     preset_kind preset = preset_kind::seed;
     strategy_kind strategy = strategy_kind::shutdown_all;
     std::optional<int> max_restarts;  // unset: the library's defaults
@@ -164,6 +165,8 @@ inline bool take_pool_flag(arguments& args, pool_flags& flags) {
             static_cast<int>(parse_number(flag, args.value(), 1, SUPERVISE_CONFIG_MAX_WORKERS));
     } else if (flag == "--shutdown-timeout") {
         flags.shutdown_timeout = parse_duration(flag, args.value(), 1);
+    } else if (flag == "--drain-delay") {
+        flags.drain_delay = parse_duration(flag, args.value(), 0);
     } else if (flag == "--preset") {
         flags.preset = parse_choice(flag, args.value(), presets);
     } else if (flag == "--strategy") {
@@ -194,6 +197,7 @@ inline void check_pool_flags(const pool_flags& flags) {
 inline void apply(const pool_flags& flags, supervise::options& opts) {
     if (flags.workers) opts.workers = *flags.workers;
     opts.shutdown_timeout = flags.shutdown_timeout;
+    opts.drain_delay = flags.drain_delay;
     if (flags.max_restarts) opts.max_restarts = *flags.max_restarts;
     if (flags.restart_period) opts.restart_period = *flags.restart_period;
     opts.user = flags.user;

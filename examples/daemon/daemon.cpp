@@ -73,6 +73,9 @@ Options (also accepted as --option=value):
                          by systemd's socket activation (LISTEN_FDS), the daemon
                          serves on the socket systemd passed and needs no flag
   --shutdown-timeout MS  time workers get between SIGTERM and SIGKILL (default 5000)
+  --drain-delay MS       a graceful stop first serves on for MS while the pool
+                         reports not ready (STOPPING=1, /readyz), then stops
+                         the workers gracefully; 0 to 3600000 (default 0)
   --max-connections N    open connections per worker, 1 to 1000000 (default
                          1024); at the limit the connection idle longest is
                          closed for a new one

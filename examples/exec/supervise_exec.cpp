@@ -76,6 +76,9 @@ Options (also accepted as --option=value):
                          0 to 3600000 (default 5000)
   --shutdown-timeout MS  time a copy gets between SIGTERM and SIGKILL, 1 to
                          3600000 (default 5000)
+  --drain-delay MS       a graceful stop first lets the copies serve on for MS
+                         while the pool reports not ready (STOPPING=1), then
+                         stops them gracefully; 0 to 3600000 (default 0)
   --preset seed|nginx    which signals do what (default seed; see below)
   --ready-fd N           a copy is ready once it writes a newline to descriptor
                          N (s6's notification-fd), 3 to 1023 (default: ready

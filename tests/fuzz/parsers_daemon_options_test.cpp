@@ -51,7 +51,9 @@ TEST_CASE("daemon options: defaults, and every flag in both spellings") {
                               "12",
                               "--keepalive-timeout",
                               "0",
-                              "--min-ready-workers=3"});
+                              "--min-ready-workers=3",
+                              "--drain-delay",
+                              "13"});
     CHECK(*cfg.pool.workers == 3);
     CHECK(cfg.listen.host == "::1");
     CHECK(cfg.listen.port == 0);
@@ -67,6 +69,7 @@ TEST_CASE("daemon options: defaults, and every flag in both spellings") {
     CHECK(cfg.connections.header_timeout.count() == 12);
     CHECK(cfg.connections.keepalive_timeout.count() == 0);
     CHECK(cfg.min_ready_workers == 3);
+    CHECK(cfg.pool.drain_delay.count() == 13);
     CHECK(none.min_ready_workers == 1);
     CHECK(parse({"--min-ready-workers", "0"}).min_ready_workers == 0);
 
@@ -87,6 +90,7 @@ TEST_CASE("daemon options: numbers are whole decimal numbers within their range"
     CHECK(refusal({"--first-byte-timeout", "0"}).find("between 1 and") != std::string::npos);
     CHECK(refusal({"--header-timeout", "0"}).find("between 1 and") != std::string::npos);
     CHECK(refusal({"--keepalive-timeout", "-1"}).find("between 0 and") != std::string::npos);
+    CHECK(refusal({"--drain-delay", "3600001"}).find("between 0 and") != std::string::npos);
     CHECK(refusal({"--workers", ""}).find("is not a number") != std::string::npos);
     CHECK(refusal({"--workers"}).find("needs a value") != std::string::npos);
     CHECK(refusal({"--shutdown-timeout", "0"}).find("between 1") != std::string::npos);
