@@ -11,7 +11,7 @@
 set -euo pipefail
 
 seconds=${FUZZ_SECONDS:-10}
-read -r -a targets <<<"${FUZZ_TARGETS:-http_request daemon_options exec_options sd_notify}"
+read -r -a targets <<<"${FUZZ_TARGETS:-http_request daemon_options exec_options sd_notify listen_address}"
 root=$PWD # the workspace root, or its runfiles tree under bazel test
 work=${TEST_TMPDIR:-$(mktemp -d "${TMPDIR:-/tmp}/fuzz_test.XXXXXX")}
 artifacts=${TEST_UNDECLARED_OUTPUTS_DIR:-$work}
