@@ -81,6 +81,13 @@
 #define SUPERVISE_CONFIG_DEFAULT_RESTART_DELAY_MAX_MS 5000
 #endif
 
+// A worker that was ready and lived this long is restarted at once, whatever
+// came before it: the back-off is for workers that cannot start (supervisord's
+// startsecs=1, PM2's min_uptime=1000 ms).
+#ifndef SUPERVISE_CONFIG_DEFAULT_MIN_UPTIME_MS
+#define SUPERVISE_CONFIG_DEFAULT_MIN_UPTIME_MS 1000
+#endif
+
 // Exit status by which a worker says "do not restart me, stop the pool"
 // (s6's 125 means permanent failure).
 #ifndef SUPERVISE_CONFIG_DEFAULT_FATAL_EXIT_CODE
@@ -465,6 +472,12 @@ struct options {
     // A worker that ran for restart_period starts the sequence afresh.
     std::chrono::milliseconds restart_delay{SUPERVISE_CONFIG_DEFAULT_RESTART_DELAY_MS};
     std::chrono::milliseconds restart_delay_max{SUPERVISE_CONFIG_DEFAULT_RESTART_DELAY_MAX_MS};
+    // The back-off is for workers that cannot start: a worker that was ready
+    // (as for on_ready) and lived at least this long ends the slot's run of
+    // failures, so it is restarted at once, as nginx, gunicorn and OTP do.
+    // The intensity limit (max_restarts) still counts its restart. 0: being
+    // ready is enough. 0..24 h.
+    std::chrono::milliseconds min_uptime{SUPERVISE_CONFIG_DEFAULT_MIN_UPTIME_MS};
     // A worker exiting with this status is not restarted: the pool stops
     // with a failure status. -1 turns it off.
     int fatal_exit_code = SUPERVISE_CONFIG_DEFAULT_FATAL_EXIT_CODE;
@@ -1890,6 +1903,10 @@ inline void check_options(const options& opts, int (*fcntl)(int, int, int)) {
              std::to_string(opts.restart_delay.count()) + " ms and " +
              std::to_string(opts.restart_delay_max.count()) + " ms)");
     }
+    if (opts.min_uptime.count() < 0 || opts.min_uptime > day) {
+        fail("min_uptime must be between 0 and 24 h (got " +
+             std::to_string(opts.min_uptime.count()) + " ms)");
+    }
     if (opts.fatal_exit_code < -1 || opts.fatal_exit_code > 255) {
         fail("fatal_exit_code must be -1 (off) or an exit status 0..255 (got " +
              std::to_string(opts.fatal_exit_code) + ")");
@@ -2997,13 +3014,15 @@ class restart_policy {
           max_restarts_(opts.max_restarts),
           period_ms_(opts.restart_period.count()),
           delay_ms_(opts.restart_delay.count()),
-          delay_max_ms_(opts.restart_delay_max.count()) {}
+          delay_max_ms_(opts.restart_delay_max.count()),
+          min_uptime_ms_(opts.min_uptime.count()) {}
 
-    // A worker that started at started_ms ended at now as `how`; `failures`
-    // is its slot's run of consecutive failures, updated here. A restart is
-    // counted against the intensity limit when it is decided.
+    // A worker that started at started_ms ended at now as `how`, after it had
+    // been ready or not; `failures` is its slot's run of consecutive
+    // failures, updated here. A restart is counted against the intensity
+    // limit when it is decided.
     restart_decision decide(const exit_info& how, std::int64_t started_ms, std::int64_t now,
-                            int& failures) {
+                            int& failures, bool was_ready = false) {
         if (how.how == exit_info::kind::exited && how.code == fatal_exit_code_) {
             return {restart_decision::verdict::fatal, 0};
         }
@@ -3019,8 +3038,10 @@ class restart_policy {
             return {restart_decision::verdict::give_up, 0};
         }
         recent_.push_back(now);
-        // A worker that stayed up for a whole restart_period starts afresh.
-        if (now - started_ms >= period_ms_) failures = 0;
+        // A worker that served (ready, up for min_uptime) or stayed up for a
+        // whole restart_period starts afresh: its death is not a crash loop.
+        const std::int64_t uptime = now - started_ms;
+        if ((was_ready && uptime >= min_uptime_ms_) || uptime >= period_ms_) failures = 0;
         ++failures;
         return {restart_decision::verdict::restart, backoff_ms(failures)};
     }
@@ -3045,6 +3066,7 @@ class restart_policy {
     std::int64_t period_ms_;
     std::int64_t delay_ms_;
     std::int64_t delay_max_ms_;
+    std::int64_t min_uptime_ms_;
     // Restarts within the last period, oldest first: at most max_restarts, in
     // blocks that are freed as the window moves on.
     std::deque<std::int64_t> recent_;
@@ -3083,6 +3105,8 @@ struct slot {
     bool restart_pending = false;
     std::int64_t restart_at_ms = 0;
     int consecutive_failures = 0;
+    // Whether its latest process had been ready (restart_policy::decide).
+    bool last_was_ready = false;
 };
 
 template <class System>
@@ -3568,6 +3592,7 @@ class process_table {
         const std::string what = "worker " + std::to_string(index) + " (pid " +
                                  std::to_string(s.process.pid) + ") " + how.describe();
         s.last_exit = how;
+        s.last_was_ready = s.process.ready;
         s.state = worker_state::exited;
         serving_.erase(s.process.pid);
         --live_;
@@ -4470,6 +4495,12 @@ class master {
             (process_signals.pending.fetch_and(~signal_bit(SIGCHLD), std::memory_order_acquire) &
              signal_bit(SIGCHLD)) != 0;
         if (!child_ended && !table_.reap_due()) return;
+        // A worker that reported itself ready and died at once: its record
+        // may still sit in the pipe when the SIGCHLD made ppoll return EINTR
+        // before the records were read, and once the slot is reaped the
+        // record's pid no longer matches. Whether it was ready decides its
+        // back-off (restart_policy::decide), so take the records first.
+        if (child_ended && !stopping_) read_startup_records();
         table_.reap(adopting_, child_ended, [this](std::size_t index, const std::string& what) {
             publish(index);
             if (stopping_) {
@@ -4493,7 +4524,8 @@ class master {
         }
         const std::int64_t now = monotonic_ms();
         const restart_decision decision =
-            restarts_.decide(dead.last_exit, dead.started_ms, now, dead.consecutive_failures);
+            restarts_.decide(dead.last_exit, dead.started_ms, now, dead.consecutive_failures,
+                             dead.last_was_ready);
         switch (decision.what) {
             case restart_decision::verdict::fatal:
                 begin_stop(stop_reason::worker_failed, 0, what + " (fatal: not restarted)");

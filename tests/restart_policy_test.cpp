@@ -54,6 +54,34 @@ TEST_CASE("a slot that keeps failing backs off; one that lived a whole period st
     CHECK(failures == 1);
 }
 
+TEST_CASE("min_uptime: a death after the worker was ready and up that long ends the run") {
+    supervise::options opts = restarting(100, 10000, 100, 5000);
+    opts.min_uptime = std::chrono::milliseconds(1000);
+    supervise::detail::restart_policy policy(opts);
+    int failures = 0;
+    // Not ready, or ready but younger than min_uptime: the back-off goes on.
+    CHECK(policy.decide(killed(SIGKILL), 45000, 50000, failures, false).delay_ms == 0);
+    CHECK(policy.decide(killed(SIGKILL), 45010, 50010, failures, false).delay_ms == 100);
+    CHECK(policy.decide(killed(SIGKILL), 49021, 50020, failures, true).delay_ms == 200);
+    CHECK(failures == 3);
+    // Ready and up for min_uptime exactly: restarted at once, the run starts afresh.
+    const auto served = policy.decide(killed(SIGKILL), 49030, 50030, failures, true);
+    CHECK(served.what == verdict::restart);
+    CHECK(served.delay_ms == 0);
+    CHECK(failures == 1);
+    CHECK(policy.decide(killed(SIGKILL), 50030, 50040, failures, false).delay_ms == 100);
+}
+
+TEST_CASE("min_uptime: the intensity limit counts the restarts of workers that served") {
+    supervise::options opts = restarting(2, 10000);
+    opts.min_uptime = std::chrono::milliseconds(0);
+    supervise::detail::restart_policy policy(opts);
+    int failures = 0;
+    CHECK(policy.decide(killed(SIGKILL), 0, 100, failures, true).delay_ms == 0);
+    CHECK(policy.decide(killed(SIGKILL), 100, 200, failures, true).delay_ms == 0);
+    CHECK(policy.decide(killed(SIGKILL), 200, 300, failures, true).what == verdict::give_up);
+}
+
 TEST_CASE("intensity: more than max_restarts within restart_period gives up") {
     supervise::detail::restart_policy policy(restarting(3, 1000));
     int failures = 0;

@@ -214,6 +214,39 @@ TEST_CASE("back-off doubles up to restart_delay_max") {
     CHECK(reap_leftovers() == 0);
 }
 
+TEST_CASE("min_uptime: a worker that was ready and lived that long restarts at once, every time") {
+    pool_under_test pool;
+    auto opts = quick_options();
+    opts.max_restarts = 4;
+    opts.restart_period = std::chrono::hours(1);
+    opts.min_uptime = 0ms;  // ready is enough: each crash comes after the worker was ready
+    pool.start<supervise::one_for_one>(1, pool.crashing(0, 1, 1000), opts);
+    const auto status = pool.finish();
+    INFO(pool.logs.text());
+    // The intensity limit still counts every one of these restarts.
+    CHECK_MESSAGE(exited_with(status, 1), describe_status(status));
+    CHECK(pool.logs.occurrences("restarting worker 0\n") == 4);
+    CHECK(pool.logs.occurrences("restarting worker 0 in ") == 0);
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("min_uptime: a worker that dies before it is ready backs off all the same") {
+    pool_under_test pool;
+    auto opts = quick_options();
+    opts.max_restarts = 3;
+    opts.restart_period = std::chrono::hours(1);
+    opts.min_uptime = 0ms;
+    opts.wait_for_ready = true;  // and the scripted worker never calls ctx.ready()
+    pool.start<supervise::one_for_one>(1, pool.crashing(0, 1, 1000), opts);
+    const auto status = pool.finish();
+    INFO(pool.logs.text());
+    CHECK_MESSAGE(exited_with(status, 1), describe_status(status));
+    CHECK(pool.logs.occurrences("restarting worker 0\n") == 1);
+    CHECK(pool.logs.occurrences("restarting worker 0 in 10 ms") == 1);
+    CHECK(pool.logs.occurrences("restarting worker 0 in 20 ms") == 1);
+    CHECK(reap_leftovers() == 0);
+}
+
 TEST_CASE("a worker that recovers keeps the pool running") {
     pool_under_test pool;
     auto opts = quick_options();
@@ -300,6 +333,8 @@ TEST_CASE("restart options are checked before anything starts") {
               o.restart_delay = 2s;
               o.restart_delay_max = 1s;
           }).find("restart_delay must be between 0 and restart_delay_max") != std::string::npos);
+    CHECK(message_for([](supervise::options& o) { o.min_uptime = -1ms; }) ==
+          "supervise: min_uptime must be between 0 and 24 h (got -1 ms)");
     CHECK(message_for([](supervise::options& o) {
               o.fatal_exit_code = 300;
           }).find("fatal_exit_code must be -1 (off) or an exit status 0..255") !=

@@ -432,6 +432,13 @@ MUTANTS = [
      "opts_.drain_delay.count() > 0 &&", "opts_.drain_delay.count() < 0 &&"),
     ("graceful: the drain delay's end is no deadline of the master (it never ends while idle)",
      "        if (drain_until_ms_ >= 0) consider(drain_until_ms_);\n", ""),
+    # min_uptime: a worker that served restarts at once; one that never was ready backs off.
+    ("min_uptime: a worker that served still backs off (min_uptime ignored)",
+     "if ((was_ready && uptime >= min_uptime_ms_) || uptime >= period_ms_)",
+     "if (uptime >= period_ms_)"),
+    ("min_uptime: a worker that was never ready counts as one that served",
+     "if ((was_ready && uptime >= min_uptime_ms_) || uptime >= period_ms_)",
+     "if (uptime >= min_uptime_ms_ || uptime >= period_ms_)"),
 
 ]
 

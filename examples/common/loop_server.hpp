@@ -42,7 +42,8 @@ Options (also accepted as --option=value):
                          SIGQUIT stops gracefully, SIGHUP replaces the workers
                          one at a time, SIGUSR1 makes workers reopen their logs
   --strategy NAME        shutdown_all, one_for_one, one_for_all, rest_for_one
-  --max-restarts N, --restart-period MS, --user NAME   as for examples/daemon
+  --max-restarts N, --restart-period MS, --restart-delay MS,
+  --restart-delay-max MS, --min-uptime MS, --user NAME   as for examples/daemon
   --help                 print this help and exit
 )";
 

@@ -150,14 +150,18 @@ struct pool_flags {
     strategy_kind strategy = strategy_kind::shutdown_all;
     std::optional<int> max_restarts;  // unset: the library's defaults
     std::optional<std::chrono::milliseconds> restart_period;
+    std::optional<std::chrono::milliseconds> restart_delay;
+    std::optional<std::chrono::milliseconds> restart_delay_max;
+    std::optional<std::chrono::milliseconds> min_uptime;
     std::string user;
 
     bool restarting() const { return strategy != strategy_kind::shutdown_all; }
 };
 
 // Takes the current argument if it is one of the pool's flags (--workers,
-// --shutdown-timeout, --preset, --strategy, --max-restarts, --restart-period,
-// --user); false if it is not.
+// --shutdown-timeout, --drain-delay, --preset, --strategy, --max-restarts,
+// --restart-period, --restart-delay, --restart-delay-max, --min-uptime, --user);
+// false if it is not.
 inline bool take_pool_flag(arguments& args, pool_flags& flags) {
     const std::string_view flag = args.flag();
     if (flag == "--workers") {
@@ -175,6 +179,12 @@ inline bool take_pool_flag(arguments& args, pool_flags& flags) {
         flags.max_restarts = static_cast<int>(parse_number(flag, args.value(), 0, 1000000));
     } else if (flag == "--restart-period") {
         flags.restart_period = parse_duration(flag, args.value(), 1);
+    } else if (flag == "--restart-delay") {
+        flags.restart_delay = parse_duration(flag, args.value(), 0);
+    } else if (flag == "--restart-delay-max") {
+        flags.restart_delay_max = parse_duration(flag, args.value(), 0);
+    } else if (flag == "--min-uptime") {
+        flags.min_uptime = parse_duration(flag, args.value(), 0);
     } else if (flag == "--user") {
         flags.user = std::string(args.value());
         if (flags.user.empty()) throw usage_error("--user needs a user name or number");
@@ -186,10 +196,19 @@ inline bool take_pool_flag(arguments& args, pool_flags& flags) {
 
 // Combinations that mean nothing, refused rather than silently ignored.
 inline void check_pool_flags(const pool_flags& flags) {
-    if (!flags.restarting() && (flags.max_restarts || flags.restart_period)) {
+    if (!flags.restarting() && (flags.max_restarts || flags.restart_period ||
+                                flags.restart_delay || flags.restart_delay_max ||
+                                flags.min_uptime)) {
         throw usage_error(
-            "--max-restarts and --restart-period apply to a restarting --strategy "
-            "(one_for_one, one_for_all or rest_for_one)");
+            "--max-restarts, --restart-period, --restart-delay, --restart-delay-max and "
+            "--min-uptime apply to a restarting --strategy (one_for_one, one_for_all or "
+            "rest_for_one)");
+    }
+    if (flags.restart_delay && flags.restart_delay_max &&
+        *flags.restart_delay > *flags.restart_delay_max) {
+        throw usage_error("--restart-delay (" + std::to_string(flags.restart_delay->count()) +
+                          ") must not exceed --restart-delay-max (" +
+                          std::to_string(flags.restart_delay_max->count()) + ")");
     }
 }
 
@@ -200,6 +219,18 @@ inline void apply(const pool_flags& flags, supervise::options& opts) {
     opts.drain_delay = flags.drain_delay;
     if (flags.max_restarts) opts.max_restarts = *flags.max_restarts;
     if (flags.restart_period) opts.restart_period = *flags.restart_period;
+    // A cap below the default first delay lowers that delay too, and a first
+    // delay above the default cap raises the cap: one flag alone is never
+    // refused for the other's default.
+    if (flags.restart_delay_max) {
+        opts.restart_delay_max = *flags.restart_delay_max;
+        opts.restart_delay = std::min(opts.restart_delay, opts.restart_delay_max);
+    }
+    if (flags.restart_delay) {
+        opts.restart_delay = *flags.restart_delay;
+        opts.restart_delay_max = std::max(opts.restart_delay_max, opts.restart_delay);
+    }
+    if (flags.min_uptime) opts.min_uptime = *flags.min_uptime;
     opts.user = flags.user;
     // SIGTTIN / SIGTTOU (--preset nginx) scale between 1 and 4 times the
     // starting size, within the library's cap.

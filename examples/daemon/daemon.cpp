@@ -96,6 +96,11 @@ Options (also accepted as --option=value):
                          than N restarts within --restart-period, 0 to 1000000
                          (default 5)
   --restart-period MS    1 to 3600000 (default 10000)
+  --restart-delay MS     a worker that keeps failing is restarted at once, then
+                         after MS, 2*MS, 4*MS...; 0 to 3600000 (default 100)
+  --restart-delay-max MS the cap of that back-off, 0 to 3600000 (default 5000)
+  --min-uptime MS        a worker that was ready and lived MS is restarted at
+                         once, whatever came before; 0 to 3600000 (default 1000)
   --heartbeat-timeout MS a worker that shows no sign of life for MS gets SIGABRT,
                          then --strategy decides; 0 to 3600000 (default 0: off)
   --min-ready-workers N  GET /readyz answers 503 while fewer workers are ready;

@@ -73,7 +73,11 @@ Options (also accepted as --option=value):
   --restart-period MS    1 to 3600000 (default 10000)
   --backoff-max MS       a copy that keeps failing is restarted at once, then
                          after 100 ms, 200 ms, 400 ms... at most MS apart,
-                         0 to 3600000 (default 5000)
+                         0 to 3600000 (default 5000); the same as
+                         --restart-delay-max
+  --restart-delay MS     the first of those waits, 0 to 3600000 (default 100)
+  --min-uptime MS        a copy that was ready and ran for MS is restarted at
+                         once, whatever came before; 0 to 3600000 (default 1000)
   --shutdown-timeout MS  time a copy gets between SIGTERM and SIGKILL, 1 to
                          3600000 (default 5000)
   --drain-delay MS       a graceful stop first lets the copies serve on for MS
@@ -226,6 +230,9 @@ config parse_command_line(int argc, char** argv) {
     }
     if (cfg.help) return cfg;
     pool_choice::check_pool_flags(cfg.pool);
+    if (cfg.backoff_max && cfg.pool.restart_delay_max) {
+        throw usage_error("--backoff-max and --restart-delay-max are the same setting: give one");
+    }
     if (cfg.backoff_max && !cfg.pool.restarting()) {
         throw usage_error(
             "--backoff-max applies to a restarting --strategy (one_for_one, one_for_all or "
