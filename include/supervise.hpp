@@ -484,8 +484,9 @@ struct options {
 
     // Watchdog: a worker whose last heartbeat (worker_context::heartbeat(), or
     // any of its service points) is older than this gets SIGABRT (so it can
-    // dump core), SIGKILL after shutdown_timeout, and then the strategy
-    // decides. 0 turns it off, and then the master never wakes when idle.
+    // dump core) and SIGCONT (a stopped one too), SIGKILL after
+    // shutdown_timeout, and then the strategy decides. 0 turns it off, and
+    // then the master never wakes when idle.
     std::chrono::milliseconds heartbeat_timeout{0};
     // A worker counts as ready when it calls worker_context::ready(); without
     // this, as soon as its signal handling is in place. Readiness drives
@@ -3325,6 +3326,21 @@ class process_table {
             schedule(p, monotonic_ms() + opts_.shutdown_timeout.count());
         }
     }
+    // sig, then SIGCONT, for every signal that asks a worker to end. A
+    // stopped worker (SIGSTOP, SIGTSTP) acts on nothing but SIGKILL until it
+    // continues: a signal it catches, or a SIGABRT that dumps core, stays
+    // pending meanwhile (signal(7)), so without SIGCONT its stop would cost
+    // the whole shutdown_timeout and end in SIGKILL. sig goes first, so it is
+    // pending when the worker resumes and taken before the worker runs
+    // anything else, as systemd sends SIGCONT right after KillSignal=
+    // (systemd.kill(5)) and runsv after SIGTERM. The master cannot cheaply
+    // know which worker is stopped (SA_NOCLDSTOP hides the stops, /proc
+    // would be a read per worker and stale at once), and to a running worker
+    // SIGCONT is nothing: its default action is to continue, which it does.
+    void signal_to_end(worker_process<System>& p, int sig) {
+        signal(p, sig);
+        signal(p, SIGCONT);
+    }
     // Every process serving a slot (forward<SIG>); retirees are leaving.
     void signal_serving(int sig) {
         for (slot<System>& s : slots_) signal(s.process, sig);
@@ -3339,18 +3355,19 @@ class process_table {
         const std::int64_t deadline = monotonic_ms() + opts_.shutdown_timeout.count();
         if (graceful && graceful_signal_ != SIGTERM) {
             if (p.phase != stop_phase::running) return;
-            signal(p, graceful_signal_);
+            signal_to_end(p, graceful_signal_);
             p.phase = stop_phase::graceful;
         } else {
             if (p.phase == stop_phase::fast || p.phase == stop_phase::killed) return;
-            signal(p, SIGTERM);
+            signal_to_end(p, SIGTERM);
             p.phase = stop_phase::fast;
         }
         schedule(p, deadline);
     }
-    // The watchdog's SIGABRT, then the usual SIGKILL deadline.
+    // The watchdog's SIGABRT (with SIGCONT: a worker stalled because it is
+    // stopped dumps core at once), then the usual SIGKILL deadline.
     void abort_stale(worker_process<System>& p, std::int64_t now) {
-        signal(p, SIGABRT);
+        signal_to_end(p, SIGABRT);
         p.phase = stop_phase::fast;
         schedule(p, now + opts_.shutdown_timeout.count());
     }

@@ -279,6 +279,15 @@ std::string kill_line(pid_t pid, const char* sig) {
     return "kill " + std::to_string(pid) + " " + sig;
 }
 
+// A signal that asks a worker to end, then the SIGCONT that follows it (a
+// stopped worker acts on it too): the two kill lines.
+std::vector<std::string> end_lines(pid_t pid, const char* sig) {
+    return {kill_line(pid, sig), kill_line(pid, "SIGCONT")};
+}
+void add_end_lines(std::vector<std::string>& lines, pid_t pid, const char* sig) {
+    for (std::string& line : end_lines(pid, sig)) lines.push_back(std::move(line));
+}
+
 std::string worker_line(int index, pid_t pid, const std::string& what) {
     return "worker " + std::to_string(index) + " (pid " + std::to_string(pid) + ") " + what;
 }
@@ -306,9 +315,9 @@ TEST_CASE("graceful_stop: SIGQUIT lets every worker finish; no SIGTERM or SIGKIL
               std::vector<std::string>{"stopping " + me + " graceful SIGQUIT"});
         CHECK(pool.count("exiting " + me) == 1);
         CHECK(pool.count(worker_line(i, pool.pid_of(i, 0), "exited with status 0")) == 1);
-        quits.push_back(kill_line(pool.pid_of(i, 0), "SIGQUIT"));
+        add_end_lines(quits, pool.pid_of(i, 0), "SIGQUIT");
     }
-    // The graceful signal only, once per worker, newest first.
+    // The graceful signal (and its SIGCONT) only, once per worker, newest first.
     CHECK(pool.lines("kill ") == quits);
     CHECK(pool.count("sending SIGTERM") == 0);
     CHECK(pool.count("sending SIGKILL") == 0);
@@ -384,7 +393,7 @@ TEST_CASE("graceful_stop is bounded: workers still busy after shutdown_timeout g
     CHECK(pool.count("sending SIGKILL") == 0);
     std::vector<std::string> kills;
     for (const char* sig : {"SIGQUIT", "SIGTERM"}) {
-        for (int i = 2; i >= 0; --i) kills.push_back(kill_line(pool.pid_of(i, 0), sig));
+        for (int i = 2; i >= 0; --i) add_end_lines(kills, pool.pid_of(i, 0), sig);
     }
     CHECK(pool.lines("kill ") == kills);
     for (int i = 0; i < 3; ++i) {
@@ -421,9 +430,10 @@ TEST_CASE("a terminate signal during a graceful stop hurries it at once; one mor
     CHECK(pool.count("ms of graceful stop") == 0);
     CHECK(pool.count("ms; sending SIGKILL") == 0);
     std::vector<std::string> kills;
-    for (const char* sig : {"SIGQUIT", "SIGTERM", "SIGKILL"}) {
-        for (int i = 2; i >= 0; --i) kills.push_back(kill_line(pool.pid_of(i, 0), sig));
+    for (const char* sig : {"SIGQUIT", "SIGTERM"}) {
+        for (int i = 2; i >= 0; --i) add_end_lines(kills, pool.pid_of(i, 0), sig);
     }
+    for (int i = 2; i >= 0; --i) kills.push_back(kill_line(pool.pid_of(i, 0), "SIGKILL"));
     CHECK(pool.lines("kill ") == kills);
     for (int i = 0; i < 3; ++i) {
         CHECK(pool.count(worker_line(i, pool.pid_of(i, 0), "killed by signal 9 (SIGKILL)")) == 1);
@@ -541,7 +551,7 @@ TEST_CASE("scale_up adds worker N; scale_down retires the newest worker graceful
         INFO(pool.stream.text());
         CHECK(pool.lines("stopping ") == std::vector<std::string>{"stopping 2 gen 0 graceful "
                                                                   "SIGQUIT"});
-        CHECK(pool.lines("kill ") == std::vector<std::string>{kill_line(added, "SIGQUIT")});
+        CHECK(pool.lines("kill ") == end_lines(added, "SIGQUIT"));
     }
     CHECK(pool.table() == pool.running(0, 2));
     // Room again: TTIN adds a fresh worker 2.
@@ -572,8 +582,9 @@ TEST_CASE("scale_up and scale_down stop at max_workers and min_workers") {
     CHECK(pool.count("adding worker") == 0);
     CHECK(pool.count("removing worker") == 0);
     // The only signals sent were the final stop's.
-    CHECK(pool.lines("kill ") == std::vector<std::string>{kill_line(pool.pid_of(1, 0), "SIGTERM"),
-                                                          kill_line(pool.pid_of(0, 0), "SIGTERM")});
+    std::vector<std::string> terms = end_lines(pool.pid_of(1, 0), "SIGTERM");
+    add_end_lines(terms, pool.pid_of(0, 0), "SIGTERM");
+    CHECK(pool.lines("kill ") == terms);
     CHECK(reap_leftovers() == 0);
 }
 
@@ -589,7 +600,7 @@ TEST_CASE("stop_workers parks every worker, the master stays; rolling_reload bri
         for (int i = 2; i >= 0; --i) {
             CHECK(pool.count(retired_line(i, pool.pid_of(i, 0), "exited with status 0")) == 1);
             CHECK(pool.count("stopping " + std::to_string(i) + " gen 0 graceful SIGQUIT") == 1);
-            quits.push_back(kill_line(pool.pid_of(i, 0), "SIGQUIT"));
+            add_end_lines(quits, pool.pid_of(i, 0), "SIGQUIT");
         }
         CHECK(pool.lines("kill ") == quits);
     }

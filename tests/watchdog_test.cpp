@@ -5,6 +5,7 @@
 #include <sys/un.h>
 
 #include <cstdlib>
+#include <fstream>
 
 #include "harness.hpp"
 
@@ -41,6 +42,127 @@ TEST_CASE("a worker that stops sending heartbeats gets SIGABRT and is replaced")
                                   ") sent no heartbeat") == 1);
     CHECK(master.logs.occurrences("killed by signal 6 (SIGABRT)") == 1);
     CHECK(reap_leftovers() == 0);
+}
+
+namespace {
+
+// The state letter of /proc/PID/stat ('T' stopped, 't' traced, 'S' asleep,
+// ...), or 0 once the process is gone.
+char process_state(pid_t pid) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(file, stat);
+    // The command name, in parentheses, may hold spaces and parentheses.
+    const auto close = stat.rfind(')');
+    return close == std::string::npos || close + 2 >= stat.size() ? '\0' : stat[close + 2];
+}
+
+// True once `pid` is stopped; false if the test's patience ran out first.
+bool wait_stopped(pid_t pid) {
+    const std::int64_t deadline = now_ms() + patience.count();
+    while (process_state(pid) != 'T') {
+        if (now_ms() >= deadline) return false;
+        ::sched_yield();
+    }
+    return true;
+}
+
+}  // namespace
+
+// A stopped worker cannot act on SIGABRT: it stays pending until the worker
+// continues. Without the SIGCONT that follows it, the worker would be
+// replaced only at the SIGKILL, shutdown_timeout (here 30 s, far beyond the
+// test's patience) after the SIGABRT.
+TEST_CASE("a stopped worker (SIGSTOP) gets SIGABRT and SIGCONT from the watchdog: replaced at once") {
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(2, log_fd);
+        opts.heartbeat_timeout = 200ms;
+        opts.shutdown_timeout = 30s;
+        auto pool = supervise::make_pool<supervise::seed_master_signals,
+                                         supervise::seed_worker_signals, supervise::one_for_one>(
+            [fd = report_fd](supervise::worker_context& ctx) {
+                say_up(fd, ctx);
+                if (ctx.index() == 1 && ctx.generation() == 0) {
+                    ::raise(SIGSTOP);
+                    // Continued without dying: hung, and past its watchdog.
+                    for (;;) ::pause();
+                }
+                while (ctx.sleep_for(-1ms)) {
+                }
+                return 0;
+            },
+            opts);
+        return pool.run().exit_status;
+    });
+    // Within the test's patience (10 s), a third of shutdown_timeout.
+    const bool replaced = master.logs.wait_for("is back, generation 1");
+    const auto status = master.terminate();
+    master.logs.wait_eof();
+    master.reports.wait_eof();
+    INFO(master.logs.text());
+    CHECK(replaced);
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    const std::string stopped = "worker 1 (pid " + std::to_string(worker_pid(master.reports, 1));
+    CHECK(master.logs.occurrences(stopped + ") sent no heartbeat") == 1);
+    CHECK(master.logs.occurrences(stopped + ") killed by signal 6 (SIGABRT)") == 1);
+    CHECK(master.logs.occurrences("sending SIGKILL") == 0);
+    CHECK(reap_leftovers() == 0);
+}
+
+namespace {
+
+// A pool (the nginx preset: SIGQUIT stops it gracefully) whose worker 1
+// stops itself once up. The pool's stop, graceful or fast, must reach it as
+// it reaches the others: a stopped worker only takes a signal it catches once
+// it continues, and the SIGKILL deadline (shutdown_timeout: here an hour) is
+// far beyond the test's patience.
+void stop_with_a_stopped_worker(int stop_signal) {
+    master_process master([&](int log_fd, int report_fd) {
+        auto opts = test_options(2, log_fd);
+        opts.shutdown_timeout = std::chrono::hours(1);
+        auto pool = supervise::make_pool<supervise::nginx_master_signals,
+                                         supervise::nginx_worker_signals>(
+            [fd = report_fd](supervise::worker_context& ctx) {
+                say_up(fd, ctx);
+                if (ctx.index() == 1) ::raise(SIGSTOP);
+                while (ctx.sleep_for(-1ms)) {
+                }
+                say(fd, "exiting " + std::to_string(ctx.index()) +
+                            (ctx.stop_is_graceful() ? " graceful" : " fast"));
+                return 0;
+            },
+            opts);
+        return pool.run().exit_status;
+    });
+    REQUIRE(master.reports.wait_for("up ", 2));
+    const pid_t stopped = worker_pid(master.reports, 1);
+    REQUIRE(stopped > 0);
+    REQUIRE(wait_stopped(stopped));
+    ::kill(master.pid(), stop_signal);
+    const auto status = master.finish();
+    master.reports.wait_eof();
+    INFO(master.logs.text());
+    INFO(master.reports.text());
+    CHECK_MESSAGE(exited_with(status, 0), describe_status(status));
+    const char* how = stop_signal == SIGQUIT ? " graceful" : " fast";
+    for (int i = 0; i < 2; ++i) {
+        CHECK(master.reports.occurrences("exiting " + std::to_string(i) + how) == 1);
+    }
+    CHECK(master.logs.occurrences("worker 1 (pid " + std::to_string(stopped) +
+                                  ") exited with status 0") == 1);
+    CHECK(master.logs.occurrences("sending SIGTERM") == 0);
+    CHECK(master.logs.occurrences("sending SIGKILL") == 0);
+    CHECK(reap_leftovers() == 0);
+}
+
+}  // namespace
+
+TEST_CASE("a fast stop reaches a stopped worker (SIGTERM, then SIGCONT) without a timeout") {
+    stop_with_a_stopped_worker(SIGTERM);
+}
+
+TEST_CASE("a graceful stop reaches a stopped worker (SIGQUIT, then SIGCONT) without a timeout") {
+    stop_with_a_stopped_worker(SIGQUIT);
 }
 
 TEST_CASE("with wait_for_ready, on_ready waits for every worker's ready()") {

@@ -439,6 +439,13 @@ MUTANTS = [
     ("min_uptime: a worker that was never ready counts as one that served",
      "if ((was_ready && uptime >= min_uptime_ms_) || uptime >= period_ms_)",
      "if (uptime >= min_uptime_ms_ || uptime >= period_ms_)"),
+    # SIGCONT after each signal that asks a worker to end: a stopped worker acts on it at once.
+    ("stopped worker: the watchdog's SIGABRT without SIGCONT (replaced only at the SIGKILL)",
+     "        signal_to_end(p, SIGABRT);", "        signal(p, SIGABRT);"),
+    ("stopped worker: a fast stop's SIGTERM without SIGCONT (it waits for the SIGKILL)",
+     "            signal_to_end(p, SIGTERM);", "            signal(p, SIGTERM);"),
+    ("stopped worker: a graceful stop's signal without SIGCONT (it waits for the timeouts)",
+     "            signal_to_end(p, graceful_signal_);", "            signal(p, graceful_signal_);"),
 
 ]
 
@@ -450,6 +457,7 @@ MUTANTS = [
 # A mutant is caught as soon as one test fails, so the test most likely to catch it runs first;
 # the others are built and run only if it survives there. Keys are words of the description.
 FIRST_CATCHER = [
+    ("stopped worker", "watchdog_test"),
     ("daemon's /", "daemon_test"), ("daemon's requests", "daemon_test"),
     ("pool's page", "metrics_test"), ("readiness", "metrics_test"), ("metrics", "metrics_test"),
     ("daemon's loop", "daemon_test"), ("hostile", "security_test"),
