@@ -209,6 +209,7 @@ TEST_CASE("--help prints every option on stdout and exits 0") {
     std::vector<std::string> words = {"--workers", "--preset", "--strategy", "--ready-fd"};
     words.insert(words.end(), {"--shutdown-timeout", "--max-restarts", "--restart-period"});
     words.insert(words.end(), {"--backoff-max", "--pid1", "--help", "--forward-signals"});
+    words.insert(words.end(), {"--restart-delay", "--min-uptime"});
     words.insert(words.end(), {"--user", "--allow-new-privileges", "--listen", "LISTEN_FDS",
                                "LISTEN_PID", "LISTEN_FDNAMES"});
     words.insert(words.end(), {"SUPERVISE_WORKER_INDEX", "one_for_one", "shutdown_all",
@@ -249,6 +250,11 @@ TEST_CASE("bad input: one line, exit status 2, and nothing started") {
         // Restart settings without a strategy that restarts.
         with_command({"--strategy", "shutdown_all", "--max-restarts", "3"}),
         with_command({"--strategy=shutdown_all", "--backoff-max", "100"}),
+        with_command({"--strategy=shutdown_all", "--min-uptime", "100"}),
+        with_command({"--strategy=shutdown_all", "--restart-delay", "100"}),
+        with_command({"--min-uptime", "-1"}),
+        with_command({"--restart-delay", "2000", "--restart-delay-max", "1000"}),
+        with_command({"--backoff-max", "100", "--restart-delay-max", "100"}),
         // 0, 1, 2 are the command's; the library takes 3 to 1023.
         with_command({"--ready-fd", "2"}),
         with_command({"--ready-fd", "1024"}),
@@ -306,6 +312,12 @@ TEST_CASE("bad input names the problem") {
         {{"--strategy", "shutdown_all", "--backoff-max", "1", "--", "true"},
          "--backoff-max applies to a restarting --strategy"},
         {{"--allow-new-privileges", "--", "true"}, "--allow-new-privileges applies with --user"},
+        {{"--strategy", "shutdown_all", "--min-uptime", "1", "--", "true"},
+         "--min-uptime apply to a restarting --strategy"},
+        {{"--restart-delay", "20", "--restart-delay-max", "10", "--", "true"},
+         "--restart-delay (20) must not exceed --restart-delay-max (10)"},
+        {{"--backoff-max", "1", "--restart-delay-max", "1", "--", "true"},
+         "--backoff-max and --restart-delay-max are the same setting"},
         {{"--listen", "web", "--", "true"}, "--listen takes NAME=ADDRESS (got 'web')"},
         {{"--listen", "web=localhost:80", "--", "true"},
          "supervise: listener 'web': cannot use address 'localhost:80': 'localhost' is not an "
@@ -609,6 +621,28 @@ TEST_CASE("--backoff-max caps the doubling delay between restarts of a failing c
     CHECK(exec.err.occurrences("; restarting worker 0 in 150 ms") == 2);
     CHECK(exec.err.occurrences(" in 200 ms") == 0);
     CHECK(exec.err.line_with("more than 4 restarts"));
+    CHECK(reap_leftovers() == 0);
+}
+
+TEST_CASE("--min-uptime and --restart-delay: a copy that was ready restarts at once, else backs off") {
+    // A copy is ready once its process is up (no --ready-fd), so with --min-uptime 0 every
+    // death is one of a copy that served: no wait, even with a 60 s first delay.
+    exec_process served({"--max-restarts", "3", "--restart-delay", "60000", "--min-uptime", "0",
+                         "--", "sh", "-c", "exit 4"});
+    const std::optional<int> served_status = served.finish();
+    INFO(served.err.text());
+    CHECK(exited_with(served_status, 4));
+    CHECK(served.err.occurrences("; restarting worker 0\n") == 3);
+    CHECK(served.err.occurrences("; restarting worker 0 in ") == 0);
+    // The twin: the default min_uptime (1 s) is longer than the copy lived.
+    exec_process looping({"--max-restarts", "3", "--restart-delay", "30", "--", "sh", "-c",
+                          "exit 4"});
+    const std::optional<int> looping_status = looping.finish();
+    INFO(looping.err.text());
+    CHECK(exited_with(looping_status, 4));
+    CHECK(looping.err.occurrences("; restarting worker 0\n") == 1);
+    CHECK(looping.err.occurrences("; restarting worker 0 in 30 ms") == 1);
+    CHECK(looping.err.occurrences("; restarting worker 0 in 60 ms") == 1);
     CHECK(reap_leftovers() == 0);
 }
 
